@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every trigger needs: settings, clients, clock, auth and the HTTP edge."""
