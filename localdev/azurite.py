@@ -1,0 +1,106 @@
+"""Start and stop Azurite (the npm package pinned in package.json) on loopback ports."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Azurite:
+    """A running Azurite: blob, queue and table services on loopback."""
+
+    blob_port: int = 0
+    queue_port: int = 0
+    table_port: int = 0
+    location: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def connection_string(self) -> str:
+        base = "http://127.0.0.1"
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint={base}:{self.blob_port}/{DEV_ACCOUNT};"
+            f"QueueEndpoint={base}:{self.queue_port}/{DEV_ACCOUNT};"
+            f"TableEndpoint={base}:{self.table_port}/{DEV_ACCOUNT};"
+        )
+
+    def start(self, timeout: float = 30.0) -> Azurite:
+        exe = ROOT / "node_modules" / ".bin" / "azurite"
+        if not exe.exists():
+            raise RuntimeError("Azurite is not installed: run `npm ci` in the project root")
+        if self.location is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="azurite-")
+            self.location = Path(self._tmp.name)
+        self.blob_port = self.blob_port or free_port()
+        self.queue_port = self.queue_port or free_port()
+        self.table_port = self.table_port or free_port()
+        log = (self.location / "azurite.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                str(exe),
+                "--silent",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--location", str(self.location),
+                "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
+                "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+                "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
+        deadline = time.monotonic() + timeout
+        ports = (self.blob_port, self.queue_port, self.table_port)
+        while not all(_port_open(p) for p in ports):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Azurite exited early; see {self.location / 'azurite.log'}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("Azurite did not start in time")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp.name, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Azurite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
