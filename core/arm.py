@@ -1,0 +1,228 @@
+"""The ARM adapter: subscription listing and Activity Log pages over one azure-core pipeline.
+
+Pages are returned as raw JSON bytes so the caller can parse them straight into its own models.
+Failures surface as the domain errors below; nothing here knows about HTTP answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from azure.core import PipelineClient
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import (
+    BearerTokenCredentialPolicy,
+    HeadersPolicy,
+    HTTPPolicy,
+    RetryPolicy,
+    UserAgentPolicy,
+)
+from azure.core.rest import HttpRequest
+
+from core.errors import ConnectorError
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIPTIONS_API_VERSION = "2022-12-01"
+ACTIVITY_LOG_API_VERSION = "2015-04-01"
+USER_AGENT = "azure-app-connector/0.1"
+
+
+class ArmError(ConnectorError):
+    """ARM could not be read."""
+
+    code = "ArmError"
+
+    def __init__(self, message: str, *, status: int | None = None, arm_code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.arm_code = arm_code
+
+
+class ArmSignInFailed(ArmError):
+    """The connector's identity could not get a token from Entra ID."""
+
+
+class ArmAccessDenied(ArmError):
+    """401/403: the identity lacks a role (or the token was refused)."""
+
+
+class ArmNotFound(ArmError):
+    """404: the subscription no longer exists."""
+
+
+class ArmUnavailable(ArmError):
+    """ARM could not be reached or kept failing after retries."""
+
+
+class ArmBadRequest(ArmError):
+    """400: ARM refused the request (a filter it does not accept, a window older than 90 days)."""
+
+
+class ArmThrottled(Exception):
+    """429 whose Retry-After is longer than we are willing to wait inside the function.
+
+    Deliberately not an AzureError, so azure-core's RetryPolicy does not retry it.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"ARM throttled the request; retry after {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+class _LongThrottlePolicy(HTTPPolicy[Any, Any]):
+    """Turns a 429 with a long Retry-After into ArmThrottled instead of a sleep."""
+
+    def __init__(self, max_inline_wait: float) -> None:
+        super().__init__()
+        self._max = max_inline_wait
+
+    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        response = self.next.send(request)
+        if response.http_response.status_code == 429:
+            retry_after = _retry_after(response.http_response.headers.get("Retry-After"))
+            if retry_after > self._max:
+                raise ArmThrottled(retry_after)
+        return response
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 1.0
+    except ValueError:
+        return 60.0
+
+
+@dataclass(frozen=True)
+class ArmSubscription:
+    subscription_id: str
+    display_name: str
+    state: str
+
+
+def _iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ArmClient:
+    """Reads ARM with the connector's own identity."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credential: TokenCredential,
+        scope: str,
+        *,
+        max_inline_wait: float = 10.0,
+        retry_total: int = 3,
+        backoff_factor: float = 0.8,
+        timeout: float = 60.0,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._timeout = timeout
+        policies: list[Any] = [
+            HeadersPolicy({"Accept": "application/json"}),
+            UserAgentPolicy(USER_AGENT),
+            RetryPolicy(retry_total=retry_total, retry_backoff_factor=backoff_factor, retry_backoff_max=30),
+            BearerTokenCredentialPolicy(credential, scope),
+            _LongThrottlePolicy(max_inline_wait),
+        ]
+        self._client: PipelineClient[Any, Any] = PipelineClient(base_url=self.endpoint, policies=policies)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _get(self, url: str) -> bytes:
+        request = HttpRequest("GET", url)
+        try:
+            response = self._client.send_request(request, stream=False, connection_timeout=10,
+                                                 read_timeout=self._timeout)
+        except ClientAuthenticationError as exc:
+            raise ArmSignInFailed(_sign_in_message(exc)) from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise ArmUnavailable(f"ARM could not be reached at {self.endpoint}: {type(exc).__name__}") from exc
+        status = response.status_code
+        if status == 200:
+            return bytes(response.read())
+        code, message = _arm_error(response.read())
+        if status in (401, 403):
+            raise ArmAccessDenied(message, status=status, arm_code=code)
+        if status == 404:
+            raise ArmNotFound(message, status=status, arm_code=code)
+        if status == 400:
+            raise ArmBadRequest(message, status=status, arm_code=code)
+        if status == 429:
+            raise ArmThrottled(_retry_after(response.headers.get("Retry-After")))
+        raise ArmUnavailable(f"ARM answered {status} {code or ''}: {message}".strip(), status=status, arm_code=code)
+
+    def list_subscriptions(self) -> list[ArmSubscription]:
+        """Every subscription the identity can read, following nextLink."""
+        url: str | None = f"{self.endpoint}/subscriptions?api-version={SUBSCRIPTIONS_API_VERSION}"
+        found: list[ArmSubscription] = []
+        pages = 0
+        while url:
+            pages += 1
+            if pages > 1000:
+                raise ArmUnavailable("ARM kept returning nextLink for the subscription list")
+            document = _json(self._get(url))
+            for item in document.get("value") or []:
+                sub_id = item.get("subscriptionId")
+                if not isinstance(sub_id, str) or not sub_id:
+                    continue
+                found.append(
+                    ArmSubscription(
+                        subscription_id=sub_id.lower(),
+                        display_name=str(item.get("displayName") or sub_id),
+                        state=str(item.get("state") or "Enabled"),
+                    )
+                )
+            url = document.get("nextLink") or None
+        return found
+
+    def activity_log_url(self, subscription_id: str, start: datetime, end: datetime) -> str:
+        flt = f"eventTimestamp ge '{_iso(start)}' and eventTimestamp le '{_iso(end)}'"
+        return (
+            f"{self.endpoint}/subscriptions/{quote(subscription_id)}/providers/Microsoft.Insights/"
+            f"eventtypes/management/values?api-version={ACTIVITY_LOG_API_VERSION}&$filter={quote(flt)}"
+        )
+
+    def activity_log_page(self, url: str) -> bytes:
+        """The raw JSON of one Activity Log page; `url` is activity_log_url(...) or a nextLink."""
+        return self._get(url)
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise ArmUnavailable("ARM answered with a body that is not JSON") from exc
+    if not isinstance(document, dict):
+        raise ArmUnavailable("ARM answered with an unexpected JSON document")
+    return document
+
+
+def _arm_error(body: bytes) -> tuple[str | None, str]:
+    try:
+        document = json.loads(body)
+        error = document.get("error") or {}
+        return error.get("code"), str(error.get("message") or "no message")
+    except (ValueError, AttributeError):
+        return None, body[:200].decode("utf-8", "replace") or "no message"
+
+
+def _sign_in_message(exc: ClientAuthenticationError) -> str:
+    text = str(exc.message or exc)
+    # Keep the AADSTS code and first sentence; never anything that could carry a secret.
+    first = text.split("\n")[0][:300]
+    return f"The connector's identity could not sign in to Entra ID: {first}"

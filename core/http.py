@@ -1,0 +1,100 @@
+"""The HTTP edge: authentication, JSON bodies, and the one mapping from domain errors to answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from core.auth import Principal, require_admin
+from core.errors import (
+    Conflict,
+    ConnectorError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SettingsError,
+    Unauthenticated,
+)
+from core.runtime import Runtime, get_runtime
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+_STATUS: list[tuple[type[ConnectorError], int]] = [
+    (InvalidInput, 400),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (SettingsError, 500),
+]
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status_code=status,
+        mimetype="application/json",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def error_response(status: int, code: str, message: str) -> func.HttpResponse:
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
+    return json_response(status, {"error": {"code": code, "message": message}}, headers)
+
+
+def answer_for(exc: ConnectorError) -> func.HttpResponse:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return error_response(status, exc.code, exc.message)
+    logger.error("Unmapped connector error %s: %s", type(exc).__name__, exc.message)
+    return error_response(500, "InternalError", "The connector failed to answer; see its logs.")
+
+
+def authenticate(req: func.HttpRequest, runtime: Runtime, *, admin: bool = False) -> Principal:
+    principal = runtime.tokens.authenticate(req.headers.get("Authorization"))
+    if admin:
+        require_admin(principal)
+    return principal
+
+
+def read_json_body(req: func.HttpRequest, *, required: bool = False) -> dict[str, Any] | None:
+    raw = req.get_body() or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidInput("body", f"is larger than {MAX_BODY_BYTES // 1024} KiB")
+    if not raw.strip():
+        if required:
+            raise InvalidInput("body", "a JSON object is required")
+        return None
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("body", "is not valid JSON") from exc
+    if not isinstance(document, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    return document
+
+
+Handler = Callable[[func.HttpRequest, Runtime], func.HttpResponse]
+
+
+def handle_http(
+    req: func.HttpRequest, handler: Handler, *, runtime: Callable[[], Runtime] = get_runtime
+) -> func.HttpResponse:
+    """Run a handler for an HTTP trigger: get the runtime, map domain errors to JSON answers."""
+    try:
+        return handler(req, runtime())
+    except ConnectorError as exc:
+        if isinstance(exc, SettingsError):
+            logger.error("Configuration error: %s", exc.message)
+        return answer_for(exc)
+    except Exception:  # the HTTP edge: anything unexpected is logged and answered without internals
+        logger.exception("Unhandled error in %s", getattr(handler, "__name__", "handler"))
+        return error_response(500, "InternalError", "The connector failed to answer; see its logs.")

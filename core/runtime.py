@@ -1,0 +1,127 @@
+"""The one place where settings are validated and clients are built, once per worker.
+
+Triggers call `get_runtime()`; tests and the local tooling may `install_runtime()` one they built
+themselves (Azurite-backed, emulator-backed, with a fake clock) instead of patching modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableServiceClient
+from azure.identity import ClientSecretCredential, DefaultAzureCredential, ManagedIdentityCredential
+from azure.storage.queue import QueueServiceClient
+
+from core.arm import ArmClient
+from core.auth import SigningKeys, TokenValidator, pipeline_fetcher
+from core.clock import Clock, SystemClock
+from core.settings import Settings, load_settings
+from core.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    arm: ArmClient
+    storage: Storage
+    tokens: TokenValidator
+
+
+def arm_credential(settings: Settings) -> TokenCredential:
+    """The connector's own identity for ARM: a client secret locally, managed identity in Azure."""
+    if settings.client_secret:
+        settings.require("AZURE_TENANT_ID", "AZURE_CLIENT_ID")
+        assert settings.tenant_id and settings.client_id
+        return ClientSecretCredential(
+            settings.tenant_id,
+            settings.client_id,
+            settings.client_secret,
+            authority=settings.authority_host,
+            disable_instance_discovery=not settings.public_cloud_authority,
+        )
+    if settings.client_id:
+        return ManagedIdentityCredential(client_id=settings.client_id)
+    return ManagedIdentityCredential()
+
+
+def _storage_credential(settings: Settings) -> TokenCredential:
+    if (settings.storage_credential or "").lower() == "managedidentity":
+        if settings.storage_client_id:
+            return ManagedIdentityCredential(client_id=settings.storage_client_id)
+        return ManagedIdentityCredential()
+    return DefaultAzureCredential()
+
+
+def build_storage(settings: Settings) -> Storage:
+    if settings.storage_connection_string:
+        tables = TableServiceClient.from_connection_string(settings.storage_connection_string)
+        queues = QueueServiceClient.from_connection_string(settings.storage_connection_string)
+    else:
+        account = settings.storage_account_name
+        table_uri = settings.storage_table_uri or f"https://{account}.table.core.windows.net"
+        queue_uri = settings.storage_queue_uri or f"https://{account}.queue.core.windows.net"
+        credential = _storage_credential(settings)
+        tables = TableServiceClient(endpoint=table_uri, credential=credential)
+        queues = QueueServiceClient(account_url=queue_uri, credential=credential)
+    return Storage(tables, queues, table_prefix=settings.table_prefix, pull_queue=settings.pull_queue)
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    credential: TokenCredential | None = None,
+    storage: Storage | None = None,
+) -> Runtime:
+    settings.require("AZURE_TENANT_ID", "CONNECTOR_API_AUDIENCE")
+    assert settings.tenant_id and settings.api_audience
+    clock = clock or SystemClock()
+    arm = ArmClient(
+        settings.arm_endpoint,
+        credential or arm_credential(settings),
+        settings.arm_scope,
+        max_inline_wait=settings.pull_max_inline_wait_seconds,
+    )
+    keys = SigningKeys(settings.openid_configuration_url, pipeline_fetcher())
+    tokens = TokenValidator(
+        keys=keys,
+        issuer=settings.issuer,
+        audience=settings.api_audience,
+        tenant_id=settings.tenant_id,
+        clock=clock,
+        leeway_seconds=settings.token_leeway_seconds,
+    )
+    return Runtime(settings=settings, clock=clock, arm=arm, storage=storage or build_storage(settings), tokens=tokens)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The worker's runtime, built on first use. Raises SettingsError (not cached) on bad settings."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            runtime = build_runtime(load_settings())
+            runtime.storage.ensure()
+            _runtime = runtime
+        return _runtime
+
+
+def install_runtime(runtime: Runtime | None) -> None:
+    """Use this runtime for every trigger in this process (tests, local tooling); None resets."""
+    global _runtime
+    with _lock:
+        _runtime = runtime
+
+
+def configure_logging() -> None:
+    for name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "msal", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)

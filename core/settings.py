@@ -1,0 +1,155 @@
+"""Every app setting the connector reads, validated once per worker.
+
+Each field's alias is the app setting's (environment variable's) exact name. `setting_names()`
+is the list that `local.settings.sample.json`, the README and `infra/` must all carry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import SettingsError
+
+PUBLIC_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+    }
+)
+
+
+NonNegative = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(gt=0)]
+
+
+
+class Settings(BaseSettings):
+    """The connector's settings. Build with `load_settings()` to get a readable error."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # Storage: a connection string, or identity-based settings (managed identity in Azure).
+    storage_connection_string: str | None = Field(None, alias="AzureWebJobsStorage")
+    storage_account_name: str | None = Field(None, alias="AzureWebJobsStorage__accountName")
+    storage_queue_uri: str | None = Field(None, alias="AzureWebJobsStorage__queueServiceUri")
+    storage_table_uri: str | None = Field(None, alias="AzureWebJobsStorage__tableServiceUri")
+    storage_blob_uri: str | None = Field(None, alias="AzureWebJobsStorage__blobServiceUri")
+    storage_credential: str | None = Field(None, alias="AzureWebJobsStorage__credential")
+    storage_client_id: str | None = Field(None, alias="AzureWebJobsStorage__clientId")
+
+    # Azure and Entra ID.
+    arm_endpoint: str = Field("https://management.azure.com", alias="ARM_ENDPOINT")
+    authority_host: str = Field("https://login.microsoftonline.com", alias="AZURE_AUTHORITY_HOST")
+    tenant_id: str | None = Field(None, alias="AZURE_TENANT_ID")
+    client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
+    client_secret: str | None = Field(None, alias="AZURE_CLIENT_SECRET", repr=False)
+    api_audience: str | None = Field(None, alias="CONNECTOR_API_AUDIENCE")
+    token_leeway_seconds: NonNegative = Field(120, alias="TOKEN_CLOCK_SKEW_SECONDS")
+
+    # Fan-out and pull.
+    fanout_schedule: str = Field("0 */5 * * * *", alias="FANOUT_SCHEDULE")
+    pull_queue: str = Field("activity-pull", alias="PULL_QUEUE")
+    pull_overlap_seconds: NonNegative = Field(900, alias="PULL_OVERLAP_SECONDS")
+    pull_lag_seconds: NonNegative = Field(60, alias="PULL_LAG_SECONDS")
+    pull_max_pages: Positive = Field(25, alias="PULL_MAX_PAGES")
+    pull_max_window_minutes: Positive = Field(360, alias="PULL_MAX_WINDOW_MINUTES")
+    pull_max_inline_wait_seconds: NonNegative = Field(10, alias="PULL_MAX_INLINE_WAIT_SECONDS")
+    pull_lease_seconds: Positive = Field(600, alias="PULL_LEASE_SECONDS")
+
+    # Retention and storage names.
+    retention_days: Positive = Field(180, alias="ACTIVITY_RETENTION_DAYS")
+    retention_schedule: str = Field("0 30 2 * * *", alias="RETENTION_SCHEDULE")
+    table_prefix: str = Field("azconn", alias="STORAGE_TABLE_PREFIX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,29}$")
+
+    @field_validator("arm_endpoint", "authority_host")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (bearer tokens are never sent over plain http)")
+        return value
+
+    @field_validator("pull_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]", value):
+            raise ValueError(
+                "must be a valid queue name: 3-56 lower-case letters, digits and single hyphens "
+                "(the host adds '-poison')"
+            )
+        return value
+
+    @field_validator("fanout_schedule", "retention_schedule")
+    @classmethod
+    def _ncrontab(cls, value: str) -> str:
+        if len(value.split()) != 6:
+            raise ValueError("must be a six-field NCRONTAB expression: second minute hour day month weekday")
+        return value
+
+    @model_validator(mode="after")
+    def _storage_configured(self) -> Settings:
+        if not self.storage_connection_string and not (
+            self.storage_account_name or (self.storage_queue_uri and self.storage_table_uri)
+        ):
+            raise ValueError(
+                "AzureWebJobsStorage is not set: give a connection string, or identity-based "
+                "AzureWebJobsStorage__accountName (or __queueServiceUri and __tableServiceUri)"
+            )
+        return self
+
+    # Derived values.
+    @property
+    def public_cloud_authority(self) -> bool:
+        host = self.authority_host.removeprefix("https://").split("/")[0].lower()
+        return host in PUBLIC_AUTHORITY_HOSTS
+
+    @property
+    def arm_scope(self) -> str:
+        return f"{self.arm_endpoint}/.default"
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}/v2.0"
+
+    @property
+    def openid_configuration_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+    def require(self, *names: str) -> None:
+        """Raise SettingsError naming the first of these settings (by app-setting name) that is unset."""
+        by_alias = {str(f.alias): key for key, f in type(self).model_fields.items()}
+        for name in names:
+            if not getattr(self, by_alias[name]):
+                raise SettingsError(f"The app setting {name} is not set.", setting=name)
+
+
+def setting_names() -> list[str]:
+    """Every app setting the code reads, by its exact name."""
+    return [str(f.alias) for f in Settings.model_fields.values()]
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Validate the settings from the environment (or a given mapping), naming any bad one."""
+    try:
+        if environ is None:
+            return Settings()
+        known = set(setting_names())
+        return Settings.model_validate({k: v for k, v in environ.items() if k in known})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc") or ()
+        name = str(loc[0]) if loc else None
+        if name and name not in setting_names():
+            field = Settings.model_fields.get(name)
+            name = str(field.alias) if field is not None else name
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        if name:
+            raise SettingsError(f"The app setting {name} is invalid: {message}.", setting=name) from None
+        raise SettingsError(f"The app settings are invalid: {message}.") from None

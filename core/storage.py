@@ -1,0 +1,81 @@
+"""Table and Queue clients, built once per worker from the storage settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.queue import (
+    BinaryBase64DecodePolicy,
+    QueueClient,
+    QueueServiceClient,
+    TextBase64EncodePolicy,
+)
+
+logger = logging.getLogger(__name__)
+
+# Logical table names; the physical name is STORAGE_TABLE_PREFIX + this.
+CONNECTOR_TABLE = "connector"
+ACTIVITIES_TABLE = "activities"
+BY_TIME_TABLE = "activitiesbytime"
+BY_SUBSCRIPTION_TABLE = "activitiesbysub"
+BY_USER_TABLE = "activitiesbyuser"
+ACCOUNTS_TABLE = "accounts"
+ALL_TABLES = (CONNECTOR_TABLE, ACTIVITIES_TABLE, BY_TIME_TABLE, BY_SUBSCRIPTION_TABLE, BY_USER_TABLE, ACCOUNTS_TABLE)
+
+
+class Storage:
+    """The connector's tables and its pull queue (base64, as host.json's messageEncoding expects)."""
+
+    def __init__(
+        self,
+        tables: TableServiceClient,
+        queues: QueueServiceClient,
+        *,
+        table_prefix: str,
+        pull_queue: str,
+    ) -> None:
+        self._tables = tables
+        self._queues = queues
+        self._prefix = table_prefix
+        self.pull_queue_name = pull_queue
+        self._clients: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+        self._ensured = False
+        self.pull_queue = self._queue(pull_queue)
+        self.poison_queue = self._queue(f"{pull_queue}-poison")
+
+    def _queue(self, name: str) -> QueueClient:
+        return self._queues.get_queue_client(
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=BinaryBase64DecodePolicy(),
+        )
+
+    def table(self, name: str) -> TableClient:
+        with self._lock:
+            client = self._clients.get(name)
+            if client is None:
+                client = self._tables.get_table_client(f"{self._prefix}{name}")
+                self._clients[name] = client
+            return client
+
+    def ensure(self) -> None:
+        """Create the tables and queues if missing; once per worker."""
+        if self._ensured:
+            return
+        for name in ALL_TABLES:
+            with contextlib.suppress(ResourceExistsError):
+                self._tables.create_table(f"{self._prefix}{name}")
+        for queue in (self.pull_queue, self.poison_queue):
+            with contextlib.suppress(ResourceExistsError):
+                queue.create_queue()
+        self._ensured = True
+        logger.info("Storage ready: tables %s* and queue %s", self._prefix, self.pull_queue_name)
+
+    def close(self) -> None:
+        self._tables.close()
+        self._queues.close()
