@@ -1,0 +1,1 @@
+"""The connect handshake, the connector's state and its HTTP API."""

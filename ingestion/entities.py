@@ -1,0 +1,266 @@
+"""Where models meet Table Storage: keys, the table layout, and entity <-> model mapping.
+
+Layout (one table per access path; every key is derived from the event, so a re-read event
+lands on the same rows and is written once):
+
+| table | PartitionKey | RowKey | holds |
+|---|---|---|---|
+| activities | first hex digit of the id | eventDataId | the activity and its raw event (by id) |
+| activitiesbytime | inverted UTC day `d…` | inverted time `_` id | the activity, newest first, all subs |
+| activitiesbysub | subscription id | `e` + inverted time `_` id | ledger per subscription + `summary` row |
+| activitiesbyuser | account key | `e` + inverted time `_` id | ledger per account + `account` row |
+| accounts | `account` | account key | copy of each account, for listing |
+| accounts | `upn` | lower-cased UPN | UPN -> account key |
+
+The ledger rows and the summary row of a partition change together in one transaction: that
+is what keeps `activityCount` and the per-subscription counts exact under redelivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from ingestion.models import Activity, ActivityUser
+
+# Table Storage limits.
+MAX_STRING_CHARS = 32 * 1024  # 64 KiB of UTF-16
+MAX_RAW_CHUNKS = 12  # leaves room below the 1 MiB entity limit for the other properties
+BATCH_LIMIT = 100
+BATCH_BYTES = 3 * 1024 * 1024  # a transaction's payload must stay below 4 MiB
+
+LEDGER_PREFIX = "e"
+SUBSCRIPTION_SUMMARY_RK = "summary"
+ACCOUNT_SUMMARY_RK = "account"
+ACCOUNT_COPY_PK = "account"
+UPN_ALIAS_PK = "upn"
+
+_MAX_US = 10**16 - 1
+_SAFE = re.compile(r"^[A-Za-z0-9@._:\-]{1,200}$")
+
+
+def safe_key(value: str) -> str:
+    """A PartitionKey/RowKey-safe, case-insensitive key for a value (hashes anything unusual)."""
+    lowered = value.strip().lower()
+    if _SAFE.match(lowered):
+        return lowered
+    return "h" + hashlib.sha256(lowered.encode("utf-8")).hexdigest()[:40]
+
+
+def epoch_us(value: datetime) -> int:
+    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def inverted_time(value: datetime) -> str:
+    """Sorts newest first: a later time gives a smaller string."""
+    return f"{_MAX_US - epoch_us(value):016d}"
+
+
+def time_row_key(activity: Activity) -> str:
+    return f"{inverted_time(activity.timestamp)}_{safe_key(activity.id)}"
+
+
+def ledger_row_key(activity: Activity) -> str:
+    return LEDGER_PREFIX + time_row_key(activity)
+
+
+def day_partition(value: datetime) -> str:
+    day = value.astimezone(UTC)
+    return f"d{99999999 - (day.year * 10000 + day.month * 100 + day.day):08d}"
+
+
+def id_partition(activity_id: str) -> str:
+    first = activity_id.strip().lower()[:1]
+    return first if first in "0123456789abcdef" and first else "x"
+
+
+def account_key(user: ActivityUser) -> str | None:
+    return safe_key(user.id) if user.id else None
+
+
+# --- activities ------------------------------------------------------------------------------
+
+_SCALARS = (
+    "id", "tenant_id", "subscription_id", "ip_address", "action", "action_name", "action_type", "category",
+    "status", "sub_status", "resource_id", "resource_group", "resource_provider", "resource_type",
+    "correlation_id", "operation_id", "level", "app",
+)
+
+
+def _clip(value: str | None) -> str | None:
+    if value is None or len(value) <= MAX_STRING_CHARS:
+        return value
+    return value[: MAX_STRING_CHARS - 16] + "…[truncated]"
+
+
+def activity_properties(activity: Activity) -> dict[str, Any]:
+    """The searchable projection stored in every index row (no raw event)."""
+    props: dict[str, Any] = {"timestamp": activity.timestamp, "ingested_at": activity.ingested_at}
+    for name in _SCALARS:
+        value = getattr(activity, name)
+        if value is not None:
+            props[name] = _clip(value)
+    user = activity.user
+    props["user_type"] = user.type
+    for name, value in (("user_id", user.id), ("user_upn", user.upn), ("user_name", user.name),
+                        ("user_app_id", user.app_id)):
+        if value is not None:
+            props[name] = _clip(value)
+    key = account_key(user)
+    if key:
+        props["user_key"] = key
+    if activity.action:
+        props["action_lc"] = _clip(activity.action.lower())
+    if activity.status:
+        props["status_lc"] = _clip(activity.status.lower())
+    return props
+
+
+def activity_from_properties(entity: dict[str, Any]) -> Activity:
+    return Activity(
+        id=entity["id"],
+        timestamp=_utc(entity["timestamp"]),
+        ingested_at=_utc(entity["ingested_at"]),
+        app=entity.get("app") or "Microsoft Azure",
+        tenant_id=entity.get("tenant_id"),
+        subscription_id=entity["subscription_id"],
+        user=ActivityUser(
+            id=entity.get("user_id"),
+            upn=entity.get("user_upn"),
+            name=entity.get("user_name"),
+            type=entity.get("user_type") or "unknown",
+            app_id=entity.get("user_app_id"),
+        ),
+        ip_address=entity.get("ip_address"),
+        action=entity.get("action"),
+        action_name=entity.get("action_name"),
+        action_type=entity.get("action_type") or "other",
+        category=entity.get("category"),
+        status=entity.get("status"),
+        sub_status=entity.get("sub_status"),
+        resource_id=entity.get("resource_id"),
+        resource_group=entity.get("resource_group"),
+        resource_provider=entity.get("resource_provider"),
+        resource_type=entity.get("resource_type"),
+        correlation_id=entity.get("correlation_id"),
+        operation_id=entity.get("operation_id"),
+        level=entity.get("level"),
+    )
+
+
+def activity_entity(activity: Activity, raw: dict[str, Any]) -> dict[str, Any]:
+    """The row of the `activities` table: the projection plus the original event, split in chunks."""
+    entity = {"PartitionKey": id_partition(activity.id), "RowKey": safe_key(activity.id),
+              **activity_properties(activity)}
+    text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
+    chunks = [text[i : i + MAX_STRING_CHARS] for i in range(0, len(text), MAX_STRING_CHARS)] or [""]
+    if len(chunks) > MAX_RAW_CHUNKS:
+        chunks = chunks[:MAX_RAW_CHUNKS]
+        entity["raw_truncated"] = True
+    for index, chunk in enumerate(chunks):
+        entity[f"raw_{index}"] = chunk
+    entity["raw_chunks"] = len(chunks)
+    return entity
+
+
+def raw_from_entity(entity: dict[str, Any]) -> dict[str, Any] | str:
+    """The original event; a string with a marker when it had to be truncated."""
+    text = "".join(str(entity.get(f"raw_{i}", "")) for i in range(int(entity.get("raw_chunks", 0))))
+    if entity.get("raw_truncated"):
+        return {"truncated": True, "prefix": text}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"truncated": True, "prefix": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def time_index_entity(activity: Activity) -> dict[str, Any]:
+    return {"PartitionKey": day_partition(activity.timestamp), "RowKey": time_row_key(activity),
+            **activity_properties(activity)}
+
+
+def ledger_entity(partition: str, activity: Activity) -> dict[str, Any]:
+    return {"PartitionKey": partition, "RowKey": ledger_row_key(activity), **activity_properties(activity)}
+
+
+def entity_size(entity: dict[str, Any]) -> int:
+    """A generous estimate of an entity's size on the wire, for batching below the 4 MiB limit."""
+    size = 0
+    for key, value in entity.items():
+        size += len(key) * 2 + 64
+        size += len(value) * 2 if isinstance(value, str) else 16
+    return size
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                        value.microsecond, tzinfo=UTC)
+    raise ValueError(f"not a datetime: {value!r}")
+
+
+# --- accounts --------------------------------------------------------------------------------
+
+
+def account_api(entity: dict[str, Any]) -> dict[str, Any]:
+    """An account row (summary or copy) as the API shows it."""
+    from ingestion.models import format_utc
+
+    def when(name: str) -> str | None:
+        value = entity.get(name)
+        return format_utc(_utc(value)) if value is not None else None
+
+    return {
+        "id": entity.get("user_id"),
+        "upn": entity.get("upn"),
+        "name": entity.get("name"),
+        "type": entity.get("type") or "unknown",
+        "appId": entity.get("app_id"),
+        "firstSeen": when("first_seen"),
+        "lastSeen": when("last_seen"),
+        "lastIpAddress": entity.get("last_ip"),
+        "activityCount": int(entity.get("activity_count", 0)),
+        "subscriptions": sorted(json.loads(entity.get("subscriptions") or "[]")),
+    }
+
+
+def merge_account(summary: dict[str, Any] | None, key: str, activities: list[Activity]) -> dict[str, Any]:
+    """The account summary row after counting `activities` (all new to this account)."""
+    merged: dict[str, Any] = dict(summary or {})
+    merged.pop("etag", None)
+    merged["PartitionKey"] = key
+    merged["RowKey"] = ACCOUNT_SUMMARY_RK
+    subs = set(json.loads(merged.get("subscriptions") or "[]"))
+    count = int(merged.get("activity_count", 0))
+    first = merged.get("first_seen")
+    last = merged.get("last_seen")
+    for activity in sorted(activities, key=lambda a: a.timestamp):
+        user = activity.user
+        count += 1
+        subs.add(activity.subscription_id)
+        if first is None or activity.timestamp < _utc(first):
+            first = activity.timestamp
+        if last is None or activity.timestamp >= _utc(last):
+            last = activity.timestamp
+            if activity.ip_address:
+                merged["last_ip"] = activity.ip_address
+            # The newest event's view of the identity wins; nulls never erase what is known.
+            for name, value in (("user_id", user.id), ("upn", user.upn), ("name", user.name),
+                                ("type", user.type), ("app_id", user.app_id)):
+                if value is not None and not (name == "type" and value == "unknown" and merged.get("type")):
+                    merged[name] = _clip(value)
+        for name, value in (("user_id", user.id), ("upn", user.upn), ("name", user.name), ("app_id", user.app_id)):
+            if value is not None and merged.get(name) is None:
+                merged[name] = _clip(value)
+        merged.setdefault("type", user.type)
+    merged["activity_count"] = count
+    merged["first_seen"] = first
+    merged["last_seen"] = last
+    merged["subscriptions"] = json.dumps(sorted(subs))
+    merged["version"] = int(merged.get("version", 0)) + 1
+    return merged

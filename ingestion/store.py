@@ -1,0 +1,304 @@
+"""Storing normalized activities and the accounts that act, exactly once per event.
+
+`save` is safe to call again with the same events (a redelivered message, the overlap of the
+next window, a crash half-way): rows are keyed by the event, and every count changes in the
+same transaction as the ledger row that records which events it has counted.
+
+Order of writes, so that a crash at any point is repaired by the retry:
+1. which of the events the subscription ledger already holds (those are complete: skip them);
+2. the `activities` and `activitiesbytime` rows of the others (idempotent upserts);
+3. each account's ledger rows with its summary row (one transaction per chunk);
+4. the subscription's ledger rows with its count row, last: it marks the events complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from core.storage import (
+    ACCOUNTS_TABLE,
+    ACTIVITIES_TABLE,
+    BY_SUBSCRIPTION_TABLE,
+    BY_TIME_TABLE,
+    BY_USER_TABLE,
+    Storage,
+)
+from ingestion.entities import (
+    ACCOUNT_COPY_PK,
+    ACCOUNT_SUMMARY_RK,
+    BATCH_BYTES,
+    BATCH_LIMIT,
+    LEDGER_PREFIX,
+    SUBSCRIPTION_SUMMARY_RK,
+    UPN_ALIAS_PK,
+    account_key,
+    activity_entity,
+    day_partition,
+    entity_size,
+    id_partition,
+    inverted_time,
+    ledger_entity,
+    ledger_row_key,
+    merge_account,
+    safe_key,
+    time_index_entity,
+)
+from ingestion.models import Activity
+
+logger = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 20
+
+
+class LedgerContention(Exception):
+    """A ledger partition kept changing under us; the message is retried by the host."""
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    received: int
+    stored: int  # new to the subscription ledger in this call
+    subscription_total: int
+
+
+class ActivityStore:
+    def __init__(self, storage: Storage) -> None:
+        self.activities = storage.table(ACTIVITIES_TABLE)
+        self.by_time = storage.table(BY_TIME_TABLE)
+        self.by_subscription = storage.table(BY_SUBSCRIPTION_TABLE)
+        self.by_user = storage.table(BY_USER_TABLE)
+        self.accounts = storage.table(ACCOUNTS_TABLE)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def save(self, subscription_id: str, items: Iterable[tuple[dict[str, Any], Activity]]) -> SaveResult:
+        unique: dict[str, tuple[dict[str, Any], Activity]] = {}
+        for raw, activity in items:
+            unique.setdefault(ledger_row_key(activity), (raw, activity))
+        sub_pk = safe_key(subscription_id)
+        if not unique:
+            return SaveResult(0, 0, self.subscription_count(subscription_id))
+        known = self._existing(self.by_subscription, sub_pk, unique.keys())
+        fresh = {rk: pair for rk, pair in unique.items() if rk not in known}
+        if not fresh:
+            return SaveResult(len(unique), 0, self.subscription_count(subscription_id))
+
+        self._upsert_all(self.activities, [activity_entity(a, raw) for raw, a in fresh.values()])
+        self._upsert_all(self.by_time, [time_index_entity(a) for _, a in fresh.values()])
+
+        per_account: dict[str, list[Activity]] = defaultdict(list)
+        for _, activity in fresh.values():
+            key = account_key(activity.user)
+            if key:
+                per_account[key].append(activity)
+        for key, acts in per_account.items():
+            summary = self._commit_ledger(
+                self.by_user,
+                key,
+                {ledger_row_key(a): ledger_entity(key, a) for a in acts},
+                ACCOUNT_SUMMARY_RK,
+                lambda current, new, key=key, acts=acts: merge_account(  # type: ignore[misc]
+                    current, key, [a for a in acts if ledger_row_key(a) in new]
+                ),
+            )
+            if summary is not None:
+                self._copy_account(summary)
+
+        def count(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
+            total = int((current or {}).get("count", 0)) + len(new)
+            return {"PartitionKey": sub_pk, "RowKey": SUBSCRIPTION_SUMMARY_RK, "count": total,
+                    "subscription_id": subscription_id}
+
+        summary = self._commit_ledger(
+            self.by_subscription,
+            sub_pk,
+            {rk: ledger_entity(sub_pk, a) for rk, (_, a) in fresh.items()},
+            SUBSCRIPTION_SUMMARY_RK,
+            count,
+        )
+        total = int(summary.get("count", 0)) if summary else self.subscription_count(subscription_id)
+        return SaveResult(len(unique), len(fresh), total)
+
+    def subscription_count(self, subscription_id: str) -> int:
+        try:
+            row = self.by_subscription.get_entity(safe_key(subscription_id), SUBSCRIPTION_SUMMARY_RK)
+        except ResourceNotFoundError:
+            return 0
+        return int(row.get("count", 0))
+
+    def _existing(self, table: TableClient, pk: str, row_keys: Iterable[str]) -> set[str]:
+        wanted = set(row_keys)
+        if not wanted:
+            return set()
+        rows = table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
+            parameters={"pk": pk, "lo": min(wanted), "hi": max(wanted)},
+            select=["RowKey"],
+        )
+        return {row["RowKey"] for row in rows} & wanted
+
+    def _upsert_all(self, table: TableClient, entities: list[dict[str, Any]]) -> None:
+        by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for entity in entities:
+            by_partition[entity["PartitionKey"]].append(entity)
+        for rows in by_partition.values():
+            for batch in _batches(rows):
+                table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+
+    def _commit_ledger(
+        self,
+        table: TableClient,
+        pk: str,
+        entries: dict[str, dict[str, Any]],
+        summary_rk: str,
+        merge: Callable[[dict[str, Any] | None, set[str]], dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """Insert the ledger rows not yet present and update the summary in the same transaction."""
+        pending = dict(entries)
+        summary: dict[str, Any] | None = None
+        conflicts = 0
+        while pending:
+            for rk in self._existing(table, pk, pending.keys()):
+                pending.pop(rk)
+            if not pending:
+                break
+            try:
+                current: dict[str, Any] | None = table.get_entity(pk, summary_rk)
+            except ResourceNotFoundError:
+                current = None
+            chunk = sorted(pending)[: BATCH_LIMIT - 1]
+            summary = merge(dict(current) if current is not None else None, set(chunk))
+            operations: list[Any] = [("create", pending[rk]) for rk in chunk]
+            if current is None:
+                operations.append(("create", summary))
+            else:
+                operations.append(
+                    ("update", summary, {"mode": UpdateMode.REPLACE, "etag": current.metadata["etag"],  # type: ignore[attr-defined]
+                                         "match_condition": MatchConditions.IfNotModified})
+                )
+            try:
+                table.submit_transaction(operations)
+            except TableTransactionError as exc:
+                conflicts += 1
+                if conflicts > MAX_CONFLICT_RETRIES:
+                    raise LedgerContention(f"ledger partition {pk} kept changing") from exc
+                logger.debug("Ledger transaction on %s conflicted (%s); re-reading", pk, exc.message)
+                summary = None
+                continue
+            for rk in chunk:
+                pending.pop(rk)
+        if summary is None:
+            try:
+                summary = dict(table.get_entity(pk, summary_rk))
+            except ResourceNotFoundError:
+                return None
+        return summary
+
+    def _copy_account(self, summary: dict[str, Any]) -> None:
+        """Keep the listing copy at the newest version of the summary (never older)."""
+        key = summary["PartitionKey"]
+        copy = {**summary, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": key}
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                current = self.accounts.get_entity(ACCOUNT_COPY_PK, key)
+            except ResourceNotFoundError:
+                try:
+                    self.accounts.create_entity(copy)
+                except ResourceExistsError:
+                    continue
+                break
+            if int(current.get("version", 0)) >= int(copy.get("version", 0)):
+                break
+            try:
+                self.accounts.update_entity(copy, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                            match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+            break
+        upn = summary.get("upn")
+        if upn:
+            self.accounts.upsert_entity(
+                {"PartitionKey": UPN_ALIAS_PK, "RowKey": safe_key(upn), "account_key": key},
+                mode=UpdateMode.REPLACE,
+            )
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def delete_older_than(self, cutoff: datetime, *, max_rows: int = 20_000) -> int:
+        """Delete activities whose timestamp is before `cutoff` (by whole UTC days), accounts untouched.
+
+        Index rows go last so that an interrupted run is finished by the next one. Returns the
+        number of activities deleted; stops after `max_rows`.
+        """
+        deleted = 0
+        select = ["PartitionKey", "RowKey", "id", "subscription_id", "user_key"]
+        day = day_partition(cutoff)
+        # Whole days before the cutoff's day (older days sort after it), then the older part of that day.
+        older_days = self.by_time.query_entities("PartitionKey gt @pk", parameters={"pk": day}, select=select)
+        same_day = self.by_time.query_entities(
+            "PartitionKey eq @pk and RowKey gt @rk", parameters={"pk": day, "rk": inverted_time(cutoff)}, select=select
+        )
+        chunk: list[dict[str, Any]] = []
+        for row in itertools.chain(same_day, older_days):
+            chunk.append(row)
+            if len(chunk) >= 500:
+                deleted += self._delete_rows(chunk)
+                chunk = []
+            if deleted >= max_rows:
+                break
+        if chunk:
+            deleted += self._delete_rows(chunk)
+        return deleted
+
+    def _delete_rows(self, index_rows: list[dict[str, Any]]) -> int:
+        targets: list[tuple[TableClient, str, str]] = []
+        for row in index_rows:
+            targets.append((self.activities, id_partition(row["id"]), safe_key(row["id"])))
+            ledger_rk = LEDGER_PREFIX + row["RowKey"]
+            targets.append((self.by_subscription, safe_key(row["subscription_id"]), ledger_rk))
+            if row.get("user_key"):
+                targets.append((self.by_user, row["user_key"], ledger_rk))
+        self._delete_all(targets)
+        self._delete_all([(self.by_time, row["PartitionKey"], row["RowKey"]) for row in index_rows])
+        return len(index_rows)
+
+    def _delete_all(self, targets: list[tuple[TableClient, str, str]]) -> None:
+        grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
+        tables: dict[str, TableClient] = {}
+        for table, pk, rk in targets:
+            tables[table.table_name] = table
+            grouped[(table.table_name, pk)].append(rk)
+        for (name, pk), rks in grouped.items():
+            table = tables[name]
+            for start in range(0, len(rks), BATCH_LIMIT):
+                part = rks[start : start + BATCH_LIMIT]
+                try:
+                    table.submit_transaction([("delete", {"PartitionKey": pk, "RowKey": rk}) for rk in part])
+                except TableTransactionError:
+                    # Some row was already gone (an earlier, interrupted run): delete one by one.
+                    for rk in part:
+                        table.delete_entity(pk, rk)
+
+
+def _batches(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        row_size = entity_size(row)
+        if batch and (len(batch) >= BATCH_LIMIT or size + row_size > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += row_size
+    if batch:
+        yield batch
