@@ -1,0 +1,160 @@
+// The Function App on a Flex Consumption (FC1) plan, running as the user-assigned identity.
+// The deployment package lives in a blob container reached with that identity, and the app
+// settings come whole from main.bicep (this resource replaces the app's settings on each deploy).
+
+param name string
+param planName string
+param location string = resourceGroup().location
+param tags object = {}
+
+@description('azd service name (azure.yaml) that this app is deployed as.')
+param serviceName string = 'api'
+
+@description('Resource id of the user-assigned managed identity the app runs as.')
+param identityId string
+
+@description('Primary blob endpoint of the storage account (ends with a slash).')
+param storageBlobEndpoint string
+
+@description('Blob container that holds the deployment package.')
+param deploymentContainerName string
+
+@allowed(['python'])
+param runtimeName string = 'python'
+
+@allowed(['3.10', '3.11', '3.12'])
+param runtimeVersion string = '3.11'
+
+@allowed([2048, 4096])
+param instanceMemoryMB int = 2048
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Every app setting, as name: value.')
+param appSettings object
+
+param enableEasyAuth bool = false
+
+@description('Client (application) id of the API app registration that Easy Auth validates tokens for.')
+param easyAuthClientId string = ''
+
+@description('Issuer of the tokens Easy Auth accepts: <authority>/<tenant id>/v2.0.')
+param easyAuthOpenIdIssuer string = ''
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': serviceName })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: runtimeName
+        version: runtimeVersion
+      }
+    }
+  }
+
+  resource settings 'config' = {
+    name: 'appsettings'
+    properties: appSettings
+  }
+
+  // No publishing user names and passwords: azd and the CLI deploy with Entra ID tokens.
+  resource ftpCredentials 'basicPublishingCredentialsPolicies' = {
+    name: 'ftp'
+    properties: {
+      allow: false
+    }
+  }
+
+  resource scmCredentials 'basicPublishingCredentialsPolicies' = {
+    name: 'scm'
+    properties: {
+      allow: false
+    }
+  }
+
+  // Optional App Service Authentication: the platform rejects requests without a valid Entra ID
+  // bearer token for the API before they reach the code (which validates them again, and checks
+  // the caller's directory roles). The function key is still required on top.
+  resource authSettings 'config' = if (enableEasyAuth) {
+    name: 'authsettingsV2'
+    properties: {
+      platform: {
+        enabled: true
+      }
+      globalValidation: {
+        requireAuthentication: true
+        unauthenticatedClientAction: 'Return401'
+      }
+      httpSettings: {
+        requireHttps: true
+      }
+      identityProviders: {
+        azureActiveDirectory: {
+          enabled: true
+          registration: {
+            clientId: easyAuthClientId
+            openIdIssuer: easyAuthOpenIdIssuer
+          }
+          validation: {
+            allowedAudiences: [
+              easyAuthClientId
+              'api://${easyAuthClientId}'
+            ]
+          }
+        }
+      }
+      login: {
+        tokenStore: {
+          enabled: false
+        }
+      }
+    }
+  }
+}
+
+output name string = functionApp.name
+output uri string = 'https://${functionApp.properties.defaultHostName}'
