@@ -85,9 +85,24 @@ def account_key(user: ActivityUser) -> str | None:
 # --- activities ------------------------------------------------------------------------------
 
 _SCALARS = (
-    "id", "tenant_id", "subscription_id", "ip_address", "action", "action_name", "action_type", "category",
-    "status", "sub_status", "resource_id", "resource_group", "resource_provider", "resource_type",
-    "correlation_id", "operation_id", "level", "app",
+    "id",
+    "tenant_id",
+    "subscription_id",
+    "ip_address",
+    "action",
+    "action_name",
+    "action_type",
+    "category",
+    "status",
+    "sub_status",
+    "resource_id",
+    "resource_group",
+    "resource_provider",
+    "resource_type",
+    "correlation_id",
+    "operation_id",
+    "level",
+    "app",
 )
 
 
@@ -106,8 +121,12 @@ def activity_properties(activity: Activity) -> dict[str, Any]:
             props[name] = _clip(value)
     user = activity.user
     props["user_type"] = user.type
-    for name, value in (("user_id", user.id), ("user_upn", user.upn), ("user_name", user.name),
-                        ("user_app_id", user.app_id)):
+    for name, value in (
+        ("user_id", user.id),
+        ("user_upn", user.upn),
+        ("user_name", user.name),
+        ("user_app_id", user.app_id),
+    ):
         if value is not None:
             props[name] = _clip(value)
     key = account_key(user)
@@ -154,8 +173,11 @@ def activity_from_properties(entity: dict[str, Any]) -> Activity:
 
 def activity_entity(activity: Activity, raw: dict[str, Any]) -> dict[str, Any]:
     """The row of the `activities` table: the projection plus the original event, split in chunks."""
-    entity = {"PartitionKey": id_partition(activity.id), "RowKey": safe_key(activity.id),
-              **activity_properties(activity)}
+    entity = {
+        "PartitionKey": id_partition(activity.id),
+        "RowKey": safe_key(activity.id),
+        **activity_properties(activity),
+    }
     text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
     chunks = [text[i : i + MAX_STRING_CHARS] for i in range(0, len(text), MAX_STRING_CHARS)] or [""]
     if len(chunks) > MAX_RAW_CHUNKS:
@@ -180,8 +202,11 @@ def raw_from_entity(entity: dict[str, Any]) -> dict[str, Any] | str:
 
 
 def time_index_entity(activity: Activity) -> dict[str, Any]:
-    return {"PartitionKey": day_partition(activity.timestamp), "RowKey": time_row_key(activity),
-            **activity_properties(activity)}
+    return {
+        "PartitionKey": day_partition(activity.timestamp),
+        "RowKey": time_row_key(activity),
+        **activity_properties(activity),
+    }
 
 
 def ledger_entity(partition: str, activity: Activity) -> dict[str, Any]:
@@ -199,8 +224,9 @@ def entity_size(entity: dict[str, Any]) -> int:
 
 def _utc(value: Any) -> datetime:
     if isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                        value.microsecond, tzinfo=UTC)
+        return datetime(
+            value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, tzinfo=UTC
+        )
     raise ValueError(f"not a datetime: {value!r}")
 
 
@@ -250,8 +276,13 @@ def merge_account(summary: dict[str, Any] | None, key: str, activities: list[Act
             if activity.ip_address:
                 merged["last_ip"] = activity.ip_address
             # The newest event's view of the identity wins; nulls never erase what is known.
-            for name, value in (("user_id", user.id), ("upn", user.upn), ("name", user.name),
-                                ("type", user.type), ("app_id", user.app_id)):
+            for name, value in (
+                ("user_id", user.id),
+                ("upn", user.upn),
+                ("name", user.name),
+                ("type", user.type),
+                ("app_id", user.app_id),
+            ):
                 if value is not None and not (name == "type" and value == "unknown" and merged.get("type")):
                     merged[name] = _clip(value)
         for name, value in (("user_id", user.id), ("upn", user.upn), ("name", user.name), ("app_id", user.app_id)):

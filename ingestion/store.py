@@ -116,8 +116,12 @@ class ActivityStore:
 
         def count(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
             total = int((current or {}).get("count", 0)) + len(new)
-            return {"PartitionKey": sub_pk, "RowKey": SUBSCRIPTION_SUMMARY_RK, "count": total,
-                    "subscription_id": subscription_id}
+            return {
+                "PartitionKey": sub_pk,
+                "RowKey": SUBSCRIPTION_SUMMARY_RK,
+                "count": total,
+                "subscription_id": subscription_id,
+            }
 
         summary = self._commit_ledger(
             self.by_subscription,
@@ -183,8 +187,15 @@ class ActivityStore:
                 operations.append(("create", summary))
             else:
                 operations.append(
-                    ("update", summary, {"mode": UpdateMode.REPLACE, "etag": current.metadata["etag"],  # type: ignore[attr-defined]
-                                         "match_condition": MatchConditions.IfNotModified})
+                    (
+                        "update",
+                        summary,
+                        {
+                            "mode": UpdateMode.REPLACE,
+                            "etag": current.metadata["etag"],  # type: ignore[attr-defined]
+                            "match_condition": MatchConditions.IfNotModified,
+                        },
+                    )
                 )
             try:
                 table.submit_transaction(operations)
@@ -220,8 +231,12 @@ class ActivityStore:
             if int(current.get("version", 0)) >= int(copy.get("version", 0)):
                 break
             try:
-                self.accounts.update_entity(copy, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
-                                            match_condition=MatchConditions.IfNotModified)
+                self.accounts.update_entity(
+                    copy,
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
             except (ResourceModifiedError, ResourceNotFoundError):
                 continue
             break

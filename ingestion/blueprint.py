@@ -1,0 +1,29 @@
+"""Triggers of ingestion: the fan-out timer, the pull queue, the retention timer. Wiring only."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from core.runtime import get_runtime
+from ingestion.fanout import run_fanout
+from ingestion.hostconfig import max_dequeue_count
+from ingestion.pull import run_pull
+from ingestion.retention import run_retention
+
+bp = func.Blueprint()
+
+
+@bp.timer_trigger(schedule="%FANOUT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def fanout(timer: func.TimerRequest) -> None:
+    run_fanout(get_runtime())
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%PULL_QUEUE%", connection="AzureWebJobsStorage")
+def pull(msg: func.QueueMessage) -> None:
+    run_pull(get_runtime(), msg.get_body(), dequeue_count=msg.dequeue_count or 1,
+             max_dequeue_count=max_dequeue_count())
+
+
+@bp.timer_trigger(schedule="%RETENTION_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def retention(timer: func.TimerRequest) -> None:
+    run_retention(get_runtime())

@@ -1,0 +1,42 @@
+"""The pull queue's message: JSON, validated with pydantic on receipt."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.storage import Storage
+
+
+class PullMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    subscription_id: str = Field(alias="subscriptionId", pattern=r"^[0-9a-fA-F-]{36}$")
+    connection_id: str = Field(alias="connectionId", min_length=1, max_length=64)
+    enqueued_at: datetime = Field(alias="enqueuedAt")
+    reason: Literal["fanout", "backlog", "throttled"] = "fanout"
+
+    def encode(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class MalformedMessage(ValueError):
+    """The message is not JSON or not a pull message; it is dropped, not retried."""
+
+
+def decode(body: bytes) -> PullMessage:
+    try:
+        return PullMessage.model_validate_json(body)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())) or 'message'}: {e.get('msg')}" for e in exc.errors()[:3]
+        )
+        raise MalformedMessage(errors) from exc
+
+
+def enqueue(storage: Storage, message: PullMessage, *, delay_seconds: int = 0) -> None:
+    """Send to the pull queue (base64-encoded, as host.json's messageEncoding expects)."""
+    storage.pull_queue.send_message(message.encode(), visibility_timeout=delay_seconds or None)
