@@ -1,0 +1,162 @@
+"""Token validation with a real RSA key and PyJWT; the JWKS is served by an in-memory fetcher."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from core.auth import GLOBAL_ADMINISTRATOR, SECURITY_ADMINISTRATOR, SigningKeys, TokenValidator, require_admin
+from core.clock import FakeClock
+from core.errors import Forbidden, Unauthenticated
+
+pytestmark = pytest.mark.unit
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+AUTHORITY = "https://login.example.test"
+ISSUER = f"{AUTHORITY}/{TENANT}/v2.0"
+AUDIENCE = "api://connector"
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+KEY = _key()
+OTHER = _key()
+
+
+def _jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
+
+
+class Fetcher:
+    def __init__(self) -> None:
+        self.keys = [_jwk(KEY, "k1")]
+        self.calls = 0
+
+    def __call__(self, url: str) -> dict[str, Any]:
+        self.calls += 1
+        if url.endswith("openid-configuration"):
+            return {"issuer": ISSUER, "jwks_uri": f"{AUTHORITY}/{TENANT}/discovery/v2.0/keys"}
+        return {"keys": self.keys}
+
+
+def _claims(**over: Any) -> dict[str, Any]:
+    base = {"iss": ISSUER, "aud": AUDIENCE, "tid": TENANT, "oid": "u1", "upn": "admin@contoso.com",
+            "name": "Admin", "wids": [GLOBAL_ADMINISTRATOR], "iat": int(NOW.timestamp()) - 60,
+            "nbf": int(NOW.timestamp()) - 60, "exp": int(NOW.timestamp()) + 3600}
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def _token(key: Any = KEY, kid: str = "k1", alg: str = "RS256", **over: Any) -> str:
+    return jwt.encode(_claims(**over), key, algorithm=alg, headers={"kid": kid})
+
+
+@pytest.fixture
+def fetcher() -> Fetcher:
+    return Fetcher()
+
+
+@pytest.fixture
+def validator(fetcher: Fetcher) -> TokenValidator:
+    keys = SigningKeys(f"{ISSUER}/.well-known/openid-configuration", fetcher)
+    return TokenValidator(keys=keys, issuer=ISSUER, audience=AUDIENCE, tenant_id=TENANT, clock=FakeClock(NOW))
+
+
+def test_valid_admin_token(validator: TokenValidator) -> None:
+    principal = validator.authenticate(f"Bearer {_token()}")
+    assert principal.upn == "admin@contoso.com" and principal.is_admin
+    require_admin(principal)
+    sec = validator.authenticate(f"Bearer {_token(wids=[SECURITY_ADMINISTRATOR])}")
+    require_admin(sec)
+
+
+def test_plain_user_is_forbidden_naming_roles(validator: TokenValidator) -> None:
+    principal = validator.authenticate(f"Bearer {_token(wids=['b79fbf4d-3ef9-4689-8143-76b194e85509'])}")
+    with pytest.raises(Forbidden, match="Global Administrator or Security Administrator"):
+        require_admin(principal)
+
+
+def _none_token() -> str:
+    header = jwt.utils.base64url_encode(json.dumps({"alg": "none", "kid": "k1"}).encode()).decode()
+    body = jwt.utils.base64url_encode(json.dumps(_claims()).encode()).decode()
+    return f"{header}.{body}."
+
+
+def _hs256_with_public_key() -> str:
+    pem = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    import base64
+    import hashlib
+    import hmac
+
+    header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode())
+    body = jwt.utils.base64url_encode(json.dumps(_claims()).encode())
+    signing = header + b"." + body
+    sig = base64.urlsafe_b64encode(hmac.new(pem, signing, hashlib.sha256).digest()).rstrip(b"=")
+    return (signing + b"." + sig).decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (None, "Authorization header"),
+        ("", "Authorization header"),
+        ("Basic dXNlcjpwYXNz", "Bearer scheme"),
+        ("Bearer", "malformed"),
+        ("Bearer not-a-jwt", "malformed"),
+        ("Bearer a.b.c", "malformed"),
+        ("Bearer " + _none_token(), "RS256"),
+        ("Bearer " + _hs256_with_public_key(), "RS256"),
+        ("Bearer " + _token(exp=int(NOW.timestamp()) - 3600), "expired"),
+        ("Bearer " + _token(nbf=int(NOW.timestamp()) + 3600), "not valid before"),
+        ("Bearer " + _token(aud="api://other"), "another audience"),
+        ("Bearer " + _token(iss="https://evil.example/v2.0"), "another authority"),
+        ("Bearer " + _token(tid="00000000-0000-0000-0000-000000000000"), "another tenant"),
+        ("Bearer " + _token(key=OTHER, kid="unknown"), "key the authority does not publish"),
+        ("Bearer " + _token(key=OTHER, kid="k1"), "signature"),
+        ("Bearer " + _token(tid=None), "tid"),
+    ],
+)
+def test_bad_tokens_are_refused(validator: TokenValidator, header: str | None, message: str) -> None:
+    with pytest.raises(Unauthenticated, match=message):
+        validator.authenticate(header)
+
+
+def test_small_clock_skew_is_accepted(validator: TokenValidator) -> None:
+    validator.authenticate(f"Bearer {_token(exp=int(NOW.timestamp()) - 30)}")
+
+
+def test_unknown_kid_refreshes_keys_at_a_bounded_rate(fetcher: Fetcher) -> None:
+    ticks = [1000.0]
+    keys = SigningKeys(f"{ISSUER}/.well-known/openid-configuration", fetcher, min_refresh_seconds=60,
+                       monotonic=lambda: ticks[0])
+    v = TokenValidator(keys=keys, issuer=ISSUER, audience=AUDIENCE, tenant_id=TENANT, clock=FakeClock(NOW))
+    v.authenticate(f"Bearer {_token()}")
+    assert keys.fetch_count == 1
+    rotated = _token(key=OTHER, kid="k2")
+    for _ in range(5):  # a storm of unknown kids does not hammer the authority
+        with pytest.raises(Unauthenticated):
+            v.authenticate(f"Bearer {rotated}")
+    assert keys.fetch_count == 1
+    fetcher.keys.append(_jwk(OTHER, "k2"))  # the authority rotates its keys
+    ticks[0] += 61
+    assert v.authenticate(f"Bearer {rotated}").upn == "admin@contoso.com"
+    assert keys.fetch_count == 2
+
+
+def test_token_text_is_never_in_error_messages(validator: TokenValidator) -> None:
+    token = _token(aud="api://other")
+    with pytest.raises(Unauthenticated) as info:
+        validator.authenticate(f"Bearer {token}")
+    assert token not in str(info.value) and token.split(".")[1] not in str(info.value)
+    _ = time
