@@ -1,0 +1,195 @@
+"""`make run`: the connector end to end on the local platform.
+
+Starts Azurite, the Entra ID + ARM emulator and the local Functions host running
+`function_app.py`, connects as the emulator's Global Administrator, then keeps the timer and
+the queue running and prints activities arriving from every subscription. Ctrl-C stops it all.
+
+With `--azure`, no emulator is started: the Azure settings come from the environment (or
+`local.settings.json`) and the administrator's token from CONNECTOR_ADMIN_TOKEN or the Azure
+CLI (`az account get-access-token --resource <CONNECTOR_API_AUDIENCE>`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+from localdev.azurite import ROOT, Azurite
+
+logger = logging.getLogger("localdev.run")
+
+DEMO_SETTINGS = {
+    # Faster than production so that a demo shows activity within a minute.
+    "FANOUT_SCHEDULE": "*/20 * * * * *",
+    "PULL_LAG_SECONDS": "10",
+    "PULL_OVERLAP_SECONDS": "300",
+}
+
+
+def default_settings() -> dict[str, str]:
+    """Every setting with its default, as app settings (strings)."""
+    out: dict[str, str] = {}
+    for field in Settings.model_fields.values():
+        if field.default is not None and field.alias:
+            out[str(field.alias)] = str(field.default)
+    return out
+
+
+def _request(method: str, url: str, token: str | None = None, key: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if key:
+        headers["x-functions-key"] = key
+    req = urllib.request.Request(url, method=method, headers=headers, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:  # loopback only
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, body.decode("utf-8", "replace")
+
+
+def _admin_token_for_azure(audience: str) -> str:
+    token = os.environ.get("CONNECTOR_ADMIN_TOKEN")
+    if token:
+        return token
+    az = shutil.which("az")
+    if not az:
+        raise SystemExit("Set CONNECTOR_ADMIN_TOKEN, or install the Azure CLI and run `az login` first.")
+    out = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [az, "account", "get-access-token", "--resource", audience, "--query", "accessToken", "-o", "tsv"],
+        check=True, capture_output=True, text=True,
+    )
+    return out.stdout.strip()
+
+
+def _print_status(body: dict[str, Any]) -> None:
+    print(f"\nConnector: {body.get('status')}" + (f" - {body['message']}" if body.get("message") else ""))
+    for sub in body.get("subscriptions", []):
+        print(
+            f"  {sub['displayName'][:28]:28} {sub['status']:8} {sub['state']:9} "
+            f"activities={sub['activities']:<6} watermark={sub.get('watermark')}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=7071, help="local host HTTP port (default 7071)")
+    parser.add_argument("--emulator-port", type=int, default=8443)
+    parser.add_argument("--events-per-hour", type=int, default=600, help="emulator events per subscription")
+    parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: run until Ctrl-C)")
+    parser.add_argument("--azure", action="store_true", help="use real Azure settings instead of the emulator")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("azure", "msal", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    state = ROOT / ".local"
+    state.mkdir(exist_ok=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    azurite = Azurite(location=_fresh(state / "azurite")).start()
+    print(f"Azurite: tables {azurite.table_port}, queues {azurite.queue_port}, blobs {azurite.blob_port}")
+    emulator = None
+    host = None
+    try:
+        settings = {**default_settings(), **DEMO_SETTINGS, "AzureWebJobsStorage": azurite.connection_string}
+        if args.azure:
+            settings.update({k: v for k, v in os.environ.items() if k in settings or k.startswith("AZURE_")})
+            audience = os.environ.get("CONNECTOR_API_AUDIENCE") or ""
+            if not audience:
+                raise SystemExit("--azure needs CONNECTOR_API_AUDIENCE (and AZURE_TENANT_ID, AZURE_CLIENT_ID, ...)")
+            admin_token = _admin_token_for_azure(audience)
+        else:
+            from core.clock import SystemClock
+            from localdev.emulator import Emulator
+
+            emulator = Emulator(clock=SystemClock(), port=args.emulator_port, state_dir=state / "emulator")
+            emulator.set_events_per_hour(args.events_per_hour)
+            emulator.start()
+            os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_pem_path)
+            print(f"Emulator (Entra ID + ARM): {emulator.url}  tenant {emulator.tenant_id}")
+            settings.update(
+                {
+                    "ARM_ENDPOINT": emulator.url,
+                    "AZURE_AUTHORITY_HOST": emulator.url,
+                    "AZURE_TENANT_ID": emulator.tenant_id,
+                    "AZURE_CLIENT_ID": emulator.client_id,
+                    "AZURE_CLIENT_SECRET": emulator.client_secret,
+                    "CONNECTOR_API_AUDIENCE": emulator.audience,
+                }
+            )
+            admin_token = emulator.mint_token("global_admin")
+        os.environ.update(settings)
+
+        from localdev.host import LocalHost
+
+        key = secrets.token_urlsafe(24)
+        host = LocalHost(app_dir=ROOT, port=args.port, function_key=key, master_key=key).start()
+        base = host.base_url
+        print(f"Local host: {base}/api  (function key for this run: {key})")
+
+        status, body = _request("POST", f"{base}/api/connectors/azure", admin_token, key)
+        print(f"\nPOST /api/connectors/azure -> {status}")
+        if isinstance(body, dict) and "status" in body:
+            _print_status(body)
+        else:
+            print(body)
+            return 1
+        host.run_function("fanout")
+
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            stop.wait(15)
+            _, body = _request("GET", f"{base}/api/connectors/azure", admin_token, key)
+            if isinstance(body, dict) and "subscriptions" in body:
+                _print_status(body)
+            _, accounts = _request("GET", f"{base}/api/accounts?limit=100", admin_token, key)
+            _, latest = _request("GET", f"{base}/api/activities?limit=3", admin_token, key)
+            if isinstance(accounts, dict):
+                print(f"  accounts seen: {len(accounts.get('items', []))}")
+            if isinstance(latest, dict):
+                for item in latest.get("items", []):
+                    who = (item.get("user") or {}).get("upn") or (item.get("user") or {}).get("id")
+                    print(f"  latest: {item['timestamp']} {who} {item['action']} {item['status']}")
+    except KeyboardInterrupt:
+        print("\nStopping...")
+    finally:
+        if host is not None:
+            host.stop()
+        if emulator is not None:
+            emulator.stop()
+        azurite.stop()
+    return 0
+
+
+def _fresh(path: Path) -> Path:
+    """A clean Azurite folder per run, so each demo connects from scratch."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
