@@ -7,7 +7,7 @@
 // Everything authenticates with one user-assigned managed identity: the storage account refuses
 // shared keys, Application Insights refuses instrumentation-key-only ingestion, and no app setting
 // holds a secret. Reading Azure (the Reader role over the subscriptions to monitor) is granted
-// separately, with reader-access.bicep: see infra/README.md.
+// separately, with reader-access.bicep: see the README, "Deploying to Azure".
 
 targetScope = 'subscription'
 

@@ -10,7 +10,7 @@
 //     --parameters principalId=<CONNECTOR_IDENTITY_PRINCIPAL_ID>
 //
 // Without rights at any management group, deploy core/reader-subscription.bicep to each
-// subscription instead (az deployment sub create); see infra/README.md.
+// subscription instead (az deployment sub create); see the README, "Deploying to Azure".
 
 targetScope = 'managementGroup'
 
