@@ -1,0 +1,129 @@
+"""Storage connections as the Functions host resolves a binding's `connection` setting.
+
+The setting named by `connection` (default `AzureWebJobsStorage`; a name `X` is also looked up
+as `AzureWebJobsX`) holds a connection string, `UseDevelopmentStorage=true` meaning Azurite on its
+default ports. Identity-based connections use `<name>__queueServiceUri` (or `__serviceUri`, or
+`__accountName`) and DefaultAzureCredential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from azure.storage.queue import (
+    BinaryBase64EncodePolicy,
+    ExponentialRetry,
+    QueueClient,
+    QueueServiceClient,
+    TextBase64EncodePolicy,
+)
+
+from localdev.host.errors import HostStartupError
+
+DEFAULT_CONNECTION = "AzureWebJobsStorage"
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+DEV_CONNECTION_STRING = (
+    f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+    f"BlobEndpoint=http://127.0.0.1:10000/{DEV_ACCOUNT};"
+    f"QueueEndpoint=http://127.0.0.1:10001/{DEV_ACCOUNT};"
+    f"TableEndpoint=http://127.0.0.1:10002/{DEV_ACCOUNT};"
+)
+
+# Fail fast on a local emulator: the SDK's default retry waits 15 s and more between attempts.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": 10,
+    "read_timeout": 60,
+}
+
+
+def _retry() -> ExponentialRetry:
+    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
+
+
+def _is_dev_storage(value: str) -> bool:
+    parts = dict(
+        (k.strip().lower(), v.strip().lower())
+        for k, _, v in (p.partition("=") for p in value.split(";") if p.strip())
+    )
+    return parts.get("usedevelopmentstorage") == "true"
+
+
+@dataclass(frozen=True)
+class StorageAccount:
+    """One storage account's queue service, as a binding's connection names it."""
+
+    connection: str
+    connection_string: str | None = None
+    service_uri: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identifies the account, to tell whether two bindings watch the same queue."""
+        return self.service().url.rstrip("/")
+
+    def service(self) -> QueueServiceClient:
+        if self.connection_string is not None:
+            return QueueServiceClient.from_connection_string(
+                self.connection_string, retry_policy=_retry(), **_CLIENT_OPTIONS
+            )
+        from azure.identity import DefaultAzureCredential
+
+        assert self.service_uri is not None
+        return QueueServiceClient(
+            self.service_uri, credential=DefaultAzureCredential(), retry_policy=_retry(), **_CLIENT_OPTIONS
+        )
+
+    def queue(self, name: str, encoding: str = "none", binary: bool = False) -> QueueClient:
+        """A client for one queue; `encoding` "base64" encodes what is sent (text or, if binary, bytes)."""
+        policy: Any = None
+        if encoding == "base64":
+            policy = BinaryBase64EncodePolicy() if binary else TextBase64EncodePolicy()
+        if self.connection_string is not None:
+            return QueueClient.from_connection_string(
+                self.connection_string,
+                name,
+                message_encode_policy=policy,
+                retry_policy=_retry(),
+                **_CLIENT_OPTIONS,
+            )
+        from azure.identity import DefaultAzureCredential
+
+        assert self.service_uri is not None
+        return QueueClient(
+            self.service_uri,
+            name,
+            credential=DefaultAzureCredential(),
+            message_encode_policy=policy,
+            retry_policy=_retry(),
+            **_CLIENT_OPTIONS,
+        )
+
+
+def resolve_account(connection: str | None, settings: Mapping[str, str], function_name: str) -> StorageAccount:
+    """The storage account a binding's `connection` names, or a clear start error."""
+    name = connection or DEFAULT_CONNECTION
+    for candidate in (name, f"AzureWebJobs{name}"):
+        value = settings.get(candidate)
+        if value:
+            if _is_dev_storage(value):
+                return StorageAccount(candidate, connection_string=DEV_CONNECTION_STRING)
+            if "=" not in value:
+                raise HostStartupError(
+                    f"function {function_name!r}: app setting {candidate!r} is not a storage connection string"
+                )
+            return StorageAccount(candidate, connection_string=value)
+        for suffix in ("__queueServiceUri", "__serviceUri"):
+            uri = settings.get(candidate + suffix)
+            if uri:
+                return StorageAccount(candidate, service_uri=uri)
+        account = settings.get(candidate + "__accountName")
+        if account:
+            return StorageAccount(candidate, service_uri=f"https://{account}.queue.core.windows.net")
+    raise HostStartupError(
+        f"function {function_name!r}: the storage connection {name!r} is not configured; set the app setting "
+        f"{name!r} to a connection string (UseDevelopmentStorage=true for Azurite on its default ports) "
+        f"or {name + '__queueServiceUri'!r} for an identity-based connection"
+    )

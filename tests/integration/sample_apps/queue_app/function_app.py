@@ -1,0 +1,55 @@
+"""Sample app for the local host's queue tests: records every delivery in module-level lists."""
+
+import threading
+
+import azure.functions as func
+
+app = func.FunctionApp()
+
+_lock = threading.Lock()
+received: list[dict[str, object]] = []
+failures: list[int] = []
+flaky: list[int] = []
+relayed: list[str] = []
+
+
+def _record(name: str, msg: func.QueueMessage) -> None:
+    with _lock:
+        received.append(
+            {
+                "function": name,
+                "id": msg.id,
+                "body": msg.get_body(),
+                "dequeue_count": msg.dequeue_count,
+                "insertion_time": msg.insertion_time,
+            }
+        )
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%OK_QUEUE%", connection="AzureWebJobsStorage")
+def record(msg: func.QueueMessage) -> None:
+    _record("record", msg)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%FAIL_QUEUE%", connection="AzureWebJobsStorage")
+def always_fails(msg: func.QueueMessage) -> None:
+    with _lock:
+        failures.append(int(msg.dequeue_count or 0))
+    raise RuntimeError(f"cannot handle {msg.get_body()!r}")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%FLAKY_QUEUE%", connection="AzureWebJobsStorage")
+async def fails_once(msg: func.QueueMessage) -> None:
+    with _lock:
+        flaky.append(int(msg.dequeue_count or 0))
+    if msg.dequeue_count == 1:
+        raise RuntimeError("first attempt fails")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%RELAY_QUEUE%", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="out", queue_name="%OK_QUEUE%", connection="AzureWebJobsStorage")
+def relay(msg: func.QueueMessage, out: func.Out[str]) -> None:
+    text = msg.get_body().decode("utf-8")
+    with _lock:
+        relayed.append(text)
+    out.set(f"relayed:{text}")
