@@ -1,0 +1,1 @@
+"""Fan-out, pull, normalization and storage of Azure activities."""
