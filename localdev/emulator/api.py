@@ -1,0 +1,689 @@
+"""The HTTP surface: Entra ID endpoints, the ARM endpoints, and the `/_emulator/` control API."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from .events import JSON_NULL
+from .odata_filter import FilterError, parse_filter
+from .server import Request, Response
+from .tenant import TENANT_DOMAIN, TENANT_INITIAL_DOMAIN, Subscription
+from .timefmt import format_datetime, parse_datetime, to_ticks
+from .tokens import TOKEN_KINDS, TokenRejected, validate_arm_token
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+
+logger = logging.getLogger(__name__)
+
+ACTIVITY_LOG_API_VERSIONS = ("2015-04-01",)
+SUBSCRIPTION_API_VERSIONS = (
+    "2014-04-01",
+    "2015-01-01",
+    "2016-06-01",
+    "2018-06-01",
+    "2019-06-01",
+    "2019-11-01",
+    "2020-01-01",
+    "2021-01-01",
+    "2022-01-01",
+    "2022-12-01",
+)
+ACTIVITY_LOG_SUFFIX = "/providers/microsoft.insights/eventtypes/management/values"
+READ_ACTION = "Microsoft.Insights/eventtypes/values/read"
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(status, json.dumps(body, separators=(",", ":")).encode(), headers or {})
+
+
+def arm_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(status, {"error": {"code": code, "message": message}}, headers)
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+class Api:
+    """Routes one request to Entra ID, ARM or the control API, and records it."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emu = emulator
+
+    # -- entry point --------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        path = unquote(request.path)
+        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        if path.startswith("/_emulator/") or path == "/_emulator":
+            return self._control(request, path, query)
+        response = self._route(request, path, query)
+        from .emulator import RequestRecord
+
+        self.emu.record_request(
+            RequestRecord(request.method, path, query, response.status, self.emu.clock.now())
+        )
+        return response
+
+    def _route(self, request: Request, path: str, query: dict[str, str]) -> Response:
+        lowered = path.lower().rstrip("/")
+        if lowered.startswith("/subscriptions") or lowered.startswith("/providers") or lowered.startswith("/tenants"):
+            return self._arm(request, path, query)
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2:
+            return self._entra(request, parts, query)
+        return arm_error(404, "NotFound", f"The path '{path}' is not served by this emulator.")
+
+    # -- Entra ID -----------------------------------------------------------------------------------
+
+    def _tenant_matches(self, tenant: str) -> bool:
+        return tenant.lower() in (self.emu.tenant_id, TENANT_DOMAIN, TENANT_INITIAL_DOMAIN)
+
+    def _aad_error(self, status: int, error: str, code: int, message: str) -> Response:
+        now = self.emu.clock.now()
+        trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
+        stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
+        return _json(
+            status,
+            {
+                "error": error,
+                "error_description": (
+                    f"AADSTS{code}: {message}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\n"
+                    f"Timestamp: {stamp}"
+                ),
+                "error_codes": [code],
+                "timestamp": stamp,
+                "trace_id": trace,
+                "correlation_id": correlation,
+                "error_uri": f"{self.emu.url}/error?code={code}",
+            },
+        )
+
+    def _entra(self, request: Request, parts: list[str], query: dict[str, str]) -> Response:
+        tenant, rest = parts[0], "/".join(parts[1:]).lower()
+        known = {
+            "v2.0/.well-known/openid-configuration",
+            "discovery/v2.0/keys",
+            "discovery/keys",
+            "oauth2/v2.0/token",
+            "oauth2/token",
+        }
+        if rest not in known:
+            return self._aad_error(404, "invalid_request", 90010, f"The path '/{'/'.join(parts)}' is not supported.")
+        if not self._tenant_matches(tenant):
+            return self._aad_error(
+                400,
+                "invalid_tenant",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing "
+                "into the correct cloud.",
+            )
+        if rest == "v2.0/.well-known/openid-configuration":
+            return _json(200, self.openid_configuration())
+        if rest in ("discovery/v2.0/keys", "discovery/keys"):
+            return _json(200, self.emu.keys.jwks(self.emu.issuer.issuer_v2))
+        if request.method != "POST":
+            return self._aad_error(405, "invalid_request", 900561, "The endpoint only accepts POST requests.")
+        return self._token(request, v1=rest == "oauth2/token")
+
+    def openid_configuration(self) -> dict[str, Any]:
+        base = f"{self.emu.url}/{self.emu.tenant_id}"
+        return {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{self.emu.url}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "claims_supported": [
+                "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
+                "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name",
+                "tid", "ver", "at_hash", "c_hash", "email",
+            ],
+            "kerberos_endpoint": f"{base}/kerberos",
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+            "rbac_url": "https://pas.windows.net",
+        }
+
+    def _known_resource(self, resource: str) -> bool:
+        candidates = {a.rstrip("/").lower() for a in self.emu.arm_audiences}
+        candidates.add(self.emu.audience.rstrip("/").lower())
+        return resource.rstrip("/").lower() in candidates
+
+    def _token(self, request: Request, v1: bool) -> Response:
+        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                client_id, client_secret = unquote(user) or client_id, unquote(password) or client_secret
+            except (ValueError, UnicodeDecodeError):
+                return self._aad_error(400, "invalid_request", 900144, "The Authorization header is malformed.")
+        grant = form.get("grant_type", "")
+        if not grant:
+            return self._aad_error(
+                400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
+            )
+        if grant != "client_credentials":
+            return self._aad_error(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{grant}'. This emulator issues tokens for the "
+                "client_credentials grant only.",
+            )
+        if not client_id:
+            return self._aad_error(
+                400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."
+            )
+        app = self.emu.directory.connector
+        if client_id.lower() != app.client_id:
+            return self._aad_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory 'Contoso'. This can "
+                "happen if the application has not been installed by the administrator of the tenant or consented "
+                "to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+            )
+        if not client_secret:
+            return self._aad_error(
+                401,
+                "invalid_client",
+                7000216,
+                "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
+            )
+        if self.emu.sign_in_rejected or client_secret != app.client_secret:
+            return self._aad_error(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
+                f"value, not the client secret ID, for a secret added to app '{app.client_id}'.",
+            )
+        if v1:
+            resource = form.get("resource", "")
+            if not resource:
+                return self._aad_error(
+                    400, "invalid_request", 900144, "The request body must contain the following parameter: 'resource'."
+                )
+        else:
+            scopes = [s for s in form.get("scope", "").split() if s not in ("openid", "profile", "offline_access")]
+            if not scopes:
+                return self._aad_error(
+                    400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'."
+                )
+            scope = scopes[0]
+            if len(scopes) > 1 or not scope.endswith("/.default"):
+                return self._aad_error(
+                    400,
+                    "invalid_scope",
+                    1002012,
+                    f"The provided value for scope {' '.join(scopes)} is not valid. Client credential flows must have "
+                    "a scope value with /.default suffixed to the resource identifier (application ID URI).",
+                )
+            resource = scope[: -len("/.default")]
+        if not self._known_resource(resource):
+            return self._aad_error(
+                400,
+                "invalid_resource",
+                500011,
+                f"The resource principal named {resource} was not found in the tenant named Contoso. This can happen "
+                "if the application has not been installed by the administrator of the tenant or consented to by any "
+                "user in the tenant. You might have sent your authentication request to the wrong tenant.",
+            )
+        token = self.emu.issuer.app_token(resource, self.emu.clock.now())
+        body: dict[str, Any] = {
+            "token_type": "Bearer",
+            "expires_in": 3599,
+            "ext_expires_in": 3599,
+            "access_token": token,
+        }
+        if v1:
+            now = int(self.emu.clock.now().timestamp())
+            body.update(expires_on=str(now + 3599), not_before=str(now), resource=resource)
+            body["expires_in"] = "3599"
+            body["ext_expires_in"] = "3599"
+        return _json(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+    # -- ARM ----------------------------------------------------------------------------------------
+
+    def _arm_headers(self) -> dict[str, str]:
+        return {
+            "x-ms-request-id": str(uuid.uuid4()),
+            "x-ms-correlation-request-id": str(uuid.uuid4()),
+            "x-ms-ratelimit-remaining-subscription-reads": "249",
+            "Cache-Control": "no-cache",
+        }
+
+    def _authenticate(self, request: Request) -> dict[str, Any] | Response:
+        header = request.headers.get("authorization")
+        challenge = (
+            f'Bearer authorization_uri="{self.emu.url}/{self.emu.tenant_id}", error="invalid_token", '
+            'error_description="The authentication failed because of missing \'Authorization\' header."'
+        )
+        if not header:
+            return arm_error(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+                {"WWW-Authenticate": challenge},
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return arm_error(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                {"WWW-Authenticate": challenge},
+            )
+        try:
+            return validate_arm_token(
+                token.strip(),
+                self.emu.keys,
+                tenant_id=self.emu.tenant_id,
+                issuers=(self.emu.issuer.issuer_v1, self.emu.issuer.issuer_v2),
+                audiences=self.emu.arm_audiences,
+                now=self.emu.clock.now(),
+                check_lifetime=self.emu.check_arm_token_lifetime,
+            )
+        except TokenRejected as rejected:
+            challenge = (
+                f'Bearer authorization_uri="{self.emu.url}/{self.emu.tenant_id}", error="invalid_token", '
+                f'error_description="{rejected.code}"'
+            )
+            return arm_error(401, rejected.code, rejected.message, {"WWW-Authenticate": challenge})
+
+    @staticmethod
+    def _param(query: dict[str, str], name: str) -> str | None:
+        for key, value in query.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def _api_version(self, query: dict[str, str], supported: tuple[str, ...], resource_type: str) -> Response | None:
+        version = self._param(query, "api-version")
+        if version is None or not version.strip():
+            return arm_error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        if version not in supported:
+            return arm_error(
+                400,
+                "NoRegisteredProviderFound" if resource_type == "eventtypes" else "InvalidApiVersionParameter",
+                f"No registered resource provider found for location 'global' and API version '{version}' for type "
+                f"'{resource_type}'. The supported api-versions are '{', '.join(supported)}'. The supported "
+                "locations are ''.",
+            )
+        return None
+
+    def _arm(self, request: Request, path: str, query: dict[str, str]) -> Response:
+        claims = self._authenticate(request)
+        if isinstance(claims, Response):
+            return claims
+        response = self._arm_authenticated(request, path, query, claims)
+        for name, value in self._arm_headers().items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def _arm_authenticated(
+        self, request: Request, path: str, query: dict[str, str], claims: dict[str, Any]
+    ) -> Response:
+        lowered = path.lower().rstrip("/")
+        parts = [p for p in lowered.split("/") if p]
+        if request.method not in ("GET", "HEAD"):
+            return arm_error(
+                405,
+                "MethodNotAllowed",
+                f"The requested resource does not support http method '{request.method}'.",
+            )
+        if parts == ["subscriptions"]:
+            invalid = self._api_version(query, SUBSCRIPTION_API_VERSIONS, "subscriptions")
+            return invalid or self._list_subscriptions(query)
+        if len(parts) >= 2 and parts[0] == "subscriptions":
+            sub_id = parts[1]
+            if not _is_guid(sub_id):
+                return arm_error(
+                    400,
+                    "InvalidSubscriptionId",
+                    f"The provided subscription identifier '{path.split('/')[2]}' is malformed or invalid.",
+                )
+            if len(parts) == 2:
+                invalid = self._api_version(query, SUBSCRIPTION_API_VERSIONS, "subscriptions")
+                return invalid or self._get_subscription(sub_id, claims)
+            if lowered == f"/subscriptions/{sub_id}{ACTIVITY_LOG_SUFFIX}":
+                invalid = self._api_version(query, ACTIVITY_LOG_API_VERSIONS, "eventtypes")
+                return invalid or self._activity_log(sub_id, query, claims)
+        return arm_error(
+            404,
+            "InvalidResourceType",
+            f"The resource type could not be found for the path '{path}': this emulator serves only "
+            "subscriptions and the Activity Log.",
+        )
+
+    def _subscription_body(self, sub: Subscription) -> dict[str, Any]:
+        return {
+            "id": f"/subscriptions/{sub.subscription_id}",
+            "authorizationSource": "RoleBased",
+            "managedByTenants": [],
+            "subscriptionId": sub.subscription_id,
+            "tenantId": self.emu.tenant_id,
+            "displayName": sub.display_name,
+            "state": sub.state,
+            "subscriptionPolicies": {
+                "locationPlacementId": "Public_2014-09-01",
+                "quotaId": "PayAsYouGo_2014-09-01",
+                "spendingLimit": "Off",
+            },
+        }
+
+    def _list_subscriptions(self, query: dict[str, str]) -> Response:
+        after = self._param(query, "$skiptoken")
+        if after is not None:
+            try:
+                after = base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)).decode()
+            except (ValueError, UnicodeDecodeError):
+                return arm_error(400, "InvalidSkipToken", "The $skiptoken is invalid.")
+        listed = sorted(
+            (s for s in self.emu.subscriptions if s.listed), key=lambda s: s.subscription_id
+        )
+        remaining = [s for s in listed if after is None or s.subscription_id > after]
+        page = remaining[: self.emu.subscription_page_size]
+        body: dict[str, Any] = {
+            "value": [self._subscription_body(s) for s in page],
+            "count": {"type": "Total", "value": len(listed)},
+        }
+        if len(remaining) > len(page):
+            token = base64.urlsafe_b64encode(page[-1].subscription_id.encode()).decode().rstrip("=")
+            api_version = self._param(query, "api-version") or "2022-12-01"
+            body["nextLink"] = (
+                f"{self.emu.url}/subscriptions?"
+                + urlencode({"api-version": api_version, "$skiptoken": token}, quote_via=quote)
+            )
+        return _json(200, body)
+
+    def _forbidden(self, sub_id: str, claims: dict[str, Any], action: str) -> Response:
+        client = claims.get("appid") or claims.get("oid")
+        return arm_error(
+            403,
+            "AuthorizationFailed",
+            f"The client '{client}' with object id '{claims.get('oid')}' does not have authorization to perform "
+            f"action '{action}' over scope '/subscriptions/{sub_id}' or the scope is invalid. If access was recently "
+            "granted, please refresh your credentials.",
+        )
+
+    def _get_subscription(self, sub_id: str, claims: dict[str, Any]) -> Response:
+        record = self.emu.subscription_record(sub_id)
+        if record is None:
+            return arm_error(404, "SubscriptionNotFound", f"The subscription '{sub_id}' could not be found.")
+        sub = record.subscription
+        if not sub.listed:
+            return self._forbidden(sub_id, claims, "Microsoft.Resources/subscriptions/read")
+        return _json(200, self._subscription_body(sub))
+
+    def _activity_log(self, sub_id: str, query: dict[str, str], claims: dict[str, Any]) -> Response:
+        record = self.emu.subscription_record(sub_id)
+        if record is None or record.subscription.state == "Deleted":
+            return arm_error(404, "SubscriptionNotFound", f"The subscription '{sub_id}' could not be found.")
+        fault = self.emu.take_fault(sub_id)
+        if fault is not None:
+            if fault.kind == "429":
+                return arm_error(
+                    429,
+                    "SubscriptionRequestsThrottled",
+                    f"Number of 'read' requests for subscription '{sub_id}' actor '{claims.get('oid')}' exceeded. "
+                    f"Please try again after '{fault.retry_after}' seconds after additional tokens are available. "
+                    "Refer to https://aka.ms/arm-throttling",
+                    {
+                        "Retry-After": str(fault.retry_after),
+                        "x-ms-ratelimit-remaining-subscription-reads": "0",
+                    },
+                )
+            if fault.kind == "5xx":
+                codes = {
+                    500: ("InternalServerError", "Encountered internal server error."),
+                    502: ("BadGateway", "The gateway received an invalid response from 'Microsoft.Insights'."),
+                    503: ("ServiceUnavailable", "The server (leader) is currently unable to handle the request."),
+                    504: (
+                        "GatewayTimeout",
+                        "The gateway did not receive a response from 'Microsoft.Insights' within the specified "
+                        "time period.",
+                    ),
+                }
+                code, message = codes.get(fault.status, ("ServerError", "The service failed to answer the request."))
+                return arm_error(fault.status, code, message)
+            time.sleep(max(0.0, fault.seconds))
+        sub = record.subscription
+        if not sub.listed or sub.forbidden:
+            return self._forbidden(sub_id, claims, READ_ACTION)
+
+        raw_filter = self._param(query, "$filter")
+        skiptoken = self._param(query, "$skiptoken")
+        now = to_ticks(self.emu.clock.now())
+        cursor: tuple[int, str] | None = None
+        try:
+            parsed = parse_filter(raw_filter, now, check_retention=skiptoken is None)
+        except FilterError as error:
+            return arm_error(400, error.code, error.message)
+        filter_hash = hashlib.sha256((raw_filter or "").encode()).hexdigest()[:16]
+        if skiptoken is not None:
+            try:
+                state = json.loads(base64.urlsafe_b64decode(skiptoken + "=" * (-len(skiptoken) % 4)))
+                if state.get("f") != filter_hash:
+                    return arm_error(
+                        400,
+                        "InvalidSkipToken",
+                        "The $skiptoken does not belong to this $filter: follow the nextLink as it is.",
+                    )
+                end, as_of = int(state["e"]), int(state["a"])
+                cursor = (int(state["t"]), str(state["i"]))
+            except (ValueError, KeyError, TypeError):
+                return arm_error(400, "InvalidSkipToken", "The $skiptoken is invalid.")
+        else:
+            end = parsed.end if parsed.end is not None else now
+            as_of = now
+        page_size = self.emu.event_page_size
+        found = []
+        for stored in self.emu.store.scan(
+            record,
+            parsed.start,
+            end,
+            visible_at=as_of,
+            predicate=parsed.matches if parsed.has_clauses else None,
+            before=cursor,
+        ):
+            found.append(stored)
+            if len(found) > page_size:
+                break
+        page = found[:page_size]
+        body: dict[str, Any] = {"value": [stored[3] for stored in page]}
+        if len(found) > page_size:
+            last = page[-1]
+            token = json.dumps({"f": filter_hash, "e": end, "a": as_of, "t": last[0], "i": last[1]}).encode()
+            encoded = base64.urlsafe_b64encode(token).decode().rstrip("=")
+            params = {"api-version": self._param(query, "api-version") or "2015-04-01", "$filter": raw_filter or ""}
+            params["$skiptoken"] = encoded
+            body["nextLink"] = (
+                f"{self.emu.url}/subscriptions/{sub_id}/providers/Microsoft.Insights/eventtypes/management/values?"
+                + urlencode(params, quote_via=quote)
+            )
+        return Response(200, json.dumps(body, separators=(",", ":")).encode())
+
+    # -- control API --------------------------------------------------------------------------------
+
+    def _control(self, request: Request, path: str, query: dict[str, str]) -> Response:
+        try:
+            if not ipaddress.ip_address(request.client_ip.split("%")[0]).is_loopback:
+                return arm_error(403, "Forbidden", "The control API answers loopback clients only.")
+        except ValueError:
+            return arm_error(403, "Forbidden", "The control API answers loopback clients only.")
+        try:
+            body = json.loads(request.body) if request.body.strip() else {}
+        except ValueError:
+            return arm_error(400, "InvalidJson", "The request body is not valid JSON.")
+        if not isinstance(body, dict):
+            return arm_error(400, "InvalidJson", "The request body must be a JSON object.")
+        route = path[len("/_emulator") :].rstrip("/")
+        method = request.method
+        try:
+            return self._control_route(method, route, body, query)
+        except (ValueError, TypeError) as error:
+            return arm_error(400, "BadRequest", str(error))
+        except KeyError as error:
+            return arm_error(404, "NotFound", str(error.args[0] if error.args else error))
+
+    def _subscription_json(self, sub: Subscription) -> dict[str, Any]:
+        return {
+            "subscriptionId": sub.subscription_id,
+            "displayName": sub.display_name,
+            "state": sub.state,
+            "createdAt": format_datetime(sub.created_at) if sub.created_at else None,
+            "listed": sub.listed,
+            "forbidden": sub.forbidden,
+        }
+
+    def _control_route(self, method: str, route: str, body: dict[str, Any], query: dict[str, str]) -> Response:
+        emu = self.emu
+        if route == "/info" and method == "GET":
+            return _json(200, emu.info())
+        if route == "/tokens" and method == "POST":
+            kind = str(body.get("kind", "global_admin"))
+            if kind not in TOKEN_KINDS:
+                raise ValueError(f"unknown token kind {kind!r}; expected one of {', '.join(TOKEN_KINDS)}")
+            claims = body.get("claims") or {}
+            if not isinstance(claims, dict):
+                raise ValueError("claims must be an object")
+            return _json(200, {"access_token": emu.mint_token(kind, **claims), "token_type": "Bearer"})
+        if route == "/faults" and method == "POST":
+            fault = emu.add_fault(
+                str(body.get("kind", "")),
+                subscription_id=body.get("subscriptionId"),
+                count=int(body.get("count", 1)),
+                retry_after=int(body.get("retryAfter", 1)),
+                status=int(body.get("status", 503)),
+                seconds=float(body.get("seconds", 1.0)),
+            )
+            return _json(201, self._fault_json(fault))
+        if route == "/faults" and method == "GET":
+            return _json(200, {"faults": [self._fault_json(f) for f in emu.faults]})
+        if route == "/faults" and method == "DELETE":
+            emu.clear_faults()
+            return Response(204)
+        if route == "/subscriptions" and method == "GET":
+            return _json(200, {"subscriptions": [self._subscription_json(s) for s in emu.subscriptions]})
+        if route == "/subscriptions" and method == "POST":
+            if not body.get("displayName"):
+                raise ValueError("displayName is required")
+            created = body.get("createdAt")
+            sub = emu.add_subscription(
+                str(body["displayName"]),
+                state=str(body.get("state", "Enabled")),
+                subscription_id=body.get("subscriptionId"),
+                created_at=parse_datetime(created) if created else None,
+            )
+            return _json(201, self._subscription_json(sub))
+        if route.startswith("/subscriptions/") and method == "PATCH":
+            sub = emu.set_subscription(
+                route[len("/subscriptions/") :],
+                state=body.get("state"),
+                listed=body.get("listed"),
+                forbidden=body.get("forbidden"),
+                display_name=body.get("displayName"),
+            )
+            return _json(200, self._subscription_json(sub))
+        if route == "/events" and method == "POST":
+            sub_id = body.get("subscriptionId")
+            if not sub_id or not body.get("at"):
+                raise ValueError("subscriptionId and at are required")
+            fields = body.get("fields") or {}
+            if not isinstance(fields, dict):
+                raise ValueError("fields must be an object")
+            fields = {k: (JSON_NULL if v is None else v) for k, v in fields.items()}
+            for name in body.get("remove") or []:
+                fields[str(name)] = None
+            event = emu.inject_event(
+                str(sub_id),
+                at=parse_datetime(str(body["at"])),
+                delay=timedelta(seconds=float(body.get("delaySeconds", 0))),
+                **fields,
+            )
+            return _json(201, event)
+        if route == "/events" and method == "GET":
+            sub_id = query.get("subscriptionId")
+            if not sub_id or not query.get("start") or not query.get("end"):
+                raise ValueError("subscriptionId, start and end are required")
+            surfaced = query.get("surfacedBy")
+            events = emu.events(
+                sub_id,
+                parse_datetime(query["start"]),
+                parse_datetime(query["end"]),
+                surfaced_by=parse_datetime(surfaced) if surfaced else None,
+            )
+            return _json(200, {"value": events})
+        if route == "/sign-in" and method == "POST":
+            emu.reject_sign_in(bool(body.get("reject", True)))
+            return _json(200, {"rejected": emu.sign_in_rejected})
+        if route == "/events-per-hour" and method in ("PUT", "POST"):
+            emu.set_events_per_hour(float(body["eventsPerHour"]))
+            return _json(200, {"eventsPerHour": emu.events_per_hour})
+        if route == "/requests" and method == "GET":
+            return _json(
+                200,
+                {
+                    "requests": [
+                        {
+                            "method": r.method,
+                            "path": r.path,
+                            "query": r.query,
+                            "status": r.status,
+                            "time": format_datetime(r.time),
+                        }
+                        for r in emu.request_log
+                    ]
+                },
+            )
+        if route == "/requests" and method == "DELETE":
+            emu.reset_request_log()
+            return Response(204)
+        return arm_error(404, "NotFound", f"No control endpoint {method} /_emulator{route}.")
+
+    @staticmethod
+    def _fault_json(fault: Any) -> dict[str, Any]:
+        return {
+            "kind": fault.kind,
+            "subscriptionId": fault.subscription_id,
+            "count": fault.remaining,
+            "retryAfter": fault.retry_after,
+            "status": fault.status,
+            "seconds": fault.seconds,
+        }

@@ -1,0 +1,529 @@
+"""The Entra ID + ARM emulator: state, the Python API tests drive it with, and the server around it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import ssl
+import tempfile
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trustme
+
+from core.clock import Clock, SystemClock
+
+from .events import EventGenerator, EventStore, copy_event
+from .server import HttpsServer
+from .tenant import (
+    SUBSCRIPTION_STATES,
+    Directory,
+    Subscription,
+    SubscriptionRecord,
+    default_subscriptions,
+    env_for,
+    resource_groups_for,
+    stable_guid,
+)
+from .timefmt import TICKS_PER_SECOND, format_datetime, to_ticks
+from .tokens import KeySet, TokenIssuer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_AUDIENCE = "api://azure-app-connector"
+FAULT_KINDS = ("429", "5xx", "slow")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the emulator answered (control-API requests are not recorded)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+    time: datetime
+
+
+@dataclass
+class Fault:
+    """A fault injected into the Activity Log endpoint for the next `remaining` requests (-1: until cleared)."""
+
+    kind: str
+    subscription_id: str | None = None
+    remaining: int = 1
+    retry_after: int = 1
+    status: int = 503
+    seconds: float = 1.0
+
+
+@dataclass
+class _State:
+    records: dict[str, SubscriptionRecord] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    reject_sign_in: bool = False
+    request_log: list[RequestRecord] = field(default_factory=list)
+    added: int = 0
+
+
+def _as_timedelta(value: timedelta | float | int) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+
+
+class Emulator:
+    """Entra ID (authority host) and Azure Resource Manager on one loopback HTTPS port.
+
+    Usage::
+
+        with Emulator(clock=FakeClock(start), seed=7) as emu:
+            credential = ClientSecretCredential(emu.tenant_id, emu.client_id, emu.client_secret,
+                                                authority=emu.url, disable_instance_discovery=True)
+
+    Clients must trust `ca_pem_path` (for example through REQUESTS_CA_BUNDLE).
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        seed: int = 7,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_dir: Path | str | None = None,
+        *,
+        audience: str = DEFAULT_AUDIENCE,
+        subscription_page_size: int = 3,
+        event_page_size: int = 200,
+        events_per_hour: float = 60.0,
+        max_surface_delay: timedelta | float = timedelta(minutes=5),
+        check_arm_token_lifetime: bool = True,
+    ) -> None:
+        if subscription_page_size < 1 or event_page_size < 1:
+            raise ValueError("page sizes must be at least 1")
+        self.clock: Clock = clock or SystemClock()
+        self.seed = seed
+        self.host = host
+        self._port = port
+        self._state_dir_arg = Path(state_dir) if state_dir is not None else None
+        self._state_dir: Path | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.audience = audience
+        self.subscription_page_size = subscription_page_size
+        self.event_page_size = event_page_size
+        self.max_surface_delay = _as_timedelta(max_surface_delay)
+        self.check_arm_token_lifetime = check_arm_token_lifetime
+        self.lock = threading.RLock()
+        self._state = _State()
+
+        now = self.clock.now()
+        defaults = default_subscriptions(seed, now)
+        production = defaults[0][0].subscription_id
+        self.directory = Directory(seed, production)
+        for sub, env, disabled_at in defaults:
+            record = self._record(sub, env)
+            if disabled_at is not None:
+                record.history = [(record.created_ticks, "Enabled"), (to_ticks(disabled_at), "Disabled")]
+        self.generator = EventGenerator(
+            seed, self.directory, int(self.max_surface_delay.total_seconds() * TICKS_PER_SECOND)
+        )
+        self.store = EventStore(self.generator, events_per_hour, self.lock)
+
+        self._server: HttpsServer | None = None
+        self._issuer: TokenIssuer | None = None
+        self._keys: KeySet | None = None
+        self._url: str | None = None
+        self._ca_pem_path: Path | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        if self._server is not None:
+            return self
+        from .api import Api  # late import: api depends on this module
+
+        if self._state_dir_arg is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="azure-emulator-")
+            self._state_dir = Path(self._tmp.name)
+        else:
+            self._state_dir = self._state_dir_arg
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+        ca = self._load_or_create_ca(self._state_dir)
+        identities = ["127.0.0.1", "localhost", "::1"]
+        if self.host not in identities and self.host not in ("0.0.0.0", "::"):
+            identities.append(self.host)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        ca.issue_cert(*identities).configure_cert(context)
+        self._keys = KeySet(self._state_dir)
+        self._server = HttpsServer(self.host, self._port, context, Api(self).handle)
+        url_host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
+        if ":" in url_host and not url_host.startswith("["):
+            url_host = f"[{url_host}]"
+        self._url = f"https://{url_host}:{self._server.port}"
+        self._issuer = TokenIssuer(self._keys, self.directory, self._url, self.audience)
+        self._server.start()
+        self.write_info()
+        logger.info("emulator listening on %s (tenant %s)", self._url, self.tenant_id)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+            logger.info("emulator on %s stopped", self._url)
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @staticmethod
+    def _load_or_create_ca(state_dir: Path) -> trustme.CA:
+        cert_path, key_path = state_dir / "ca.pem", state_dir / "ca-key.pem"
+        if cert_path.exists() and key_path.exists():
+            try:
+                return trustme.CA.from_pem(cert_path.read_bytes(), key_path.read_bytes())
+            except ValueError:
+                logger.warning("could not load the CA in %s; generating a new one", state_dir)
+        ca = trustme.CA(organization_name="Azure App Connector emulator")
+        ca.cert_pem.write_to_path(str(cert_path))
+        ca.private_key_pem.write_to_path(str(key_path))
+        key_path.chmod(0o600)
+        return ca
+
+    # -- identity -----------------------------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        if self._url is None or self._issuer is None:
+            raise RuntimeError("the emulator is not started: call start() or use it as a context manager")
+
+    @property
+    def url(self) -> str:
+        self._require_started()
+        assert self._url is not None
+        return self._url
+
+    @property
+    def authority_host(self) -> str:
+        return self.url
+
+    @property
+    def arm_endpoint(self) -> str:
+        return self.url
+
+    @property
+    def state_dir(self) -> Path:
+        self._require_started()
+        assert self._state_dir is not None
+        return self._state_dir
+
+    @property
+    def ca_pem_path(self) -> Path:
+        return self.state_dir / "ca.pem"
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        self._require_started()
+        assert self._issuer is not None
+        return self._issuer
+
+    @property
+    def keys(self) -> KeySet:
+        self._require_started()
+        assert self._keys is not None
+        return self._keys
+
+    @property
+    def tenant_id(self) -> str:
+        return self.directory.tenant_id
+
+    @property
+    def client_id(self) -> str:
+        return self.directory.connector.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self.directory.connector.client_secret
+
+    @property
+    def connector_object_id(self) -> str:
+        return self.directory.connector.object_id
+
+    @property
+    def arm_audiences(self) -> tuple[str, ...]:
+        """The audiences ARM accepts: this emulator's URL and the public cloud's ARM resource ids."""
+        return (
+            f"{self.url}/",
+            self.url,
+            "https://management.core.windows.net/",
+            "https://management.core.windows.net",
+            "https://management.azure.com/",
+            "https://management.azure.com",
+        )
+
+    def mint_token(self, kind: str = "global_admin", **claim_overrides: Any) -> str:
+        """A user access token for the connector's API (see tokens.TOKEN_KINDS); None removes a claim."""
+        return self.issuer.mint(kind, self.clock.now(), claim_overrides)
+
+    def reject_sign_in(self, reject: bool = True) -> None:
+        """Make the token endpoint refuse the connector's client secret (AADSTS7000215) or accept it again."""
+        with self.lock:
+            self._state.reject_sign_in = reject
+
+    @property
+    def sign_in_rejected(self) -> bool:
+        return self._state.reject_sign_in
+
+    # -- subscriptions ------------------------------------------------------------------------------
+
+    def _record(self, sub: Subscription, env: str) -> SubscriptionRecord:
+        created = sub.created_at or self.clock.now()
+        sub.created_at = created
+        record = SubscriptionRecord(
+            subscription=sub,
+            created_ticks=to_ticks(created),
+            history=[(to_ticks(created), sub.state)],
+            resource_groups=resource_groups_for(env),
+            env=env,
+        )
+        self._state.records[sub.subscription_id] = record
+        return record
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        with self.lock:
+            return [replace(r.subscription) for r in self._state.records.values()]
+
+    def subscription_record(self, subscription_id: str) -> SubscriptionRecord | None:
+        with self.lock:
+            return self._state.records.get(subscription_id.lower())
+
+    def add_subscription(
+        self,
+        display_name: str,
+        state: str = "Enabled",
+        subscription_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> Subscription:
+        if state not in SUBSCRIPTION_STATES:
+            raise ValueError(f"unknown subscription state {state!r}; expected one of {sorted(SUBSCRIPTION_STATES)}")
+        with self.lock:
+            self._state.added += 1
+            sub_id = (subscription_id or stable_guid(self.seed, "added-subscription", self._state.added)).lower()
+            if sub_id in self._state.records:
+                raise ValueError(f"subscription {sub_id} already exists")
+            taken = {r.env for r in self._state.records.values()}
+            sub = Subscription(sub_id, display_name, state, created_at or self.clock.now())
+            self._record(sub, env_for(display_name, taken))
+            self.store.invalidate()
+        self.write_info()
+        return replace(sub)
+
+    def set_subscription(
+        self,
+        subscription_id: str,
+        *,
+        state: str | None = None,
+        listed: bool | None = None,
+        forbidden: bool | None = None,
+        display_name: str | None = None,
+    ) -> Subscription:
+        """Change a subscription. A new state takes effect now: earlier events are kept."""
+        with self.lock:
+            record = self._state.records.get(subscription_id.lower())
+            if record is None:
+                raise KeyError(f"unknown subscription {subscription_id}")
+            sub = record.subscription
+            if state is not None and state != sub.state:
+                if state not in SUBSCRIPTION_STATES:
+                    raise ValueError(f"unknown subscription state {state!r}")
+                now = to_ticks(self.clock.now())
+                record.history = [(t, s) for t, s in record.history if t < now] or [(record.created_ticks, sub.state)]
+                record.history.append((max(now, record.created_ticks), state))
+                sub.state = state
+                self.store.invalidate()
+            if listed is not None:
+                sub.listed = listed
+            if forbidden is not None:
+                sub.forbidden = forbidden
+            if display_name is not None:
+                sub.display_name = display_name
+            result = replace(sub)
+        self.write_info()
+        return result
+
+    # -- events -------------------------------------------------------------------------------------
+
+    @property
+    def events_per_hour(self) -> float:
+        return self.store.current_rate
+
+    def set_events_per_hour(self, n: float, since: datetime | None = None) -> None:
+        """Generated events per hour per active subscription, from `since` (default: now) onwards."""
+        if n < 0:
+            raise ValueError("events per hour cannot be negative")
+        self.store.set_rate(n, to_ticks(since or self.clock.now()))
+
+    def _require_record(self, subscription_id: str) -> SubscriptionRecord:
+        record = self.subscription_record(subscription_id)
+        if record is None:
+            raise KeyError(f"unknown subscription {subscription_id}")
+        return record
+
+    def events(
+        self,
+        subscription_id: str,
+        start: datetime,
+        end: datetime,
+        surfaced_by: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Ground truth: every event with start <= eventTimestamp <= end (and surfaced by `surfaced_by`
+        when given), newest first, exactly as the API serves them."""
+        record = self._require_record(subscription_id)
+        visible = to_ticks(surfaced_by) if surfaced_by is not None else None
+        return [
+            copy_event(stored[3])
+            for stored in self.store.scan(record, to_ticks(start), to_ticks(end), visible_at=visible)
+        ]
+
+    def inject_event(
+        self,
+        subscription_id: str,
+        *,
+        at: datetime,
+        delay: timedelta | float = timedelta(0),
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Add one event at eventTimestamp `at` that surfaces `delay` later; `fields` override generated ones.
+
+        A field given as None is removed from the event (use events.JSON_NULL for an explicit null);
+        a string for a {value, localizedValue} field (operationName/operation, status, ...) sets both.
+        """
+        record = self._require_record(subscription_id)
+        delay_ticks = int(_as_timedelta(delay).total_seconds() * TICKS_PER_SECOND)
+        if delay_ticks < 0:
+            raise ValueError("delay cannot be negative")
+        stored = self.store.inject(record, to_ticks(at), delay_ticks, fields)
+        return copy_event(stored[3])
+
+    # -- faults -------------------------------------------------------------------------------------
+
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        subscription_id: str | None = None,
+        count: int = 1,
+        retry_after: int = 1,
+        status: int = 503,
+        seconds: float = 1.0,
+    ) -> Fault:
+        """Make the next `count` Activity Log requests (of one subscription, or any) fail or be slow."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        if count == 0 or count < -1:
+            raise ValueError("count must be positive, or -1 for until cleared")
+        if kind == "5xx" and not 500 <= status <= 599:
+            raise ValueError("a 5xx fault needs a status from 500 to 599")
+        fault = Fault(
+            kind=kind,
+            subscription_id=subscription_id.lower() if subscription_id else None,
+            remaining=count,
+            retry_after=int(retry_after),
+            status=429 if kind == "429" else (200 if kind == "slow" else status),
+            seconds=float(seconds),
+        )
+        with self.lock:
+            self._state.faults.append(fault)
+        return replace(fault)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._state.faults.clear()
+
+    @property
+    def faults(self) -> list[Fault]:
+        with self.lock:
+            return [replace(f) for f in self._state.faults]
+
+    def take_fault(self, subscription_id: str) -> Fault | None:
+        """Consume the first fault that applies to an Activity Log request of this subscription."""
+        with self.lock:
+            for fault in self._state.faults:
+                if fault.subscription_id not in (None, subscription_id.lower()):
+                    continue
+                if fault.remaining > 0:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._state.faults.remove(fault)
+                return replace(fault)
+        return None
+
+    # -- request log --------------------------------------------------------------------------------
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        with self.lock:
+            return list(self._state.request_log)
+
+    def reset_request_log(self) -> None:
+        with self.lock:
+            self._state.request_log.clear()
+
+    def record_request(self, record: RequestRecord) -> None:
+        with self.lock:
+            self._state.request_log.append(record)
+
+    # -- info ---------------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The document `GET /_emulator/info` serves and `emulator.json` holds."""
+        with self.lock:
+            subs = [
+                {
+                    "subscriptionId": s.subscription_id,
+                    "displayName": s.display_name,
+                    "state": s.state,
+                    "createdAt": format_datetime(s.created_at) if s.created_at else None,
+                    "listed": s.listed,
+                    "forbidden": s.forbidden,
+                }
+                for s in (r.subscription for r in self._state.records.values())
+            ]
+        return {
+            "url": self.url,
+            "authorityHost": self.url,
+            "armEndpoint": self.url,
+            "caPemPath": str(self.ca_pem_path),
+            "tenantId": self.tenant_id,
+            "clientId": self.client_id,
+            "clientSecret": self.client_secret,
+            "audience": self.audience,
+            "seed": self.seed,
+            "eventsPerHour": self.events_per_hour,
+            "maxSurfaceDelaySeconds": self.max_surface_delay.total_seconds(),
+            "subscriptions": subs,
+        }
+
+    def write_info(self) -> None:
+        if self._url is None or self._state_dir is None:
+            return
+        path = self._state_dir / "emulator.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.info(), indent=2) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(path)

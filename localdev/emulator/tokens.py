@@ -1,0 +1,360 @@
+"""Signing keys, the JWKS, and the tokens the emulated Entra ID issues (and ARM accepts).
+
+User tokens (for the connector's own HTTP API) look like v2.0 Entra access tokens; app tokens from
+the client-credentials grant look like the v1.0 tokens ARM is issued. Forged and broken variants
+exist for tests: expired, not yet valid, wrong audience/issuer/tenant, signed by an unknown key,
+`alg: none`, and HS256 signed with the public key as the secret (the key-confusion attack).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from .tenant import Actor, Directory, stable_guid
+
+TOKEN_KINDS = (
+    "global_admin",
+    "security_admin",
+    "user",
+    "expired",
+    "not_yet_valid",
+    "wrong_audience",
+    "wrong_issuer",
+    "wrong_tenant",
+    "unknown_key",
+    "alg_none",
+    "hs256_public_key",
+)
+USER_TOKEN_LIFETIME = 3600 + 900
+APP_TOKEN_LIFETIME = 3599
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_uint(value: int) -> str:
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    private_key: rsa.RSAPrivateKey
+    certificate_der: bytes
+
+    @property
+    def public_pem(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def jwk(self, issuer: str) -> dict[str, Any]:
+        numbers = self.private_key.public_key().public_numbers()
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.kid,
+            "x5t": self.kid,
+            "n": b64url_uint(numbers.n),
+            "e": b64url_uint(numbers.e),
+            "x5c": [base64.b64encode(self.certificate_der).decode("ascii")],
+            "issuer": issuer,
+        }
+
+
+def _new_key(common_name: str) -> SigningKey:
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=3650))
+        .sign(private_key, hashes.SHA256())
+    )
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    kid = b64url(hashlib.sha1(der).digest())  # noqa: S324 - x5t is a SHA-1 thumbprint by definition
+    return SigningKey(kid=kid, private_key=private_key, certificate_der=der)
+
+
+def _load_key(path: Path) -> SigningKey:
+    blob = path.read_bytes()
+    private_key = serialization.load_pem_private_key(blob, password=None)
+    assert isinstance(private_key, rsa.RSAPrivateKey)
+    cert = x509.load_pem_x509_certificate(blob)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    kid = b64url(hashlib.sha1(der).digest())  # noqa: S324
+    return SigningKey(kid=kid, private_key=private_key, certificate_der=der)
+
+
+def _save_key(key: SigningKey, path: Path) -> None:
+    pem = key.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    cert = x509.load_der_x509_certificate(key.certificate_der).public_bytes(serialization.Encoding.PEM)
+    path.write_bytes(pem + cert)
+    path.chmod(0o600)
+
+
+class KeySet:
+    """The published signing keys (the first signs; the second is published as a rollover key)."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        keys: list[SigningKey] = []
+        for index in range(2):
+            path = state_dir / f"signing-key-{index}.pem" if state_dir is not None else None
+            if path is not None and path.exists():
+                keys.append(_load_key(path))
+                continue
+            key = _new_key(f"emulated-entra-signing-{index}")
+            if path is not None:
+                _save_key(key, path)
+            keys.append(key)
+        self.keys = keys
+        self._unknown: SigningKey | None = None
+
+    @property
+    def signing(self) -> SigningKey:
+        return self.keys[0]
+
+    @property
+    def unknown(self) -> SigningKey:
+        """A key that is not published, for forged tokens."""
+        if self._unknown is None:
+            self._unknown = _new_key("not-published")
+        return self._unknown
+
+    def by_kid(self, kid: str) -> SigningKey | None:
+        for key in self.keys:
+            if key.kid == kid:
+                return key
+        return None
+
+    def jwks(self, issuer: str) -> dict[str, Any]:
+        return {"keys": [key.jwk(issuer) for key in self.keys]}
+
+
+class TokenIssuer:
+    """Mints tokens for the emulated tenant."""
+
+    def __init__(self, keys: KeySet, directory: Directory, url: str, audience: str) -> None:
+        self.keys = keys
+        self.directory = directory
+        self.url = url
+        self.audience = audience
+
+    @property
+    def tenant_id(self) -> str:
+        return self.directory.tenant_id
+
+    @property
+    def issuer_v2(self) -> str:
+        return f"{self.url}/{self.tenant_id}/v2.0"
+
+    @property
+    def issuer_v1(self) -> str:
+        return f"{self.url}/{self.tenant_id}/"
+
+    def _sign(self, claims: dict[str, Any], key: SigningKey | None = None) -> str:
+        key = key or self.keys.signing
+        return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "x5t": key.kid})
+
+    def user_claims(self, actor: Actor, now: datetime, wids: tuple[str, ...] | None = None) -> dict[str, Any]:
+        iat = int(now.timestamp())
+        claims: dict[str, Any] = {
+            "aud": self.audience,
+            "iss": self.issuer_v2,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + USER_TOKEN_LIFETIME,
+            "aio": secrets.token_urlsafe(30),
+            "azp": stable_guid(self.directory.seed, "portal-client"),
+            "azpacr": "0",
+            "idtyp": "user",
+            "name": actor.name if actor.name is not None else f"{actor.given_name} {actor.surname}",
+            "oid": actor.oid,
+            "preferred_username": actor.upn,
+            "rh": f"0.{secrets.token_urlsafe(40)}.",
+            "scp": "user_impersonation",
+            "sub": b64url(hashlib.sha256(f"{self.directory.seed}|{actor.oid}|{self.audience}".encode()).digest()),
+            "tid": self.tenant_id,
+            "upn": actor.upn,
+            "uti": secrets.token_urlsafe(16),
+            "ver": "2.0",
+            "wids": list(actor.wids if wids is None else wids),
+        }
+        if actor.given_name:
+            claims["given_name"] = actor.given_name
+        if actor.surname:
+            claims["family_name"] = actor.surname
+        if actor.ipaddr:
+            claims["ipaddr"] = actor.ipaddr
+        return claims
+
+    def mint(self, kind: str, now: datetime, overrides: dict[str, Any]) -> str:
+        """A user token of one of TOKEN_KINDS; overrides replace claims (None removes one)."""
+        if kind not in TOKEN_KINDS:
+            raise ValueError(f"unknown token kind {kind!r}; expected one of {', '.join(TOKEN_KINDS)}")
+        claims = self.user_claims(self.directory.user(kind), now)
+        key: SigningKey | None = None
+        iat = claims["iat"]
+        if kind == "expired":
+            claims.update(iat=iat - 7200, nbf=iat - 7200, exp=iat - 3600)
+        elif kind == "not_yet_valid":
+            claims.update(nbf=iat + 3600, exp=iat + 7200)
+        elif kind == "wrong_audience":
+            claims["aud"] = "api://some-other-application"
+        elif kind == "wrong_issuer":
+            claims["iss"] = f"https://sts.windows.net/{self.tenant_id}/"
+        elif kind == "wrong_tenant":
+            other = stable_guid(self.directory.seed, "other-tenant")
+            claims["tid"] = other
+            claims["iss"] = f"{self.url}/{other}/v2.0"
+        elif kind == "unknown_key":
+            key = self.keys.unknown
+        for name, value in overrides.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        if kind == "alg_none":
+            header = {"alg": "none", "typ": "JWT"}
+            return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}."
+        if kind == "hs256_public_key":
+            header = {"alg": "HS256", "typ": "JWT", "kid": self.keys.signing.kid}
+            signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+            mac = hmac.new(self.keys.signing.public_pem, signing_input.encode(), hashlib.sha256).digest()
+            return f"{signing_input}.{b64url(mac)}"
+        return self._sign(claims, key)
+
+    def app_token(self, resource: str, now: datetime) -> str:
+        """The access token the client-credentials grant returns for the connector (v1.0 shape, like ARM's)."""
+        app = self.directory.connector
+        iat = int(now.timestamp())
+        claims = {
+            "aud": resource,
+            "iss": self.issuer_v1,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + APP_TOKEN_LIFETIME,
+            "aio": secrets.token_urlsafe(30),
+            "app_displayname": app.display_name,
+            "appid": app.client_id,
+            "appidacr": "1",
+            "azp": app.client_id,
+            "idp": self.issuer_v1,
+            "idtyp": "app",
+            "oid": app.object_id,
+            "rh": f"0.{secrets.token_urlsafe(40)}.",
+            "sub": app.object_id,
+            "tid": self.tenant_id,
+            "uti": secrets.token_urlsafe(16),
+            "ver": "1.0",
+            "xms_tcdt": 1469565974,
+        }
+        return self._sign(claims)
+
+
+class TokenRejected(Exception):
+    """ARM refuses the bearer token: 401 with this error code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _arm_time(epoch: int) -> str:
+    when = datetime.fromtimestamp(epoch, UTC)
+    return f"{when.month}/{when.day}/{when.year} {when.strftime('%I:%M:%S %p').lstrip('0')}"
+
+
+def validate_arm_token(
+    token: str,
+    keys: KeySet,
+    *,
+    tenant_id: str,
+    issuers: tuple[str, ...],
+    audiences: tuple[str, ...],
+    now: datetime,
+    check_lifetime: bool = True,
+) -> dict[str, Any]:
+    """Validate a bearer token as ARM does; return its claims or raise TokenRejected."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenRejected("InvalidAuthenticationToken", "The access token is invalid.") from None
+    if header.get("alg") != "RS256":
+        raise TokenRejected("InvalidAuthenticationToken", "The access token is invalid.")
+    key = keys.by_kid(str(header.get("kid", "")))
+    if key is None:
+        raise TokenRejected(
+            "InvalidAuthenticationToken", "The access token is invalid: its signing key is not known."
+        )
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.private_key.public_key(),
+            algorithms=["RS256"],
+            options={
+                "verify_aud": False,
+                "verify_iss": False,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise TokenRejected("InvalidAuthenticationToken", "The access token has an invalid signature.") from None
+    except jwt.PyJWTError:
+        raise TokenRejected("InvalidAuthenticationToken", "The access token is invalid.") from None
+    if claims.get("iss") not in issuers or claims.get("tid") != tenant_id:
+        raise TokenRejected(
+            "InvalidAuthenticationTokenTenant",
+            f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match the tenant "
+            f"'{issuers[0]}' associated with this subscription. Please use the authority (URL) "
+            f"'{issuers[0]}' to get the token.",
+        )
+    aud = claims.get("aud")
+    if not isinstance(aud, str) or aud.rstrip("/") not in {a.rstrip("/") for a in audiences}:
+        allowed = ",".join(f"'{a}'" for a in audiences)
+        raise TokenRejected(
+            "InvalidAuthenticationTokenAudience",
+            f"The access token has been obtained for wrong audience or resource '{aud}'. "
+            f"It should exactly match with one of the allowed audiences {allowed}.",
+        )
+    if check_lifetime:
+        current = int(now.timestamp())
+        exp = claims.get("exp")
+        nbf = claims.get("nbf")
+        if not isinstance(exp, int) or exp <= current:
+            raise TokenRejected(
+                "ExpiredAuthenticationToken",
+                f"The access token expiry UTC time '{_arm_time(exp if isinstance(exp, int) else 0)}' is earlier "
+                f"than current UTC time '{_arm_time(current)}'.",
+            )
+        if isinstance(nbf, int) and nbf > current + 300:
+            raise TokenRejected(
+                "InvalidAuthenticationToken",
+                f"The access token is not yet valid: it is valid from '{_arm_time(nbf)}'.",
+            )
+    return claims
