@@ -1,5 +1,6 @@
 """Sample app for the local host's queue tests: records every delivery in module-level lists."""
 
+import os
 import threading
 
 import azure.functions as func
@@ -11,6 +12,9 @@ received: list[dict[str, object]] = []
 failures: list[int] = []
 flaky: list[int] = []
 relayed: list[str] = []
+held: list[int] = []
+hold_started = threading.Event()
+hold_release = threading.Event()
 
 
 def _record(name: str, msg: func.QueueMessage) -> None:
@@ -53,3 +57,12 @@ def relay(msg: func.QueueMessage, out: func.Out[str]) -> None:
     with _lock:
         relayed.append(text)
     out.set(f"relayed:{text}")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%HOLD_QUEUE%", connection="AzureWebJobsStorage")
+def hold(msg: func.QueueMessage) -> None:
+    """Runs until released (or HOLD_SECONDS pass): for shutdown and visibility-renewal tests."""
+    with _lock:
+        held.append(int(msg.dequeue_count or 0))
+    hold_started.set()
+    hold_release.wait(float(os.environ.get("HOLD_SECONDS", "30")))
