@@ -195,7 +195,7 @@ class RouteTemplate:
             for token in tokens:
                 if not token:
                     continue
-                if token.startswith("{"):
+                if token.startswith("{") and token.endswith("}"):
                     param = cls._parameter(token[1:-1], len(params) + len(seg_params), template)
                     if param.name.lower() in names:
                         raise RouteError(f"route {template!r}: parameter {param.name!r} appears twice")
