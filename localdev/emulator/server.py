@@ -152,7 +152,7 @@ class HttpsServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="emulator-https", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="emulator-https", daemon=True
         )
         self._thread.start()
 

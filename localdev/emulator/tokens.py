@@ -98,7 +98,8 @@ def _new_key(common_name: str) -> SigningKey:
 
 def _load_key(path: Path) -> SigningKey:
     blob = path.read_bytes()
-    private_key = serialization.load_pem_private_key(blob, password=None)
+    # Our own keys, written by _save_key: skipping the (slow) RSA consistency check is safe.
+    private_key = serialization.load_pem_private_key(blob, password=None, unsafe_skip_rsa_key_validation=True)
     assert isinstance(private_key, rsa.RSAPrivateKey)
     cert = x509.load_pem_x509_certificate(blob)
     der = cert.public_bytes(serialization.Encoding.DER)
