@@ -195,9 +195,9 @@ class LocalHost:
             except BaseException:
                 self._shutdown(timeout=0)
                 raise
-            logger.info("Local Functions host listening on %s", self.base_url)
+            logger.info("Local Functions host listening on %s with %d functions", self.base_url, len(loaded))
             for info in self.functions:
-                logger.info("  %s: %s %s", info.name, info.trigger, info.target)
+                logger.debug("  %s: %s %s", info.name, info.trigger, info.target)
             return self
 
     def _dispatcher(self, loaded: list[LoadedFunction]) -> HttpDispatcher:

@@ -89,6 +89,8 @@ class QueueListener:
         self.poison_name = self.queue_name + POISON_SUFFIX
         self.account_key = fn.account.key
         self.client = fn.account.queue(self.queue_name)  # raw text: no encode/decode policy
+        # Polling backs off on its own; without SDK retries a stop is never held up by a dead account.
+        self.poll_client = fn.account.queue(self.queue_name, retry=False)
         self.poison_client = fn.account.queue(self.poison_name)
         self.on_enqueued: Any = None  # callable(account_key, queue_name), set by the host
         self._backoff = Backoff(MIN_POLLING_INTERVAL, options.max_polling_interval)
@@ -120,7 +122,7 @@ class QueueListener:
         with self._cond:
             self._cond.notify_all()
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=2)
 
     def wait_in_flight(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -163,7 +165,7 @@ class QueueListener:
     def approximate_message_count(self) -> int | None:
         """The queue's approximate message count (visible and invisible), or None if unknown."""
         try:
-            return int(self.client.get_queue_properties().approximate_message_count or 0)
+            return int(self.poll_client.get_queue_properties().approximate_message_count or 0)
         except ResourceNotFoundError:
             return 0
         except AzureError as exc:
@@ -174,7 +176,7 @@ class QueueListener:
 
     def _ensure_queue(self) -> bool:
         try:
-            self.client.create_queue()
+            self.poll_client.create_queue()
         except ResourceExistsError:
             pass
         except AzureError as exc:
@@ -199,6 +201,9 @@ class QueueListener:
                 break
             self._wake.clear()
             messages = self._receive() if self._queue_ready or self._ensure_queue() else []
+            if messages and self._stop.is_set():
+                self._release_unstarted(messages)
+                break
             if messages:
                 found_since_delay = True
                 for message in messages:
@@ -210,7 +215,7 @@ class QueueListener:
     def _receive(self) -> list[Any]:
         count = self.options.batch_size
         try:
-            pages = self.client.receive_messages(
+            pages = self.poll_client.receive_messages(
                 messages_per_page=count, max_messages=count, visibility_timeout=int(MESSAGE_VISIBILITY)
             ).by_page()
             messages = list(next(pages, []))
@@ -224,6 +229,14 @@ class QueueListener:
             return []
         self._warned = False
         return messages
+
+    def _release_unstarted(self, messages: list[Any]) -> None:
+        """Messages received as the host stops: make them visible again for the next host."""
+        for message in messages:
+            try:
+                self.client.update_message(message.id, message.pop_receipt, visibility_timeout=0)
+            except AzureError as exc:
+                logger.warning("Could not release message %s on queue '%s': %s", message.id, self.queue_name, exc)
 
     def _dispatch(self, message: Any) -> None:
         entry = _InFlight(

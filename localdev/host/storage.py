@@ -14,7 +14,7 @@ from typing import Any
 
 from azure.storage.queue import (
     BinaryBase64EncodePolicy,
-    ExponentialRetry,
+    LinearRetry,
     QueueClient,
     QueueServiceClient,
     TextBase64EncodePolicy,
@@ -32,15 +32,15 @@ DEV_CONNECTION_STRING = (
     f"TableEndpoint=http://127.0.0.1:10002/{DEV_ACCOUNT};"
 )
 
-# Fail fast on a local emulator: the SDK's default retry waits 15 s and more between attempts.
 _CLIENT_OPTIONS: dict[str, Any] = {
     "connection_timeout": 10,
     "read_timeout": 60,
 }
 
 
-def _retry() -> ExponentialRetry:
-    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
+def _retry(retry: bool = True) -> LinearRetry:
+    """Fail fast on a local emulator: the SDK's default retry waits 15 s and more between attempts."""
+    return LinearRetry(backoff=1, random_jitter_range=1, retry_total=3 if retry else 0)
 
 
 def _is_dev_storage(value: str) -> bool:
@@ -76,8 +76,11 @@ class StorageAccount:
             self.service_uri, credential=DefaultAzureCredential(), retry_policy=_retry(), **_CLIENT_OPTIONS
         )
 
-    def queue(self, name: str, encoding: str = "none", binary: bool = False) -> QueueClient:
-        """A client for one queue; `encoding` "base64" encodes what is sent (text or, if binary, bytes)."""
+    def queue(self, name: str, encoding: str = "none", binary: bool = False, retry: bool = True) -> QueueClient:
+        """A client for one queue; `encoding` "base64" encodes what is sent (text or, if binary, bytes).
+
+        Without `retry` a failing call fails at once (for polling, which backs off on its own).
+        """
         policy: Any = None
         if encoding == "base64":
             policy = BinaryBase64EncodePolicy() if binary else TextBase64EncodePolicy()
@@ -86,7 +89,7 @@ class StorageAccount:
                 self.connection_string,
                 name,
                 message_encode_policy=policy,
-                retry_policy=_retry(),
+                retry_policy=_retry(retry),
                 **_CLIENT_OPTIONS,
             )
         from azure.identity import DefaultAzureCredential
@@ -97,7 +100,7 @@ class StorageAccount:
             name,
             credential=DefaultAzureCredential(),
             message_encode_policy=policy,
-            retry_policy=_retry(),
+            retry_policy=_retry(retry),
             **_CLIENT_OPTIONS,
         )
 
