@@ -122,7 +122,11 @@ class LocalHost:
             app = self._app if self._app is not None else find_app(import_app_module(self.app_dir))
             loaded = load_functions(app, self.settings)
             self._invoker = Invoker(
-                self.invocations, self._config.queues, str(self.app_dir), on_enqueued=self._on_enqueued
+                self.invocations,
+                self._config.queues,
+                str(self.app_dir),
+                on_enqueued=self._on_enqueued,
+                function_timeout=self._config.function_timeout,
             )
             self._loaded = loaded
             return loaded
@@ -236,6 +240,7 @@ class LocalHost:
         for listener in self._listeners:
             listener.stop_polling()
         if self._server is not None:
+            self._server.dispatcher.closed = True  # a kept-alive connection gets 503 from now on
             self._server.stop()
         drained = self._wait_drained(timeout)
         if not drained:
@@ -282,15 +287,16 @@ class LocalHost:
         """True once every watched queue is empty and nothing runs; False if `timeout` s pass first."""
         deadline = time.monotonic() + timeout
         invoker = self._invoker
+        if invoker is None or self._state == "created":
+            raise RuntimeError("the host has not been started")
         while True:
-            if invoker is not None:
-                before = invoker.activity
-                idle = all(listener.in_flight == 0 for listener in self._listeners)
-                if idle:
-                    idle = all(listener.approximate_message_count() == 0 for listener in self._listeners)
-                idle = idle and invoker.busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
-                if idle and invoker.activity == before:
-                    return True
+            before = invoker.activity
+            idle = all(listener.in_flight == 0 for listener in self._listeners)
+            if idle:
+                idle = all(listener.approximate_message_count() == 0 for listener in self._listeners)
+            idle = idle and invoker.busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
+            if idle and invoker.activity == before:
+                return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)

@@ -85,12 +85,15 @@ class HttpDispatcher:
         self.host_status = host_status
         self.admin_functions = admin_functions
         self.admin_invoke = admin_invoke
+        self.closed = False
 
     # -- entry point --------------------------------------------------------------------------
 
     def handle(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, base_url: str
     ) -> HttpResult:
+        if self.closed:
+            return HttpResult.text(503, "The host is stopping.")
         method = method.upper()
         split = urlsplit(target)
         path = split.path or "/"

@@ -188,8 +188,10 @@ class Invoker:
         queues: QueuesOptions,
         function_directory: str,
         on_enqueued: Callable[[str, str], None] | None = None,
+        function_timeout: float | None = None,
     ) -> None:
         self.log = log
+        self.function_timeout = function_timeout
         self.queues = queues
         self.function_directory = function_directory
         self.on_enqueued = on_enqueued
@@ -323,6 +325,12 @@ class Invoker:
                 "Executed 'Functions.%s' (Failed, Trigger=%s, Id=%s, Duration=%dms)",
                 fn.name, fn.info.trigger, invocation_id, duration * 1000,
                 exc_info=(type(error), error, error.__traceback__),
+            )
+        timeout = self.function_timeout
+        if timeout is not None and duration > timeout:
+            logger.warning(
+                "'Functions.%s' ran %.0f s, longer than functionTimeout (%.0f s): the Functions host would "
+                "have cancelled it", fn.name, duration, timeout,
             )
         self.log.append(invocation)
         return InvocationResult(invocation, http_output, error)

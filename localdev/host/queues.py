@@ -121,7 +121,7 @@ class QueueListener:
         self._wake.set()
         with self._cond:
             self._cond.notify_all()
-        for thread in self._threads:
+        for thread in self._threads[:1]:  # the poller; the renewer runs on while messages are in flight
             thread.join(timeout=2)
 
     def wait_in_flight(self, timeout: float) -> bool:
@@ -252,11 +252,18 @@ class QueueListener:
         thread.start()
 
     def _renew_loop(self) -> None:
-        """Keep messages invisible while their functions run longer than half the visibility timeout."""
-        while not self._stop.wait(min(1.0, MESSAGE_VISIBILITY / 4)):
+        """Keep messages invisible while their functions run longer than half the visibility timeout.
+
+        Runs until the listener is stopped and no message it holds is still being processed.
+        """
+        while True:
+            stopping = self._stop.wait(min(1.0, MESSAGE_VISIBILITY / 4))
             now = time.monotonic()
             with self._cond:
-                entries = [e for e in self._in_flight.values() if e.renew_at <= now]
+                live = [e for e in self._in_flight.values() if not (e.done or e.abandoned)]
+            if stopping and not live:
+                return
+            entries = [e for e in live if e.renew_at <= now]
             for entry in entries:
                 with entry.lock:
                     if entry.done or entry.abandoned:
