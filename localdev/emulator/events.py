@@ -1,8 +1,9 @@
 """Synthetic Azure Monitor Activity Log events, generated lazily and deterministically.
 
-Time is cut into fixed slots (15 minutes). The events of one (seed, subscription, slot) are always
-the same, so any range can be served without generating anything in advance, and the ground truth a
-test asks for is exactly what the API serves.
+Time is cut into fixed slots (15 minutes). The operations that start in one (seed, subscription,
+slot) are always the same (their later events may fall in the next slot), so any range can be served
+without generating anything in advance, and the ground truth a test asks for is exactly what the API
+serves.
 
 Each operation (a write, delete or action on a resource) logs a `BeginRequest`/`Started` event and an
 `EndRequest` event a few seconds later that share `correlationId` and `operationId`; accepted
@@ -39,8 +40,6 @@ from .timefmt import TICKS_PER_SECOND, dotnet_ticks, format_ticks
 
 SLOT_SECONDS = 900
 SLOT_TICKS = SLOT_SECONDS * TICKS_PER_SECOND
-# Operations start early enough in their slot that all of their events fall inside it.
-OP_WINDOW_TICKS = (SLOT_SECONDS - 150) * TICKS_PER_SECOND
 # Average number of events one generated operation logs (used to turn events/hour into operations).
 EVENTS_PER_OPERATION = 2.1
 MIN_SURFACE_DELAY_TICKS = 10 * TICKS_PER_SECOND
@@ -284,7 +283,11 @@ class EventGenerator:
         rate_at: Callable[[int], float],
         rates_in: Callable[[int, int], list[float]],
     ) -> list[StoredEvent]:
-        """All generated events of one slot of one subscription, newest first."""
+        """The events of the operations that start in one slot of one subscription, newest first.
+
+        An operation's later events may fall in the next slot (never further: an operation lasts
+        less than two minutes).
+        """
         sub_id = record.subscription.subscription_id
         slot_start = slot * SLOT_TICKS
         slot_end = slot_start + SLOT_TICKS
@@ -299,7 +302,7 @@ class EventGenerator:
         events: list[StoredEvent] = []
         for k in range(n_max):
             rng = random.Random(stable_int(self.seed, sub_id, slot, k))
-            start = slot_start + _below(rng, OP_WINDOW_TICKS)
+            start = slot_start + _below(rng, SLOT_TICKS)
             if not record.active_at(start):
                 continue
             if k >= self.operations_for_rate(rate_at(start), jitter, fraction):
@@ -699,7 +702,7 @@ class EventStore:
         self._rates: list[tuple[int, float]] = [(-(2**62), float(base_rate))]
         self._injected: dict[str, dict[int, list[StoredEvent]]] = {}
         self._earliest_injected: dict[str, int] = {}
-        self._cache: OrderedDict[tuple[str, int], list[StoredEvent]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, str], list[StoredEvent]] = OrderedDict()
         self._cached_events = 0
         self._cache_limit = cache_events
         self._inject_counter = 0
@@ -737,24 +740,46 @@ class EventStore:
 
     # -- slots --------------------------------------------------------------------------------------
 
+    def _cached(self, key: tuple[str, int, str], make: Callable[[], list[StoredEvent]]) -> list[StoredEvent]:
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        cached = make()
+        self._cache[key] = cached
+        self._cached_events += len(cached)
+        while self._cached_events > self._cache_limit and len(self._cache) > 2:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_events -= len(dropped)
+        return cached
+
+    def _operations(self, record: SubscriptionRecord, slot: int) -> list[StoredEvent]:
+        """Events of the operations that start in the slot (cached)."""
+        return self._cached(
+            (record.subscription.subscription_id, slot, "ops"),
+            lambda: self.generator.slot(record, slot, self.rate_at, self.rates_in),
+        )
+
     def slot_events(self, record: SubscriptionRecord, slot: int) -> list[StoredEvent]:
+        """Every event whose eventTimestamp falls in the slot, newest first (injected ones included)."""
         sub_id = record.subscription.subscription_id
-        key = (sub_id, slot)
+        low, high = slot * SLOT_TICKS, (slot + 1) * SLOT_TICKS
+
+        def make() -> list[StoredEvent]:
+            own = [e for e in self._operations(record, slot) if e[0] < high]
+            spilled = [e for e in self._operations(record, slot - 1) if e[0] >= low]
+            if not spilled:
+                return own
+            merged = own + spilled
+            merged.sort(key=lambda e: (e[0], e[1]), reverse=True)
+            return merged
+
         with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-            else:
-                cached = self.generator.slot(record, slot, self.rate_at, self.rates_in)
-                self._cache[key] = cached
-                self._cached_events += len(cached)
-                while self._cached_events > self._cache_limit and len(self._cache) > 1:
-                    _, dropped = self._cache.popitem(last=False)
-                    self._cached_events -= len(dropped)
+            generated = self._cached((sub_id, slot, "events"), make)
             injected = self._injected.get(sub_id, {}).get(slot)
             if not injected:
-                return cached
-            merged = [*cached, *injected]
+                return generated
+            merged = [*generated, *injected]
         merged.sort(key=lambda e: (e[0], e[1]), reverse=True)
         return merged
 

@@ -1,0 +1,245 @@
+"""The emulator's synthetic tenant and Activity Log generator, without starting a server."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.clock import FakeClock
+from localdev.emulator import JSON_NULL, Emulator
+from localdev.emulator.events import SLOT_SECONDS, apply_fields
+from localdev.emulator.timefmt import parse_datetime
+
+pytestmark = pytest.mark.unit
+
+START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def make(seed: int = 7, **kwargs: object) -> tuple[Emulator, FakeClock]:
+    clock = FakeClock(START)
+    return Emulator(clock=clock, seed=seed, **kwargs), clock  # type: ignore[arg-type]
+
+
+def ids(events: list[dict[str, object]]) -> list[object]:
+    return [e["eventDataId"] for e in events]
+
+
+def test_the_tenant_is_deterministic_from_the_seed() -> None:
+    a, _ = make(7)
+    b, _ = make(7)
+    c, _ = make(8)
+    assert (a.tenant_id, a.client_id, a.client_secret) == (b.tenant_id, b.client_id, b.client_secret)
+    assert a.tenant_id != c.tenant_id and a.client_secret != c.client_secret
+    assert [s.subscription_id for s in a.subscriptions] == [s.subscription_id for s in b.subscriptions]
+    names = [s.display_name for s in a.subscriptions]
+    assert names[:5] == [
+        "Contoso Production", "Contoso Development", "Contoso Staging", "Contoso Sandbox", "Contoso Data",
+    ]
+    assert [s.state for s in a.subscriptions].count("Disabled") == 1
+    sub = a.subscriptions[0].subscription_id
+    window = (START - timedelta(hours=6), START)
+    assert a.events(sub, *window) == b.events(sub, *window)
+    assert ids(a.events(sub, *window)) != ids(c.events(c.subscriptions[0].subscription_id, *window))
+
+
+def test_ranges_are_inclusive_and_ordered_newest_first() -> None:
+    emu, _ = make()
+    sub = emu.subscriptions[0].subscription_id
+    events = emu.events(sub, START - timedelta(hours=3), START)
+    keys = [(e["eventTimestamp"], e["eventDataId"]) for e in events]
+    assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
+    middle = events[len(events) // 2]
+    at = parse_datetime(middle["eventTimestamp"])  # the 100 ns timestamp, cut to microseconds
+    assert middle in emu.events(sub, at, at + timedelta(microseconds=1))
+    if middle["eventTimestamp"][-2] != "0":  # a datetime cannot say the exact tick: `at` is just before it
+        assert middle not in emu.events(sub, at, at)
+    injected = emu.inject_event(sub, at=START - timedelta(minutes=7))
+    assert emu.events(sub, START - timedelta(minutes=7), START - timedelta(minutes=7)) == [injected]
+
+
+def test_events_exist_only_from_creation_and_while_active() -> None:
+    emu, clock = make()
+    added = emu.add_subscription("Contoso Fresh")
+    assert added.created_at == START
+    assert emu.events(added.subscription_id, START - timedelta(days=1), START) == []
+    clock.advance(timedelta(hours=3))
+    assert emu.events(added.subscription_id, START, clock.now())
+    disabled_at = clock.now()
+    emu.set_subscription(added.subscription_id, state="Disabled")
+    before = emu.events(added.subscription_id, START, disabled_at)
+    clock.advance(timedelta(hours=3))
+    assert emu.events(added.subscription_id, START, disabled_at) == before
+    # Operations under way when it was disabled still end; nothing starts afterwards.
+    assert emu.events(added.subscription_id, disabled_at + timedelta(minutes=2), clock.now()) == []
+    emu.set_subscription(added.subscription_id, state="Enabled")
+    clock.advance(timedelta(hours=1))
+    assert emu.events(added.subscription_id, clock.now() - timedelta(hours=1), clock.now())
+    with pytest.raises(KeyError):
+        emu.events("00000000-0000-0000-0000-000000000000", START, START)
+    with pytest.raises(ValueError, match="already exists"):
+        emu.add_subscription("Again", subscription_id=added.subscription_id)
+    with pytest.raises(ValueError, match="state"):
+        emu.add_subscription("Odd", state="Paused")
+
+
+def test_changing_the_rate_keeps_the_past() -> None:
+    emu, clock = make()
+    sub = emu.subscriptions[0].subscription_id
+    past = emu.events(sub, START - timedelta(hours=6), START)
+    emu.set_events_per_hour(600)
+    assert emu.events(sub, START - timedelta(hours=6), START) == past
+    clock.advance(timedelta(hours=2))
+    busy = emu.events(sub, START, clock.now())
+    emu.set_events_per_hour(0)
+    clock.advance(timedelta(hours=2))
+    quiet = emu.events(sub, START + timedelta(hours=2, minutes=2), clock.now())
+    assert 0.5 * 1200 < len(busy) < 1.5 * 1200
+    assert quiet == []
+    assert emu.events(sub, START, START + timedelta(hours=2)) == busy
+
+
+def test_rate_applies_per_active_subscription() -> None:
+    emu, _ = make(events_per_hour=240)
+    window = (START - timedelta(hours=8), START)
+    counts = {s.display_name: len(emu.events(s.subscription_id, *window)) for s in emu.subscriptions}
+    for name, count in counts.items():
+        if name == "Contoso Legacy":
+            assert count == 0
+        else:
+            assert 0.75 * 240 * 8 < count < 1.25 * 240 * 8, (name, count)
+
+
+def test_surface_delays_are_bounded_and_often_the_maximum() -> None:
+    emu, _ = make(max_surface_delay=timedelta(minutes=4))
+    sub = emu.subscriptions[0].subscription_id
+    events = emu.events(sub, START - timedelta(days=1), START)
+    delays = [
+        (parse_datetime(e["submissionTimestamp"]) - parse_datetime(e["eventTimestamp"])).total_seconds()
+        for e in events
+    ]
+    assert min(delays) >= 10 and max(delays) <= 240
+    at_maximum = sum(1 for d in delays if d > 239.99) / len(delays)
+    assert 0.08 < at_maximum < 0.25
+    assert sum(1 for d in delays if d > 60) / len(delays) > 0.2
+
+    instant, _ = make(max_surface_delay=0)
+    for event in instant.events(instant.subscriptions[0].subscription_id, START - timedelta(hours=2), START):
+        assert event["submissionTimestamp"] == event["eventTimestamp"]
+
+
+def test_surfaced_by_limits_the_ground_truth() -> None:
+    emu, _ = make()
+    sub = emu.subscriptions[0].subscription_id
+    window = (START - timedelta(hours=1), START)
+    everything = emu.events(sub, *window)
+    surfaced = emu.events(sub, *window, surfaced_by=START)
+    assert surfaced == [e for e in everything if parse_datetime(e["submissionTimestamp"]) <= START]
+    assert len(surfaced) < len(everything)
+
+
+def test_identities_cover_every_kind() -> None:
+    emu, _ = make()
+    events = emu.events(emu.subscriptions[0].subscription_id, START - timedelta(days=3), START)
+    kinds: Counter[str] = Counter()
+    for event in events:
+        claims = event.get("claims") or {}
+        if "xms_mirid" in claims:
+            kinds["managedIdentity"] += 1
+        elif "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn" in claims:
+            kinds["user"] += 1
+        elif "appid" in claims:
+            kinds["servicePrincipal"] += 1
+        elif event.get("caller"):
+            kinds["system"] += 1
+        else:
+            kinds["nobody"] += 1
+    assert set(kinds) == {"managedIdentity", "user", "servicePrincipal", "system", "nobody"}
+    assert kinds["user"] > kinds["servicePrincipal"] > kinds["nobody"]
+    guests = [e for e in events if "#EXT#" in str(e.get("caller"))]
+    assert guests
+
+
+def test_failed_events_carry_an_error_body() -> None:
+    emu, _ = make()
+    events = emu.events(emu.subscriptions[0].subscription_id, START - timedelta(days=1), START)
+    failed = [e for e in events if e["status"]["value"] == "Failed"]
+    assert failed
+    for event in failed:
+        assert event["level"] in ("Error", "Warning")
+        assert "HTTP Status Code" in event["subStatus"]["localizedValue"]
+        assert '"error"' in event["properties"]["statusMessage"]
+    started = [e for e in events if e["status"]["value"] == "Started"]
+    assert all(e["subStatus"] == {"value": "", "localizedValue": ""} for e in started)
+
+
+def test_returned_events_are_copies() -> None:
+    emu, _ = make()
+    sub = emu.subscriptions[0].subscription_id
+    first = emu.events(sub, START - timedelta(hours=1), START)
+    first[0]["caller"] = "changed"
+    first[0]["status"]["value"] = "changed"
+    if "claims" in first[0]:
+        first[0]["claims"]["x"] = "y"
+    again = emu.events(sub, START - timedelta(hours=1), START)
+    assert again[0]["caller"] != "changed" and again[0]["status"]["value"] != "changed"
+    assert "x" not in (again[0].get("claims") or {})
+
+
+def test_apply_fields() -> None:
+    base = {
+        "caller": "a@contoso.com",
+        "description": "",
+        "httpRequest": {"method": "PUT"},
+        "authorization": {"action": "Microsoft.Compute/virtualMachines/write", "scope": "/x"},
+        "operationName": {"value": "Microsoft.Compute/virtualMachines/write", "localizedValue": "x"},
+        "level": "Informational",
+        "eventDataId": "1",
+        "id": "/x/events/1/ticks/5",
+    }
+    event = apply_fields(
+        base,
+        {"httpRequest": None, "description": JSON_NULL, "operation": "Microsoft.Web/sites/delete",
+         "status": "Failed", "eventDataId": "2"},
+    )
+    assert "httpRequest" not in event and event["description"] is None
+    assert event["operationName"] == {"value": "Microsoft.Web/sites/delete", "localizedValue": "Delete Web App"}
+    assert event["authorization"]["action"] == "Microsoft.Web/sites/delete"
+    assert event["resourceType"]["value"] == "Microsoft.Web/sites"
+    assert event["resourceProviderName"]["value"] == "Microsoft.Web"
+    assert event["level"] == "Error" and event["id"] == "/x/events/2/ticks/5"
+    assert base["caller"] == "a@contoso.com" and "httpRequest" in base
+
+
+def test_a_day_of_six_subscriptions_generates_quickly() -> None:
+    emu, _ = make()
+    began = time.perf_counter()
+    total = sum(len(emu.events(s.subscription_id, START - timedelta(days=1), START)) for s in emu.subscriptions)
+    elapsed = time.perf_counter() - began
+    assert total > 5 * 24 * 60 * 0.8
+    assert elapsed < 5.0  # typically well under a second; generous for slow CI machines
+    slot_events = max(
+        len(emu.events(emu.subscriptions[0].subscription_id, START - timedelta(seconds=SLOT_SECONDS), START)), 1
+    )
+    assert slot_events < 60
+
+
+def test_fault_bookkeeping() -> None:
+    emu, _ = make()
+    sub = emu.subscriptions[0].subscription_id
+    emu.add_fault("429", subscription_id=sub, count=2, retry_after=9)
+    assert emu.take_fault(emu.subscriptions[1].subscription_id) is None
+    first = emu.take_fault(sub)
+    assert first is not None and first.kind == "429" and first.retry_after == 9 and first.status == 429
+    assert emu.take_fault(sub) is not None
+    assert emu.take_fault(sub) is None
+    emu.add_fault("5xx", count=-1, status=502)
+    assert all((f := emu.take_fault(sub)) is not None and f.status == 502 for _ in range(5))
+    emu.clear_faults()
+    assert emu.faults == []
+    with pytest.raises(ValueError):
+        emu.add_fault("5xx", status=404)
+    with pytest.raises(ValueError):
+        emu.add_fault("slow", count=0)
