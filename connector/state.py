@@ -6,7 +6,7 @@ read (or an insert that fails if the row exists), so concurrent writers never lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -87,26 +87,32 @@ def _entity(pk: str, rk: str, record: Any, names: list[str]) -> dict[str, Any]:
     return entity
 
 
-def _values(entity: dict[str, Any], names: list[str]) -> dict[str, Any]:
+def _values(entity: dict[str, Any], record_type: type) -> dict[str, Any]:
+    """Field values from an entity; a property the entity lacks is the field's default, else None."""
     out: dict[str, Any] = {}
-    for name in names:
-        if name in entity:
-            value = entity[name]
-            if isinstance(value, datetime):
-                value = datetime(
-                    value.year, value.month, value.day, value.hour, value.minute, value.second,
-                    value.microsecond, tzinfo=UTC,
-                )
-            out[name] = value
+    for f in fields(record_type):
+        if f.name in ("etag", "subscription_id"):
+            continue
+        if f.name not in entity:
+            if f.default is MISSING and f.default_factory is MISSING:
+                out[f.name] = None
+            continue
+        value = entity[f.name]
+        if isinstance(value, datetime):
+            value = datetime(
+                value.year, value.month, value.day, value.hour, value.minute, value.second,
+                value.microsecond, tzinfo=UTC,
+            )
+        out[f.name] = value
     return out
 
 
 def connector_from_entity(entity: dict[str, Any]) -> ConnectorRecord:
-    return ConnectorRecord(**_values(entity, _CONNECTOR_FIELDS), etag=entity.metadata.get("etag"))  # type: ignore[attr-defined]
+    return ConnectorRecord(**_values(entity, ConnectorRecord), etag=entity.metadata.get("etag"))  # type: ignore[attr-defined]
 
 
 def subscription_from_entity(entity: dict[str, Any]) -> SubscriptionRecord:
-    values = _values(entity, _SUBSCRIPTION_FIELDS)
+    values = _values(entity, SubscriptionRecord)
     return SubscriptionRecord(
         subscription_id=entity["RowKey"],
         **values,

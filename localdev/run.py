@@ -74,7 +74,7 @@ def _admin_token_for_azure(audience: str) -> str:
     az = shutil.which("az")
     if not az:
         raise SystemExit("Set CONNECTOR_ADMIN_TOKEN, or install the Azure CLI and run `az login` first.")
-    out = subprocess.run(  # noqa: S603 - fixed argv, no shell
+    out = subprocess.run(
         [az, "account", "get-access-token", "--resource", audience, "--query", "accessToken", "-o", "tsv"],
         check=True, capture_output=True, text=True,
     )

@@ -21,3 +21,60 @@ def azurite() -> Iterator[Azurite]:
 @pytest.fixture(scope="session")
 def storage_connection_string(azurite: Azurite) -> str:
     return azurite.connection_string
+
+
+# --- the emulator, a runtime on it, and the app in the local host ------------------------------
+
+import os  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+from core.clock import FakeClock  # noqa: E402
+from core.runtime import Runtime, install_runtime  # noqa: E402
+from localdev.azurite import ROOT  # noqa: E402
+from tests.support.platform import FUNCTION_KEY, connector_environ, fresh_function_app, make_runtime  # noqa: E402
+
+START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+NEVER = "0 0 0 1 1 *"  # timers fire only when a test asks (POST /admin/functions/<name>)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def emulator(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from localdev.emulator import Emulator
+
+    # The SDK caches ARM tokens by wall time while the tests move the emulator's clock by hours,
+    # so the emulator's ARM does not check token lifetimes here (its own tests do).
+    with Emulator(clock=clock, seed=7, check_arm_token_lifetime=False) as emu:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emu.ca_pem_path))
+        yield emu
+
+
+@pytest.fixture
+def environ(emulator: Any, azurite: Azurite) -> dict[str, str]:
+    return connector_environ(emulator, azurite, FANOUT_SCHEDULE=NEVER, RETENTION_SCHEDULE=NEVER)
+
+
+@pytest.fixture
+def runtime(environ: dict[str, str], clock: FakeClock) -> Iterator[Runtime]:
+    rt = make_runtime(environ, clock)
+    install_runtime(rt)
+    yield rt
+    install_runtime(None)
+
+
+@pytest.fixture
+def app_host(runtime: Runtime, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from localdev.host import LocalHost
+
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    host = LocalHost(app_dir=ROOT, app=fresh_function_app(), port=0, environ=dict(os.environ),
+                     function_key=FUNCTION_KEY, master_key=FUNCTION_KEY)
+    host.start()
+    yield host
+    host.stop()

@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
@@ -59,7 +60,8 @@ def test_save_is_idempotent_and_counts_exactly(storage: Storage) -> None:
     again = store.save(SUB, items[100:] + _items(10, seed=2, start=T0 + timedelta(days=1)))
     assert (again.stored, again.subscription_total) == (10, 260)
 
-    expected = Counter(a.user.id for _, a in items) + Counter(a.user.id for _, a in _items(10, 2, T0 + timedelta(days=1)))
+    later = _items(10, 2, T0 + timedelta(days=1))
+    expected = Counter(a.user.id for _, a in items) + Counter(a.user.id for _, a in later)
     accounts = _accounts(store)
     assert {k: v["activityCount"] for k, v in accounts.items()} == dict(expected)
     alice = accounts["11111111-1111-1111-1111-111111111111"]
@@ -120,6 +122,6 @@ def test_retention_deletes_old_activities_but_keeps_accounts(storage: Storage) -
     assert {r["id"] for r in left} == {a.id for _, a in new}
     assert _accounts(store) == before
     for _, a in old:
-        with pytest.raises(Exception):
+        with pytest.raises(ResourceNotFoundError):
             store.activities.get_entity(a.id[0], a.id)
     assert store.delete_older_than(T0 - timedelta(days=180)) == 0

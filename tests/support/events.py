@@ -32,7 +32,9 @@ def make_event(subscription_id: str, at: datetime, *, rng: random.Random | None 
     op = operation or rng.choice(OPERATIONS)
     event_id = str(uuid.UUID(int=rng.getrandbits(128)))
     rg = f"rg-{rng.randint(1, 5)}"
-    resource_id = f"/subscriptions/{subscription_id}/resourceGroups/{rg}/providers/{op.rsplit('/', 1)[0]}/res{rng.randint(1, 9)}"
+    provider_type = op.rsplit("/", 1)[0]
+    name = f"res{rng.randint(1, 9)}"
+    resource_id = f"/subscriptions/{subscription_id}/resourceGroups/{rg}/providers/{provider_type}/{name}"
     return {
         "authorization": {"action": op, "scope": resource_id},
         "caller": upn,

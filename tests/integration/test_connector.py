@@ -1,0 +1,204 @@
+"""The connect handshake through the local host, the emulator and Azurite."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from connector.state import ConnectorStore
+from core.runtime import Runtime
+from core.storage import CONNECTOR_TABLE
+from tests.support.platform import call
+
+pytestmark = pytest.mark.integration
+
+ROUTE = "/api/connectors/azure"
+
+
+def listed_ids(emulator: Any) -> set[str]:
+    return {s.subscription_id.lower() for s in emulator.subscriptions if s.listed}
+
+
+def test_admin_connects_and_reads_connected(app_host: Any, emulator: Any, clock: Any) -> None:
+    admin = emulator.mint_token("global_admin")
+    status, body = call(app_host.base_url, "POST", ROUTE, admin)
+    assert status == 201, body
+    assert body["app"] == "Microsoft Azure"
+    assert body["status"] == "Connected" or body["status"] == "Connected", body
+    assert body["connectedBy"] == "admin@contoso.com"
+    assert body["connectedAt"].startswith("2026-11-26T10:00:00")
+    subs = {s["subscriptionId"]: s for s in body["subscriptions"]}
+    assert set(subs) == listed_ids(emulator)
+    disabled = [s for s in body["subscriptions"] if s["state"] == "Disabled"]
+    assert disabled and all(s["status"] == "Inactive" for s in disabled)
+    assert all(s["watermark"] == body["connectedAt"] for s in body["subscriptions"])
+
+    status, again = call(app_host.base_url, "GET", ROUTE, admin)
+    assert status == 200 and again == body
+
+    clock.advance(timedelta(minutes=10))
+    status, second = call(app_host.base_url, "POST", ROUTE, emulator.mint_token("security_admin"))
+    assert status == 200
+    assert second["connectedAt"] == body["connectedAt"]
+    assert [s["watermark"] for s in second["subscriptions"]] == [s["watermark"] for s in body["subscriptions"]]
+
+    status, listing = call(app_host.base_url, "GET", "/api/connectors", admin)
+    assert status == 200 and listing["items"][0]["status"] == "Connected"
+
+
+def test_plain_user_gets_403_and_nothing_is_written(app_host: Any, emulator: Any, runtime: Runtime) -> None:
+    status, body = call(app_host.base_url, "POST", ROUTE, emulator.mint_token("user"))
+    assert status == 403
+    assert "Global Administrator" in body["error"]["message"] and "Security Administrator" in body["error"]["message"]
+    assert ConnectorStore(runtime.storage.table(CONNECTOR_TABLE)).get_connector() is None
+    status, body = call(app_host.base_url, "GET", ROUTE, emulator.mint_token("global_admin"))
+    assert status == 404 and body["error"]["code"] == "NotFound"
+    status, body = call(app_host.base_url, "GET", "/api/connectors", emulator.mint_token("user"))
+    assert status == 200 and body == {"items": []}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["expired", "not_yet_valid", "wrong_audience", "wrong_issuer", "wrong_tenant", "unknown_key", "alg_none",
+     "hs256_public_key"],
+)
+def test_bad_tokens_get_401(app_host: Any, emulator: Any, kind: str) -> None:
+    for method in ("POST", "GET", "DELETE"):
+        status, body = call(app_host.base_url, method, ROUTE, emulator.mint_token(kind))
+        assert status == 401, (kind, method, body)
+        assert body["error"]["code"] == "Unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [({}, "Authorization header"), ({"Authorization": "Basic YTpi"}, "Bearer"),
+     ({"Authorization": "Bearer abc"}, "malformed"), ({"Authorization": "Bearer a.b.c"}, "malformed")],
+)
+def test_missing_or_malformed_authorization(app_host: Any, headers: dict[str, str], fragment: str) -> None:
+    status, body = call(app_host.base_url, "POST", ROUTE, headers=headers)
+    assert status == 401 and fragment in body["error"]["message"]
+
+
+def test_function_key_is_required(app_host: Any, emulator: Any) -> None:
+    status, _ = call(app_host.base_url, "GET", ROUTE, emulator.mint_token("global_admin"), key=None)
+    assert status == 401
+
+
+def test_bodies_that_are_not_json_or_too_large_are_refused(app_host: Any, emulator: Any) -> None:
+    admin = emulator.mint_token("global_admin")
+    status, body = call(app_host.base_url, "POST", ROUTE, admin, body=b"{not json")
+    assert status == 400 and "body" in body["error"]["message"]
+    status, body = call(app_host.base_url, "POST", ROUTE, admin, body=b"{" + b" " * (65 * 1024) + b"}")
+    assert status == 400 and "64 KiB" in body["error"]["message"]
+
+
+def test_no_readable_subscription_reads_error_with_the_fix(app_host: Any, emulator: Any) -> None:
+    for sub in emulator.subscriptions:
+        emulator.set_subscription(sub.subscription_id, listed=False)
+    admin = emulator.mint_token("global_admin")
+    status, body = call(app_host.base_url, "POST", ROUTE, admin)
+    assert status == 502
+    assert body["status"] == "Error" and "Reader role" in body["message"]
+    status, again = call(app_host.base_url, "GET", ROUTE, admin)
+    assert status == 200 and again["status"] == "Error"
+
+    for sub in emulator.subscriptions:  # the fix is applied: the next connect succeeds
+        emulator.set_subscription(sub.subscription_id, listed=True)
+    status, body = call(app_host.base_url, "POST", ROUTE, admin)
+    assert status == 201 and body["status"] == "Connected"
+
+
+def test_sign_in_refused_is_recorded_as_error(app_host: Any, emulator: Any) -> None:
+    emulator.reject_sign_in(True)
+    status, body = call(app_host.base_url, "POST", ROUTE, emulator.mint_token("global_admin"))
+    assert status == 502
+    assert body["status"] == "Error" and "sign in" in body["message"]
+    assert emulator.client_secret not in str(body)
+
+
+def test_disconnect_then_reconnect_moves_connected_at(app_host: Any, emulator: Any, clock: Any) -> None:
+    admin = emulator.mint_token("global_admin")
+    _, first = call(app_host.base_url, "POST", ROUTE, admin)
+    clock.advance(timedelta(hours=2))
+    status, body = call(app_host.base_url, "DELETE", ROUTE, emulator.mint_token("security_admin"))
+    assert status == 200 and body["status"] == "Disconnected" and "connect again" in body["message"]
+    status, body = call(app_host.base_url, "DELETE", ROUTE, emulator.mint_token("user"))
+    assert status == 403
+    clock.advance(timedelta(hours=3))
+    admin = emulator.mint_token("global_admin")
+    status, body = call(app_host.base_url, "POST", ROUTE, admin)
+    assert status == 201 and body["status"] == "Connected"
+    assert body["connectedAt"] > first["connectedAt"]
+    assert body["connectedAt"].startswith("2026-11-26T15:00:00")
+    assert all(s["watermark"] == body["connectedAt"] for s in body["subscriptions"])
+
+
+def test_concurrent_connects_leave_one_record(app_host: Any, emulator: Any, runtime: Runtime) -> None:
+    admin = emulator.mint_token("global_admin")
+    results: list[int] = []
+
+    def connect() -> None:
+        results.append(call(app_host.base_url, "POST", ROUTE, admin)[0])
+
+    threads = [threading.Thread(target=connect) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200] * 5 + [201]
+    store = ConnectorStore(runtime.storage.table(CONNECTOR_TABLE))
+    record = store.get_connector()
+    assert record is not None and record.connected
+    assert {s.subscription_id for s in store.list_subscriptions()} == listed_ids(emulator)
+    assert all(s.connection_id == record.connection_id for s in store.list_subscriptions())
+
+
+def test_connect_and_disconnect_at_once_stay_consistent(app_host: Any, emulator: Any, runtime: Runtime) -> None:
+    admin = emulator.mint_token("global_admin")
+    call(app_host.base_url, "POST", ROUTE, admin)
+    outcomes: list[tuple[str, int]] = []
+
+    def run(method: str) -> None:
+        outcomes.append((method, call(app_host.base_url, method, ROUTE, admin)[0]))
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in ("DELETE", "POST", "DELETE", "POST")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(status in (200, 201) for _, status in outcomes), outcomes
+    status, body = call(app_host.base_url, "GET", ROUTE, admin)
+    assert status == 200 and body["status"] in ("Connected", "Disconnected")
+    record = ConnectorStore(runtime.storage.table(CONNECTOR_TABLE)).get_connector()
+    assert record is not None and record.connected == (body["status"] == "Connected")
+
+
+def test_tokens_and_secrets_are_never_logged(app_host: Any, emulator: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    admin = emulator.mint_token("global_admin")
+    call(app_host.base_url, "POST", ROUTE, admin)
+    call(app_host.base_url, "POST", ROUTE, emulator.mint_token("wrong_audience"))
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert admin not in text and admin.split(".")[1] not in text
+    assert emulator.client_secret not in text
+
+
+def test_missing_setting_answers_a_clear_message(
+    app_host: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.runtime import install_runtime
+
+    install_runtime(None)
+    monkeypatch.delenv("AZURE_TENANT_ID")
+    status, body = call(app_host.base_url, "GET", ROUTE, emulator.mint_token("global_admin"))
+    assert status == 500
+    assert body["error"]["code"] == "ConfigurationError" and "AZURE_TENANT_ID" in body["error"]["message"]
+    monkeypatch.setenv("AZURE_TENANT_ID", emulator.tenant_id)
+    monkeypatch.setenv("PULL_LAG_SECONDS", "soon")
+    status, body = call(app_host.base_url, "GET", ROUTE, emulator.mint_token("global_admin"))
+    assert status == 500 and "PULL_LAG_SECONDS" in body["error"]["message"]
+    assert "Traceback" not in str(body)
