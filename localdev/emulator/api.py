@@ -74,9 +74,7 @@ class Api:
         response = self._route(request, path, query)
         from .emulator import RequestRecord
 
-        self.emu.record_request(
-            RequestRecord(request.method, path, query, response.status, self.emu.clock.now())
-        )
+        self.emu.record_request(RequestRecord(request.method, path, query, response.status, self.emu.clock.now()))
         return response
 
     def _route(self, request: Request, path: str, query: dict[str, str]) -> Response:
@@ -160,9 +158,25 @@ class Api:
             "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
             "claims_supported": [
-                "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
-                "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name",
-                "tid", "ver", "at_hash", "c_hash", "email",
+                "sub",
+                "iss",
+                "cloud_instance_name",
+                "cloud_instance_host_name",
+                "cloud_graph_host_name",
+                "msgraph_host",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "acr",
+                "nonce",
+                "preferred_username",
+                "name",
+                "tid",
+                "ver",
+                "at_hash",
+                "c_hash",
+                "email",
             ],
             "kerberos_endpoint": f"{base}/kerberos",
             "tenant_region_scope": "EU",
@@ -288,7 +302,7 @@ class Api:
         header = request.headers.get("authorization")
         challenge = (
             f'Bearer authorization_uri="{self.emu.url}/{self.emu.tenant_id}", error="invalid_token", '
-            'error_description="The authentication failed because of missing \'Authorization\' header."'
+            "error_description=\"The authentication failed because of missing 'Authorization' header.\""
         )
         if not header:
             return arm_error(
@@ -414,9 +428,7 @@ class Api:
                 after = base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)).decode()
             except (ValueError, UnicodeDecodeError):
                 return arm_error(400, "InvalidSkipToken", "The $skiptoken is invalid.")
-        listed = sorted(
-            (s for s in self.emu.subscriptions if s.listed), key=lambda s: s.subscription_id
-        )
+        listed = sorted((s for s in self.emu.subscriptions if s.listed), key=lambda s: s.subscription_id)
         remaining = [s for s in listed if after is None or s.subscription_id > after]
         page = remaining[: self.emu.subscription_page_size]
         body: dict[str, Any] = {
@@ -426,9 +438,8 @@ class Api:
         if len(remaining) > len(page):
             token = base64.urlsafe_b64encode(page[-1].subscription_id.encode()).decode().rstrip("=")
             api_version = self._param(query, "api-version") or "2022-12-01"
-            body["nextLink"] = (
-                f"{self.emu.url}/subscriptions?"
-                + urlencode({"api-version": api_version, "$skiptoken": token}, quote_via=quote)
+            body["nextLink"] = f"{self.emu.url}/subscriptions?" + urlencode(
+                {"api-version": api_version, "$skiptoken": token}, quote_via=quote
             )
         return _json(200, body)
 

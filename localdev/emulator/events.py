@@ -113,9 +113,7 @@ OPERATIONS: tuple[OperationTemplate, ...] = (
     OperationTemplate("Microsoft.Web", "sites", "delete", "Delete Web App", 0.4),
     OperationTemplate("Microsoft.Sql", "servers/firewallRules", "write", "Create/Update server firewall rule", 1),
     OperationTemplate("Microsoft.Sql", "servers/databases", "write", "Create/Update Database", 1),
-    OperationTemplate(
-        "Microsoft.ContainerService", "managedClusters", "write", "Create or Update Managed Cluster", 1
-    ),
+    OperationTemplate("Microsoft.ContainerService", "managedClusters", "write", "Create or Update Managed Cluster", 1),
     OperationTemplate(
         "Microsoft.ContainerService",
         "managedClusters",
@@ -296,9 +294,7 @@ class EventGenerator:
         slot_rng = random.Random(stable_int(self.seed, sub_id, slot, "slot"))
         jitter = 0.55 + 0.9 * slot_rng.random()
         fraction = slot_rng.random()
-        n_max = max(
-            (self.operations_for_rate(r, jitter, fraction) for r in rates_in(slot_start, slot_end)), default=0
-        )
+        n_max = max((self.operations_for_rate(r, jitter, fraction) for r in rates_in(slot_start, slot_end)), default=0)
         events: list[StoredEvent] = []
         for k in range(n_max):
             rng = random.Random(stable_int(self.seed, sub_id, slot, k))
@@ -537,8 +533,14 @@ class EventGenerator:
         if kind == "read" or single:
             result.append(
                 event(
-                    start, "EndRequest", "Succeeded", _localized_status("OK", 200), "Informational",
-                    {"statusCode": "OK", "serviceRequestId": _guid(rng)}, True, False,
+                    start,
+                    "EndRequest",
+                    "Succeeded",
+                    _localized_status("OK", 200),
+                    "Informational",
+                    {"statusCode": "OK", "serviceRequestId": _guid(rng)},
+                    True,
+                    False,
                 )
             )
             return result
@@ -557,15 +559,27 @@ class EventGenerator:
             props = {"statusCode": "Accepted", "serviceRequestId": _guid(rng)}
             result.append(
                 event(
-                    end, "EndRequest", "Accepted", _localized_status("Accepted", 202), "Informational",
-                    props, True, upper_rg,
+                    end,
+                    "EndRequest",
+                    "Accepted",
+                    _localized_status("Accepted", 202),
+                    "Informational",
+                    props,
+                    True,
+                    upper_rg,
                 )
             )
             if rng.random() < 0.7:
                 result.append(
                     event(
-                        completion, "EndRequest", "Succeeded", _localized_status(""), "Informational",
-                        {}, False, upper_rg,
+                        completion,
+                        "EndRequest",
+                        "Succeeded",
+                        _localized_status(""),
+                        "Informational",
+                        {},
+                        False,
+                        upper_rg,
                     )
                 )
         else:
@@ -581,8 +595,14 @@ class EventGenerator:
                 props["responseBody"] = json.dumps(state)
             result.append(
                 event(
-                    end, "EndRequest", "Succeeded", _localized_status(sub_value, code), "Informational",
-                    props, True, upper_rg,
+                    end,
+                    "EndRequest",
+                    "Succeeded",
+                    _localized_status(sub_value, code),
+                    "Informational",
+                    props,
+                    True,
+                    upper_rg,
                 )
             )
         return result

@@ -125,7 +125,7 @@ def _tokenize(text: str) -> list[_Token]:
         if not match or match.end() == position:
             if text[position:].strip() == "":
                 break
-            raise FilterError(f"The $filter is malformed near position {position}: {text[position:position + 20]!r}.")
+            raise FilterError(f"The $filter is malformed near position {position}: {text[position : position + 20]!r}.")
         if match.group("unterminated") is not None:
             raise FilterError(
                 f"The $filter is malformed: the string starting at position {match.start('unterminated')} "
@@ -173,8 +173,7 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
         op_token, value_token = tokens[index + 1], tokens[index + 2]
         if op_token.kind != "word" or op_token.text.lower() not in _OPERATORS:
             raise FilterError(
-                f"The $filter is malformed near position {op_token.position}: "
-                f"'{op_token.text}' is not an operator."
+                f"The $filter is malformed near position {op_token.position}: '{op_token.text}' is not an operator."
             )
         clauses.append((head, op_token, value_token))
         index += 3
@@ -214,8 +213,7 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
             clause_key = lowered
         else:
             raise FilterError(
-                f"The $filter field '{field}' is not supported. Supported fields are: "
-                f"{', '.join(SUPPORTED_FIELDS)}."
+                f"The $filter field '{field}' is not supported. Supported fields are: {', '.join(SUPPORTED_FIELDS)}."
             )
         if clause_key in seen:
             raise FilterError(f"The $filter clause '{field} {operator_token.text}' may appear only once.")

@@ -42,7 +42,13 @@ def format_ticks(ticks: int) -> str:
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
     tm = time.gmtime(seconds)
     return "%04d-%02d-%02dT%02d:%02d:%02d.%07dZ" % (  # noqa: UP031 - several times faster than strftime
-        tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, fraction
+        tm.tm_year,
+        tm.tm_mon,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        fraction,
     )
 
 

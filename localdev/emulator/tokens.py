@@ -308,9 +308,7 @@ def validate_arm_token(
         raise TokenRejected("InvalidAuthenticationToken", "The access token is invalid.")
     key = keys.by_kid(str(header.get("kid", "")))
     if key is None:
-        raise TokenRejected(
-            "InvalidAuthenticationToken", "The access token is invalid: its signing key is not known."
-        )
+        raise TokenRejected("InvalidAuthenticationToken", "The access token is invalid: its signing key is not known.")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

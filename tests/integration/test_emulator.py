@@ -1,9 +1,10 @@
 """The Entra ID + ARM emulator over real HTTPS, driven by the real SDK clients.
 
-Every test starts its own emulator on a free loopback port with a FakeClock set to the current
-minute (so tokens it mints are valid for PyJWT too), reusing one state directory so the CA and the
-signing keys are made once. The process trusts the emulator's CA through REQUESTS_CA_BUNDLE, as
-the connector does.
+The emulator runs on a free loopback port with a FakeClock set to the current minute (so the
+tokens it mints are valid for PyJWT too). Tests that only read share one emulator; tests that
+change its state (move its clock, add faults, change subscriptions) ask for the `isolated` fixture
+and get their own, on the same state directory, so the CA and the signing keys are made once.
+The process trusts the emulator's CA through REQUESTS_CA_BUNDLE, as the connector does.
 """
 
 from __future__ import annotations
@@ -61,16 +62,37 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("emulator-state")
 
 
-@pytest.fixture
-def clock() -> FakeClock:
+def _this_minute() -> FakeClock:
     return FakeClock(datetime.now(UTC).replace(second=0, microsecond=0))
 
 
+@pytest.fixture(scope="module")
+def shared_emulator(state_dir: Path) -> Iterator[Emulator]:
+    with Emulator(clock=_this_minute(), seed=7, state_dir=state_dir) as running:
+        yield running
+
+
 @pytest.fixture
-def emu(clock: FakeClock, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with Emulator(clock=clock, seed=7, state_dir=state_dir) as running:
+def isolated() -> None:
+    """Asked for by tests that change the emulator's state: they get an emulator of their own."""
+
+
+@pytest.fixture
+def emu(request: pytest.FixtureRequest, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    if "isolated" not in request.fixturenames:
+        shared: Emulator = request.getfixturevalue("shared_emulator")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(shared.ca_pem_path))
+        yield shared
+        return
+    with Emulator(clock=_this_minute(), seed=7, state_dir=state_dir) as running:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(running.ca_pem_path))
         yield running
+
+
+@pytest.fixture
+def clock(emu: Emulator) -> FakeClock:
+    assert isinstance(emu.clock, FakeClock)
+    return emu.clock
 
 
 @pytest.fixture
@@ -211,9 +233,7 @@ def test_user_tokens_verify_against_the_jwks(emu: Emulator, kind: str, role: str
         ("hs256_public_key", jwt.InvalidAlgorithmError),
     ],
 )
-def test_forged_and_broken_tokens_fail_verification(
-    emu: Emulator, kind: str, error: type[Exception]
-) -> None:
+def test_forged_and_broken_tokens_fail_verification(emu: Emulator, kind: str, error: type[Exception]) -> None:
     token = emu.mint_token(kind)
     with pytest.raises(error):
         verify_user_token(emu, _jwks_client(emu), token)
@@ -261,7 +281,7 @@ def test_client_secret_credential_gets_an_app_token(emu: Emulator, credential: C
     assert f"/{emu.tenant_id}/oauth2/v2.0/token" in paths
 
 
-def test_rejected_sign_in_fails_with_client_authentication_error(emu: Emulator) -> None:
+def test_rejected_sign_in_fails_with_client_authentication_error(emu: Emulator, isolated: None) -> None:
     def fresh() -> ClientSecretCredential:
         return ClientSecretCredential(
             emu.tenant_id, emu.client_id, emu.client_secret, authority=emu.url, disable_instance_discovery=True
@@ -286,11 +306,17 @@ def test_token_endpoint_errors(emu: Emulator, http: requests.Session) -> None:
     cases = [
         ({**base, "scope": f"{emu.url}/user_impersonation"}, 400, "invalid_scope"),
         ({**base, "scope": "https://unknown.example/.default"}, 400, "invalid_resource"),
-        ({**base, "client_id": "00000000-0000-0000-0000-000000000001", "scope": f"{emu.url}/.default"}, 400,
-         "unauthorized_client"),
+        (
+            {**base, "client_id": "00000000-0000-0000-0000-000000000001", "scope": f"{emu.url}/.default"},
+            400,
+            "unauthorized_client",
+        ),
         ({**base, "grant_type": "password", "scope": f"{emu.url}/.default"}, 400, "unsupported_grant_type"),
-        ({k: v for k, v in base.items() if k != "client_secret"} | {"scope": f"{emu.url}/.default"}, 401,
-         "invalid_client"),
+        (
+            {k: v for k, v in base.items() if k != "client_secret"} | {"scope": f"{emu.url}/.default"},
+            401,
+            "invalid_client",
+        ),
     ]
     for form, status, error in cases:
         answer = http.post(url, data=form)
@@ -302,7 +328,9 @@ def test_token_endpoint_errors(emu: Emulator, http: requests.Session) -> None:
 # -- ARM: authentication and subscriptions ---------------------------------------------------------
 
 
-def test_arm_requires_a_valid_token(emu: Emulator, arm: Arm, http: requests.Session, clock: FakeClock) -> None:
+def test_arm_requires_a_valid_token(
+    emu: Emulator, arm: Arm, http: requests.Session, clock: FakeClock, isolated: None
+) -> None:
     url = f"{emu.url}/subscriptions?api-version=2022-12-01"
     missing = http.get(url)
     assert missing.status_code == 401
@@ -329,9 +357,7 @@ def test_arm_requires_a_valid_token(emu: Emulator, arm: Arm, http: requests.Sess
 
 
 def _pipeline(emu: Emulator, credential: ClientSecretCredential) -> PipelineClient[Any, Any]:
-    return PipelineClient(
-        base_url=emu.url, policies=[BearerTokenCredentialPolicy(credential, f"{emu.url}/.default")]
-    )
+    return PipelineClient(base_url=emu.url, policies=[BearerTokenCredentialPolicy(credential, f"{emu.url}/.default")])
 
 
 def list_subscriptions(client: PipelineClient[Any, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -351,7 +377,7 @@ def list_subscriptions(client: PipelineClient[Any, Any]) -> tuple[list[dict[str,
 
 
 def test_list_subscriptions_pages_through_exactly_the_listed_ones(
-    emu: Emulator, credential: ClientSecretCredential
+    emu: Emulator, credential: ClientSecretCredential, isolated: None
 ) -> None:
     client = _pipeline(emu, credential)
     found, pages = list_subscriptions(client)
@@ -409,7 +435,7 @@ def test_activity_log_paging_equals_ground_truth(emu: Emulator, arm: Arm, clock:
     assert len(emu.events(sub, start, end)) > len(truth)
 
 
-def test_paging_is_stable_while_events_surface(emu: Emulator, arm: Arm, clock: FakeClock) -> None:
+def test_paging_is_stable_while_events_surface(emu: Emulator, arm: Arm, clock: FakeClock, isolated: None) -> None:
     sub = production(emu)
     first_seen = clock.now()
     start = first_seen - timedelta(hours=12)
@@ -434,7 +460,7 @@ def test_paging_is_stable_while_events_surface(emu: Emulator, arm: Arm, clock: F
     assert len(fresh) > len(events)
 
 
-def test_events_surface_after_their_delay(emu: Emulator, arm: Arm, clock: FakeClock) -> None:
+def test_events_surface_after_their_delay(emu: Emulator, arm: Arm, clock: FakeClock, isolated: None) -> None:
     sub = production(emu)
     now = clock.now()
     emu.set_events_per_hour(600, since=now - timedelta(hours=1))
@@ -513,8 +539,10 @@ def test_events_have_the_activity_log_shape(emu: Emulator, clock: FakeClock) -> 
 
     users = [e for e in events if UPN_CLAIM in (e.get("claims") or {})]
     assert users and all("@" in e["caller"] and e["claims"][OID_CLAIM] for e in users)
-    assert any("name" not in e["claims"] and "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"
-               in e["claims"] for e in users)
+    assert any(
+        "name" not in e["claims"] and "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname" in e["claims"]
+        for e in users
+    )
     assert any("ipaddr" in e["claims"] for e in users)
     apps = [e for e in events if (e.get("claims") or {}).get("appidacr") == "1"]
     assert apps and all(UPN_CLAIM not in e["claims"] and "xms_mirid" not in e["claims"] for e in apps)
@@ -634,7 +662,7 @@ def test_activity_log_api_version_and_skiptoken_checks(emu: Emulator, arm: Arm, 
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "InvalidSkipToken"
 
 
-def test_disabled_subscription_serves_its_old_events(emu: Emulator, arm: Arm, clock: FakeClock) -> None:
+def test_disabled_subscription_serves_its_old_events(emu: Emulator, arm: Arm, clock: FakeClock, isolated: None) -> None:
     legacy = next(s for s in emu.subscriptions if s.display_name == "Contoso Legacy")
     assert legacy.state == "Disabled"
     recent, _ = arm.all_events(legacy.subscription_id, time_filter(clock.now() - timedelta(days=19), clock.now()))
@@ -655,7 +683,9 @@ def test_disabled_subscription_serves_its_old_events(emu: Emulator, arm: Arm, cl
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "SubscriptionNotFound"
 
 
-def test_forbidden_and_unlisted_subscriptions_answer_403(emu: Emulator, arm: Arm, clock: FakeClock) -> None:
+def test_forbidden_and_unlisted_subscriptions_answer_403(
+    emu: Emulator, arm: Arm, clock: FakeClock, isolated: None
+) -> None:
     sub = production(emu)
     flt = time_filter(clock.now() - timedelta(hours=1))
     emu.set_subscription(sub, forbidden=True)
@@ -672,7 +702,7 @@ def test_forbidden_and_unlisted_subscriptions_answer_403(emu: Emulator, arm: Arm
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "SubscriptionNotFound"
 
 
-def test_429_fault_carries_retry_after(emu: Emulator, arm: Arm, clock: FakeClock) -> None:
+def test_429_fault_carries_retry_after(emu: Emulator, arm: Arm, clock: FakeClock, isolated: None) -> None:
     sub, other = production(emu), emu.subscriptions[1].subscription_id
     flt = time_filter(clock.now() - timedelta(hours=1))
     emu.add_fault("429", subscription_id=sub, retry_after=7)
@@ -691,7 +721,7 @@ def test_429_fault_carries_retry_after(emu: Emulator, arm: Arm, clock: FakeClock
     assert arm.activity(sub, flt).status_code == 200
 
 
-def test_5xx_and_slow_faults(emu: Emulator, arm: Arm, clock: FakeClock) -> None:
+def test_5xx_and_slow_faults(emu: Emulator, arm: Arm, clock: FakeClock, isolated: None) -> None:
     sub = production(emu)
     flt = time_filter(clock.now() - timedelta(hours=1))
     emu.add_fault("5xx", count=2, status=503)
@@ -709,7 +739,7 @@ def test_5xx_and_slow_faults(emu: Emulator, arm: Arm, clock: FakeClock) -> None:
 
 
 def test_monitor_management_client_pages_through_the_emulator(
-    emu: Emulator, credential: ClientSecretCredential, clock: FakeClock
+    emu: Emulator, credential: ClientSecretCredential, clock: FakeClock, isolated: None
 ) -> None:
     sub = production(emu)
     client = MonitorManagementClient(credential, sub, base_url=emu.url, credential_scopes=[f"{emu.url}/.default"])
@@ -735,7 +765,7 @@ def test_monitor_management_client_pages_through_the_emulator(
     assert raised.value.error is not None and raised.value.error.code == "AuthorizationFailed"
 
 
-def test_request_log_records_requests(emu: Emulator, arm: Arm, clock: FakeClock) -> None:
+def test_request_log_records_requests(emu: Emulator, arm: Arm, clock: FakeClock, isolated: None) -> None:
     emu.reset_request_log()
     sub = production(emu)
     flt = time_filter(clock.now() - timedelta(hours=1))
@@ -750,7 +780,7 @@ def test_request_log_records_requests(emu: Emulator, arm: Arm, clock: FakeClock)
     assert emu.request_log == []
 
 
-def test_control_api(emu: Emulator, arm: Arm, http: requests.Session, clock: FakeClock) -> None:
+def test_control_api(emu: Emulator, arm: Arm, http: requests.Session, clock: FakeClock, isolated: None) -> None:
     control = f"{emu.url}/_emulator"
     info = http.get(f"{control}/info").json()
     assert info["tenantId"] == emu.tenant_id and info["clientId"] == emu.client_id
@@ -789,9 +819,9 @@ def test_control_api(emu: Emulator, arm: Arm, http: requests.Session, clock: Fak
     ).json()
     assert injected["caller"] == "control@contoso.com" and injected["status"]["value"] == "Failed"
     assert injected["description"] is None and "httpRequest" not in injected
-    listed = http.get(
-        f"{control}/events", params={"subscriptionId": sub, "start": iso(at), "end": iso(at)}
-    ).json()["value"]
+    listed = http.get(f"{control}/events", params={"subscriptionId": sub, "start": iso(at), "end": iso(at)}).json()[
+        "value"
+    ]
     assert injected in listed
     assert injected in arm.all_events(sub, time_filter(at, at))[0]
 
@@ -800,7 +830,7 @@ def test_control_api(emu: Emulator, arm: Arm, http: requests.Session, clock: Fak
     assert http.get(f"{control}/nothing").status_code == 404
 
 
-def test_inject_event_overrides_fields(emu: Emulator, clock: FakeClock) -> None:
+def test_inject_event_overrides_fields(emu: Emulator, clock: FakeClock, isolated: None) -> None:
     sub = production(emu)
     at = clock.now() - timedelta(minutes=1)
     event = emu.inject_event(
@@ -813,8 +843,10 @@ def test_inject_event_overrides_fields(emu: Emulator, clock: FakeClock) -> None:
         httpRequest=None,
     )
     assert event["caller"] == "svc@contoso.com" and event["claims"] == {}
-    assert event["operationName"] == {"value": "Microsoft.Compute/virtualMachines/delete",
-                                      "localizedValue": "Delete Virtual Machine"}
+    assert event["operationName"] == {
+        "value": "Microsoft.Compute/virtualMachines/delete",
+        "localizedValue": "Delete Virtual Machine",
+    }
     assert event["authorization"]["action"] == "Microsoft.Compute/virtualMachines/delete"
     assert event["status"] == {"value": "Failed", "localizedValue": "Failed"} and event["level"] == "Error"
     assert "httpRequest" not in event
@@ -827,8 +859,21 @@ def test_inject_event_overrides_fields(emu: Emulator, clock: FakeClock) -> None:
 def test_cli_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "state"
     process = subprocess.Popen(
-        [sys.executable, "-m", "localdev.emulator", "--port", "0", "--seed", "11", "--state-dir", str(state),
-         "--events-per-hour", "120", "--max-surface-delay", "30"],
+        [
+            sys.executable,
+            "-m",
+            "localdev.emulator",
+            "--port",
+            "0",
+            "--seed",
+            "11",
+            "--state-dir",
+            str(state),
+            "--events-per-hour",
+            "120",
+            "--max-surface-delay",
+            "30",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -36,7 +36,11 @@ def test_the_tenant_is_deterministic_from_the_seed() -> None:
     assert [s.subscription_id for s in a.subscriptions] == [s.subscription_id for s in b.subscriptions]
     names = [s.display_name for s in a.subscriptions]
     assert names[:5] == [
-        "Contoso Production", "Contoso Development", "Contoso Staging", "Contoso Sandbox", "Contoso Data",
+        "Contoso Production",
+        "Contoso Development",
+        "Contoso Staging",
+        "Contoso Sandbox",
+        "Contoso Data",
     ]
     assert [s.state for s in a.subscriptions].count("Disabled") == 1
     sub = a.subscriptions[0].subscription_id
@@ -117,8 +121,7 @@ def test_surface_delays_are_bounded_and_often_the_maximum() -> None:
     sub = emu.subscriptions[0].subscription_id
     events = emu.events(sub, START - timedelta(days=1), START)
     delays = [
-        (parse_datetime(e["submissionTimestamp"]) - parse_datetime(e["eventTimestamp"])).total_seconds()
-        for e in events
+        (parse_datetime(e["submissionTimestamp"]) - parse_datetime(e["eventTimestamp"])).total_seconds() for e in events
     ]
     assert min(delays) >= 10 and max(delays) <= 240
     at_maximum = sum(1 for d in delays if d > 239.99) / len(delays)
@@ -201,8 +204,13 @@ def test_apply_fields() -> None:
     }
     event = apply_fields(
         base,
-        {"httpRequest": None, "description": JSON_NULL, "operation": "Microsoft.Web/sites/delete",
-         "status": "Failed", "eventDataId": "2"},
+        {
+            "httpRequest": None,
+            "description": JSON_NULL,
+            "operation": "Microsoft.Web/sites/delete",
+            "status": "Failed",
+            "eventDataId": "2",
+        },
     )
     assert "httpRequest" not in event and event["description"] is None
     assert event["operationName"] == {"value": "Microsoft.Web/sites/delete", "localizedValue": "Delete Web App"}
