@@ -330,6 +330,12 @@ class Api:
                 check_lifetime=self.emu.check_arm_token_lifetime,
             )
         except TokenRejected as rejected:
+            if rejected.code == "ExpiredAuthenticationToken":
+                logger.warning(
+                    "ARM refused an expired bearer token (expiry is checked against the emulator's clock). "
+                    "If a test moves a FakeClock while a credential keeps its cached token, start the emulator "
+                    "with check_arm_token_lifetime=False."
+                )
             challenge = (
                 f'Bearer authorization_uri="{self.emu.url}/{self.emu.tenant_id}", error="invalid_token", '
                 f'error_description="{rejected.code}"'
