@@ -17,6 +17,7 @@ import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,6 +59,8 @@ from ingestion.models import Activity
 logger = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 20
+# Independent partitions are written side by side; clients are thread-safe.
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store")
 
 
 class LedgerContention(Exception):
@@ -78,6 +81,7 @@ class ActivityStore:
         self.by_subscription = storage.table(BY_SUBSCRIPTION_TABLE)
         self.by_user = storage.table(BY_USER_TABLE)
         self.accounts = storage.table(ACCOUNTS_TABLE)
+        self._pool = _POOL
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -101,18 +105,7 @@ class ActivityStore:
             key = account_key(activity.user)
             if key:
                 per_account[key].append(activity)
-        for key, acts in per_account.items():
-            summary = self._commit_ledger(
-                self.by_user,
-                key,
-                {ledger_row_key(a): ledger_entity(key, a) for a in acts},
-                ACCOUNT_SUMMARY_RK,
-                lambda current, new, key=key, acts=acts: merge_account(  # type: ignore[misc]
-                    current, key, [a for a in acts if ledger_row_key(a) in new]
-                ),
-            )
-            if summary is not None:
-                self._copy_account(summary)
+        list(self._pool.map(lambda item: self._count_for_account(*item), per_account.items()))
 
         def count(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
             total = int((current or {}).get("count", 0)) + len(new)
@@ -129,9 +122,19 @@ class ActivityStore:
             {rk: ledger_entity(sub_pk, a) for rk, (_, a) in fresh.items()},
             SUBSCRIPTION_SUMMARY_RK,
             count,
+            likely_new=True,  # `fresh` was checked against this ledger just above
         )
         total = int(summary.get("count", 0)) if summary else self.subscription_count(subscription_id)
         return SaveResult(len(unique), len(fresh), total)
+
+    def _count_for_account(self, key: str, acts: list[Activity]) -> None:
+        def merge(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
+            return merge_account(current, key, [a for a in acts if ledger_row_key(a) in new])
+
+        entries = {ledger_row_key(a): ledger_entity(key, a) for a in acts}
+        summary = self._commit_ledger(self.by_user, key, entries, ACCOUNT_SUMMARY_RK, merge, likely_new=True)
+        if summary is not None:
+            self._copy_account(summary)
 
     def subscription_count(self, subscription_id: str) -> int:
         try:
@@ -155,9 +158,12 @@ class ActivityStore:
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for entity in entities:
             by_partition[entity["PartitionKey"]].append(entity)
-        for rows in by_partition.values():
-            for batch in _batches(rows):
-                table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+        batches = [batch for rows in by_partition.values() for batch in _batches(rows)]
+
+        def send(batch: list[dict[str, Any]]) -> None:
+            table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+
+        list(self._pool.map(send, batches))
 
     def _commit_ledger(
         self,
@@ -166,16 +172,24 @@ class ActivityStore:
         entries: dict[str, dict[str, Any]],
         summary_rk: str,
         merge: Callable[[dict[str, Any] | None, set[str]], dict[str, Any]],
+        *,
+        likely_new: bool = False,
     ) -> dict[str, Any] | None:
-        """Insert the ledger rows not yet present and update the summary in the same transaction."""
+        """Insert the ledger rows not yet present and update the summary in the same transaction.
+
+        With `likely_new`, the first attempt skips the existence query (a conflict brings it back).
+        """
         pending = dict(entries)
         summary: dict[str, Any] | None = None
         conflicts = 0
+        check = not likely_new
         while pending:
-            for rk in self._existing(table, pk, pending.keys()):
-                pending.pop(rk)
-            if not pending:
-                break
+            if check:
+                for rk in self._existing(table, pk, pending.keys()):
+                    pending.pop(rk)
+                if not pending:
+                    break
+            check = True
             try:
                 current: dict[str, Any] | None = table.get_entity(pk, summary_rk)
             except ResourceNotFoundError:
@@ -219,6 +233,7 @@ class ActivityStore:
         """Keep the listing copy at the newest version of the summary (never older)."""
         key = summary["PartitionKey"]
         copy = {**summary, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": key}
+        known_upn: str | None = None
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 current = self.accounts.get_entity(ACCOUNT_COPY_PK, key)
@@ -228,6 +243,7 @@ class ActivityStore:
                 except ResourceExistsError:
                     continue
                 break
+            known_upn = current.get("upn")
             if int(current.get("version", 0)) >= int(copy.get("version", 0)):
                 break
             try:
@@ -241,7 +257,7 @@ class ActivityStore:
                 continue
             break
         upn = summary.get("upn")
-        if upn:
+        if upn and upn != known_upn:
             self.accounts.upsert_entity(
                 {"PartitionKey": UPN_ALIAS_PK, "RowKey": safe_key(upn), "account_key": key},
                 mode=UpdateMode.REPLACE,

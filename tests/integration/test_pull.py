@@ -1,0 +1,318 @@
+"""The fan-out and the pull against the real emulator and Azurite, handler by handler."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.storage.queue import QueueClient
+
+from connector import service
+from connector.state import ConnectorStore, SubscriptionRecord
+from core.auth import Principal
+from core.runtime import Runtime
+from core.storage import CONNECTOR_TABLE
+from ingestion.entities import account_api
+from ingestion.fanout import run_fanout
+from ingestion.messages import PullMessage
+from ingestion.normalize import normalize_event
+from ingestion.pull import pull_subscription, run_pull
+from ingestion.store import ActivityStore
+from tests.support.platform import make_runtime
+
+pytestmark = pytest.mark.integration
+
+ADMIN = Principal(object_id="a", upn="admin@contoso.com", name="Admin", tenant_id="t", role_ids=frozenset())
+
+
+def connect(runtime: Runtime) -> ConnectorStore:
+    store = ConnectorStore(runtime.storage.table(CONNECTOR_TABLE))
+    answer = service.connect(store, runtime.arm, runtime.clock, ADMIN)
+    assert answer.status == 201, answer.body
+    return store
+
+
+def drain(runtime: Runtime) -> list[PullMessage]:
+    """Take every visible message off the pull queue (what the host would deliver)."""
+    out = []
+    for msg in runtime.storage.pull_queue.receive_messages(messages_per_page=32, visibility_timeout=60):
+        out.append(PullMessage.model_validate_json(msg.content))
+        runtime.storage.pull_queue.delete_message(msg)
+    return out
+
+
+def pull_all(runtime: Runtime, *, rounds: int = 50) -> int:
+    """Deliver queued messages until the queue is empty; returns how many were handled."""
+    handled = 0
+    for _ in range(rounds):
+        batch = drain(runtime)
+        if not batch:
+            return handled
+        for message in batch:
+            pull_subscription(runtime, message)
+            handled += 1
+    raise AssertionError("the pull queue did not drain")
+
+
+def active_ids(emulator: Any) -> list[str]:
+    return [s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled"
+            and not s.forbidden]
+
+
+def stored_ids(runtime: Runtime) -> Counter[str]:
+    rows = ActivityStore(runtime.storage).activities.query_entities("PartitionKey ne ''", select=["id"])
+    return Counter(r["id"] for r in rows)
+
+
+def expected_events(emulator: Any, subs: list[str], start: Any, end: Any, surfaced_by: Any = None) -> dict[str, Any]:
+    return {e["eventDataId"]: e for sub in subs for e in emulator.events(sub, start, end, surfaced_by=surfaced_by)}
+
+
+def test_fanout_and_pulls_store_exactly_the_events_since_connection(
+    runtime: Runtime, emulator: Any, clock: Any
+) -> None:
+    connected_at = clock.now()
+    store = connect(runtime)
+    for _ in range(6):  # half an hour of fan-outs every five minutes
+        clock.advance(timedelta(minutes=5))
+        assert run_fanout(runtime).enqueued == len(active_ids(emulator))
+        pull_all(runtime)
+    emulator.set_events_per_hour(0)
+    stop = clock.now()
+    clock.advance(timedelta(minutes=10))  # every event has surfaced
+    run_fanout(runtime)
+    pull_all(runtime)
+
+    # Up to the last window's end: the end events of operations started before `stop` come after it.
+    expected = expected_events(emulator, active_ids(emulator), connected_at, clock.now() - timedelta(seconds=60))
+    assert expected, "the emulator generated no events"
+    got = stored_ids(runtime)
+    assert set(got) == set(expected) and set(got.values()) == {1}
+
+    acts = ActivityStore(runtime.storage)
+    for sub in active_ids(emulator):
+        record = store.get_subscription(sub)
+        assert record is not None and record.status == "OK" and record.next_link is None
+        n = sum(1 for e in expected.values() if e["subscriptionId"].lower() == sub)
+        assert acts.subscription_count(sub) == n == record.activities
+        assert record.watermark >= stop
+
+    normalized = [normalize_event(e, ingested_at=stop) for e in expected.values()]
+    want = Counter(a.user.id.lower() for a in normalized if a.user.id)
+    rows = acts.accounts.query_entities("PartitionKey eq 'account'")
+    got_counts = {account_api(r)["id"].lower(): account_api(r)["activityCount"] for r in rows}
+    assert got_counts == dict(want)
+
+
+def test_forbidden_subscription_is_marked_and_others_go_on(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    denied = active_ids(emulator)[0]
+    emulator.set_subscription(denied, forbidden=True)
+    store = connect(runtime)
+    clock.advance(timedelta(minutes=30))
+    run_fanout(runtime)
+    handled = pull_all(runtime)
+    assert handled == len(active_ids(emulator)) + 1  # the forbidden one was handled once, not retried
+    record = store.get_subscription(denied)
+    assert record is not None and record.status == "Error"
+    assert "Reader role" in (record.message or "")
+    body = service.load_body(store)
+    assert body["status"] == "Warning" and denied in body["message"]
+    others = [store.get_subscription(s) for s in active_ids(emulator)]
+    assert all(o is not None and o.status == "OK" and o.activities > 0 for o in others)
+
+    emulator.set_subscription(denied, forbidden=False)  # the fix: the next run clears the failure
+    clock.advance(timedelta(minutes=5))
+    run_fanout(runtime)
+    pull_all(runtime)
+    record = store.get_subscription(denied)
+    assert record is not None and record.status == "OK" and record.message is None
+    assert service.load_body(store)["status"] == "Connected"
+
+
+def test_crash_between_pages_resumes_without_loss_or_duplicates(
+    runtime: Runtime, emulator: Any, clock: Any
+) -> None:
+    emulator.set_events_per_hour(300)
+    emulator.event_page_size = 50
+    connected_at = clock.now()
+    store = connect(runtime)
+    sub = active_ids(emulator)[0]
+    clock.advance(timedelta(hours=1))
+    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
+                          enqueued_at=clock.now())
+    emulator.reset_request_log()
+    # The second page fails for good (beyond the pipeline's retries): the message fails.
+    emulator.add_fault("5xx", subscription_id=sub, count=-1, status=500)
+    original = emulator.take_fault  # let exactly one page through first
+    passed = {"n": 0}
+
+    def one_page_then_fail(subscription_id: str) -> Any:
+        if passed["n"] == 0:
+            passed["n"] += 1
+            return None
+        return original(subscription_id)
+
+    emulator.take_fault = one_page_then_fail  # type: ignore[method-assign]
+    with pytest.raises(Exception) as info:
+        pull_subscription(runtime, message, dequeue_count=1)
+    assert "500" in str(info.value) or "ARM" in str(info.value)
+    emulator.take_fault = original  # type: ignore[method-assign]
+    emulator.clear_faults()
+    mid: SubscriptionRecord | None = store.get_subscription(sub)
+    assert mid is not None and mid.next_link is not None  # position saved after the stored page
+    assert mid.watermark == connected_at  # not moved past unstored events
+    assert mid.lease_owner is None and "attempt 1 of 5" in (mid.message or "")
+    assert 0 < sum(stored_ids(runtime).values()) <= 50
+
+    pull_subscription(runtime, message, dequeue_count=2)
+    expected = expected_events(emulator, [sub], connected_at, clock.now() - timedelta(seconds=60), clock.now())
+    got = stored_ids(runtime)
+    assert set(got) == set(expected) and set(got.values()) == {1}
+    done = store.get_subscription(sub)
+    assert done is not None and done.status == "OK" and done.activities == len(expected)
+
+
+def test_failing_message_reports_poison_on_the_last_attempt(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    store = connect(runtime)
+    sub = active_ids(emulator)[0]
+    clock.advance(timedelta(minutes=10))
+    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
+                          enqueued_at=clock.now())
+    emulator.add_fault("5xx", subscription_id=sub, count=-1, status=503)
+    with pytest.raises(Exception):  # noqa: B017 - the host only needs it to raise
+        pull_subscription(runtime, message, dequeue_count=5, max_dequeue_count=5)
+    record = store.get_subscription(sub)
+    assert record is not None and record.status == "Error"
+    assert f"{runtime.settings.pull_queue}-poison" in (record.message or "")
+    assert service.load_body(store)["status"] == "Warning"
+
+
+def test_throttling_re_enqueues_with_a_visibility_delay(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    store = connect(runtime)
+    sub = active_ids(emulator)[0]
+    clock.advance(timedelta(minutes=10))
+    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
+                          enqueued_at=clock.now())
+    emulator.add_fault("429", subscription_id=sub, count=1, retry_after=3600)
+    result = pull_subscription(runtime, message)
+    assert result.outcome == "throttled"
+    assert list(runtime.storage.pull_queue.receive_messages(visibility_timeout=1)) == []  # hidden for an hour
+    assert runtime.storage.pull_queue.get_queue_properties().approximate_message_count == 1
+    record = store.get_subscription(sub)
+    assert record is not None and record.status == "OK" and "throttling" in (record.message or "")
+    assert record.lease_owner is None
+
+    emulator.add_fault("429", subscription_id=sub, count=2, retry_after=1)  # short: retried inline
+    assert pull_subscription(runtime, message).outcome == "caught_up"
+
+
+def test_backlog_is_worked_off_in_bounded_steps(emulator: Any, clock: Any, environ: Any) -> None:
+    runtime = make_runtime({**environ, "PULL_MAX_PAGES": "3"}, clock)
+    emulator.set_events_per_hour(10)
+    emulator.event_page_size = 40
+    store = connect(runtime)
+    sub = active_ids(emulator)[0]
+    clock.advance(timedelta(days=2))  # an outage of two days
+    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
+                          enqueued_at=clock.now())
+    first = pull_subscription(runtime, message)
+    assert first.outcome == "backlog" and first.pages <= runtime.settings.pull_max_pages
+    steps = 1 + pull_all(runtime)
+    assert steps > 1
+    record = store.get_subscription(sub)
+    assert record is not None and record.watermark >= clock.now() - timedelta(minutes=2)
+
+
+def test_concurrent_messages_for_one_subscription(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    emulator.set_events_per_hour(200)
+    emulator.event_page_size = 50
+    connected_at = clock.now()
+    store = connect(runtime)
+    sub = active_ids(emulator)[0]
+    clock.advance(timedelta(hours=2))
+    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
+                          enqueued_at=clock.now())
+    outcomes: list[str] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(pull_subscription(runtime, message).outcome))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert "caught_up" in outcomes and outcomes.count("skipped") >= 1
+    pull_subscription(runtime, message)  # and once more, as a redelivery
+    expected = expected_events(emulator, [sub], connected_at, clock.now() - timedelta(seconds=60), clock.now())
+    got = stored_ids(runtime)
+    assert set(got) == set(expected) and set(got.values()) == {1}
+    record = store.get_subscription(sub)
+    assert record is not None and record.activities == len(expected)
+
+
+def test_malformed_messages_are_dropped(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    for body in (b"not json", b"{}", json.dumps({"subscriptionId": "x", "connectionId": "c"}).encode()):
+        assert run_pull(runtime, body).outcome == "skipped"
+    assert "malformed" in caplog.text
+
+
+def test_disconnected_connector_enqueues_and_pulls_nothing(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    store = connect(runtime)
+    connection = store.get_connector().connection_id  # type: ignore[union-attr]
+    service.disconnect(store, clock, ADMIN)
+    clock.advance(timedelta(minutes=5))
+    assert run_fanout(runtime).enqueued == 0
+    message = PullMessage(subscription_id=active_ids(emulator)[0], connection_id=connection, enqueued_at=clock.now())
+    assert pull_subscription(runtime, message).outcome == "skipped"
+    assert sum(stored_ids(runtime).values()) == 0
+
+
+def test_fanout_adds_new_marks_inactive_and_reports_listing_failure(
+    runtime: Runtime, emulator: Any, clock: Any
+) -> None:
+    store = connect(runtime)
+    clock.advance(timedelta(minutes=5))
+    new = emulator.add_subscription("Contoso Analytics")
+    gone = active_ids(emulator)[1]
+    emulator.set_subscription(gone, state="Disabled")
+    result = run_fanout(runtime)
+    assert result.enqueued == len(active_ids(emulator))
+    added = store.get_subscription(new.subscription_id)
+    assert added is not None and added.watermark == clock.now()
+    body = service.load_body(store)
+    states = {s["subscriptionId"]: s for s in body["subscriptions"]}
+    assert states[gone]["status"] == "Inactive" and states[gone]["state"] == "Disabled"
+    assert body["lastFanoutAt"] is not None
+
+    emulator.reject_sign_in(True)
+    fresh = _fresh_arm(runtime)
+    failed = run_fanout(fresh)
+    assert failed.error and "sign in" in failed.error
+    assert service.load_body(store)["status"] == "Error"
+    emulator.reject_sign_in(False)
+    run_fanout(_fresh_arm(runtime))
+    assert service.load_body(store)["status"] == "Connected"
+
+
+def _fresh_arm(runtime: Runtime) -> Runtime:
+    from dataclasses import replace
+
+    from core.arm import ArmClient
+    from core.runtime import arm_credential
+
+    s = runtime.settings
+    arm = ArmClient(s.arm_endpoint, arm_credential(s), s.arm_scope, max_inline_wait=s.pull_max_inline_wait_seconds)
+    return replace(runtime, arm=arm)
+
+
+def test_queue_messages_are_base64_json(runtime: Runtime, emulator: Any, clock: Any, environ: Any) -> None:
+    connect(runtime)
+    run_fanout(runtime)
+    plain = QueueClient.from_connection_string(environ["AzureWebJobsStorage"], runtime.settings.pull_queue)
+    raw = plain.receive_messages(visibility_timeout=1)
+    first = next(iter(raw))
+    document = json.loads(base64.b64decode(first.content))
+    assert set(document) == {"version", "subscriptionId", "connectionId", "enqueuedAt", "reason"}
