@@ -158,10 +158,9 @@ def test_crash_between_pages_resumes_without_loss_or_duplicates(
             return None
         return original(subscription_id)
 
-    monkeypatch.setattr(emulator, "take_fault", one_page_then_fail)
-    with pytest.raises(ArmUnavailable, match="500"):
+    with monkeypatch.context() as patch, pytest.raises(ArmUnavailable, match="500"):
+        patch.setattr(emulator, "take_fault", one_page_then_fail)
         pull_subscription(runtime, message, dequeue_count=1)
-    monkeypatch.undo()
     emulator.clear_faults()
     mid: SubscriptionRecord | None = store.get_subscription(sub)
     assert mid is not None and mid.next_link is not None  # position saved after the stored page
