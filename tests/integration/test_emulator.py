@@ -490,10 +490,10 @@ def test_events_surface_after_their_delay(emu: Emulator, arm: Arm, clock: FakeCl
 
 def test_start_and_end_events_share_correlation_id(emu: Emulator, clock: FakeClock) -> None:
     sub = production(emu)
-    end = clock.now() - timedelta(minutes=10)
-    events = emu.events(sub, end - timedelta(days=1), end)
+    range_end = clock.now() - timedelta(minutes=10)
+    events = emu.events(sub, range_end - timedelta(days=1), range_end)
     # An operation lasts under two minutes: those begun in the range's last minutes may end after it.
-    settled = iso(end - timedelta(minutes=2))
+    settled = iso(range_end - timedelta(minutes=2))
     by_correlation: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
         by_correlation[event["correlationId"]].append(event)
