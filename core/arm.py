@@ -126,7 +126,7 @@ class ArmClient:
         *,
         max_inline_wait: float = 10.0,
         retry_total: int = 3,
-        backoff_factor: float = 0.8,
+        backoff_factor: float = 0.5,
         timeout: float = 60.0,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")

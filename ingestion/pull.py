@@ -212,9 +212,9 @@ def pull_subscription(
             f"Pulling failed {dequeue_count} times (last error: {reason}); the message was moved to "
             f"{settings.pull_queue}-poison and the next fan-out tries again."
             if final
-            else f"Pulling failed (attempt {dequeue_count} of {max_dequeue_count}, retrying): {reason}"
+            else f"Pulling failed (attempt {dequeue_count} of {max_dequeue_count}; it is retried): {reason}"
         )
-        _release(lease, sub, status="Error" if final else sub.status, message=text, clock=clock, failed=True)
+        _release(lease, sub, status="Error", message=text, clock=clock, failed=True)
         logger.warning("Pull of %s failed (attempt %s): %s", sub_id, dequeue_count, reason)
         raise
 
