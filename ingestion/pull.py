@@ -156,13 +156,18 @@ def pull_subscription(
     pages = stored = 0
     started = time.monotonic()
     outcome: Outcome = "caught_up"
+    # After a window closes, another is read in the same message only if it is worth it (a backlog);
+    # otherwise a message would chase `now` forever, re-reading the overlap each time.
+    worth_another = timedelta(seconds=max(60, settings.pull_lag_seconds))
+    windows = 0
     try:
         while True:
             now = clock.now()
             if sub.next_link is None or sub.window_end is None:
                 window = next_window(sub, connector.connected_at, now, settings)
-                if window is None:
+                if window is None or (windows and window[1] - sub.watermark < worth_another):
                     break
+                windows += 1
                 start, end = window
                 url = arm.activity_log_url(sub_id, start, end)
                 sub = lease.update(sub, _open_window(start, end, url))

@@ -12,6 +12,7 @@ CLI (`az account get-access-token --resource <CONNECTOR_API_AUDIENCE>`).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -82,7 +83,8 @@ def _admin_token_for_azure(audience: str) -> str:
 
 
 def _print_status(body: dict[str, Any]) -> None:
-    print(f"\nConnector: {body.get('status')}" + (f" - {body['message']}" if body.get("message") else ""))
+    print(f"\nConnector: {body.get('status')}" + (f" - {body['message']}" if body.get("message") else ""),
+          flush=True)
     for sub in body.get("subscriptions", []):
         print(
             f"  {sub['displayName'][:28]:28} {sub['status']:8} {sub['state']:9} "
@@ -95,16 +97,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071, help="local host HTTP port (default 7071)")
     parser.add_argument("--emulator-port", type=int, default=8443)
     parser.add_argument("--events-per-hour", type=int, default=600, help="emulator events per subscription")
+    parser.add_argument("--max-surface-delay", type=float, default=45.0,
+                        help="emulator: longest delay, in seconds, before an event shows in the Activity Log")
+    parser.add_argument("--interval", type=float, default=15.0, help="seconds between progress reports")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: run until Ctrl-C)")
     parser.add_argument("--azure", action="store_true", help="use real Azure settings instead of the emulator")
+    parser.add_argument("--state-dir", type=Path, default=ROOT / ".local",
+                        help="where Azurite and the emulator keep their files")
     args = parser.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     for noisy in ("azure", "msal", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    state = ROOT / ".local"
-    state.mkdir(exist_ok=True)
+    state: Path = args.state_dir
+    state.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             from core.clock import SystemClock
             from localdev.emulator import Emulator
 
-            emulator = Emulator(clock=SystemClock(), port=args.emulator_port, state_dir=state / "emulator")
+            emulator = Emulator(clock=SystemClock(), port=args.emulator_port, state_dir=state / "emulator",
+                                max_surface_delay=args.max_surface_delay)
             emulator.set_events_per_hour(args.events_per_hour)
             emulator.start()
             os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_pem_path)
@@ -143,11 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(settings)
 
         from localdev.host import LocalHost
+        from localdev.host.host import function_table
 
         key = secrets.token_urlsafe(24)
         host = LocalHost(app_dir=ROOT, port=args.port, function_key=key, master_key=key).start()
         base = host.base_url
-        print(f"Local host: {base}/api  (function key for this run: {key})")
+        print(f"\nLocal host: {base}/api  (function key for this run: {key})")
+        print(function_table(host.functions), flush=True)
 
         status, body = _request("POST", f"{base}/api/connectors/azure", admin_token, key)
         print(f"\nPOST /api/connectors/azure -> {status}")
@@ -160,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            stop.wait(15)
+            stop.wait(args.interval)
             _, body = _request("GET", f"{base}/api/connectors/azure", admin_token, key)
             if isinstance(body, dict) and "subscriptions" in body:
                 _print_status(body)

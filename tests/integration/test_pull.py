@@ -315,3 +315,27 @@ def test_queue_messages_are_base64_json(runtime: Runtime, emulator: Any, clock: 
     first = next(iter(raw))
     document = json.loads(base64.b64decode(first.content))
     assert set(document) == {"version", "subscriptionId", "connectionId", "enqueuedAt", "reason"}
+
+
+class TickingClock:
+    """Time that moves on every reading, as wall time does while a pull runs."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def now(self) -> Any:
+        return self._inner.advance(timedelta(seconds=2))
+
+
+def test_a_caught_up_pull_does_not_chase_the_moving_now(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    from dataclasses import replace
+
+    store = connect(runtime)
+    clock.advance(timedelta(minutes=5))
+    ticking = replace(runtime, clock=TickingClock(clock))
+    message = PullMessage(subscription_id=active_ids(emulator)[0],
+                          connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
+                          enqueued_at=clock.now())
+    result = pull_subscription(ticking, message)
+    assert result.outcome == "caught_up" and result.pages == 1
+    assert drain(runtime) == []  # no follow-up message

@@ -1,0 +1,33 @@
+"""`make run`'s program: starts Azurite, the emulator and the local host, connects, shows activities."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localdev.azurite import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_run_command_connects_and_shows_activities_arriving(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "localdev.run", "--duration", "20", "--interval", "5", "--port", "0", "--emulator-port", "0",
+         "--events-per-hour", "3600", "--max-surface-delay", "3", "--state-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    for name in ("connector_connect", "connector_get", "fanout", "pull", "retention", "activities_list"):
+        assert name in out, f"{name} missing from the hosted functions table"
+    assert "POST /api/connectors/azure -> 201" in out
+    assert "Connector: Connected" in out
+    counts = [int(n) for n in re.findall(r"activities=(\d+)", out)]
+    assert max(counts) > 0, out
+    seen = [int(n) for n in re.findall(r"accounts seen: (\d+)", out)]
+    assert seen and max(seen) > 0, out
+    assert "latest: " in out
