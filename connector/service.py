@@ -53,12 +53,13 @@ def describe_arm_failure(exc: ArmError | ArmThrottled, *, subscription: str | No
             "Function App's managed identity exists)."
         )
     if isinstance(exc, ArmAccessDenied):
+        answer = " ".join(part for part in (str(exc.status or ""), exc.arm_code or "") if part)
         if subscription:
             return (
-                f"The connector's identity has no read access to {where} (ARM answered {exc.status} "
-                f"{exc.arm_code or ''}): assign it the Reader role on that subscription."
-            ).replace(" )", ")")
-        return f"ARM refused to list subscriptions for the connector's identity ({exc.arm_code}): {READER_FIX}."
+                f"The connector's identity has no read access to {where} (ARM answered {answer}): "
+                "assign it the Reader role on that subscription."
+            )
+        return f"ARM refused to list subscriptions for the connector's identity ({answer}): {READER_FIX}."
     if isinstance(exc, ArmNotFound):
         return f"ARM no longer knows {where}; it may have been deleted or moved to another tenant."
     if isinstance(exc, ArmBadRequest):
