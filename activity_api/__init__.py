@@ -1,0 +1,1 @@
+"""The activities and accounts API: search what was stored."""

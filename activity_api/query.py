@@ -1,0 +1,452 @@
+"""Query planning and execution over the storage layout of `ingestion.entities`.
+
+One access path per search, never a scan of a whole table:
+
+* ``user`` given: that account's ledger partition in ``activitiesbyuser`` (PartitionKey = the
+  account key, RowKey between the ``e``-prefixed inverted-time bounds of ``from``/``to``);
+* else ``subscriptionId`` given: that subscription's ledger partition in ``activitiesbysub``;
+* else: ``activitiesbytime``, a PartitionKey range over the day partitions between ``from`` and
+  ``to`` (all days when unbounded) plus the same RowKey bounds (without the prefix).
+
+Every path yields rows newest first (inverted time, then the id's key for ties), so the storage
+service's own order is the answer's order and its continuation is the paging position. Other
+filters go into the server-side filter string, each value only through ``parameters=`` (the SDK
+quotes it); keys derived from the caller's input go through ``safe_key`` too.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
+
+from activity_api.tokens import ContinuationSigner, LazySigner, Position, fingerprint, signer_for
+from core.errors import InvalidInput
+from core.storage import (
+    ACCOUNTS_TABLE,
+    ACTIVITIES_TABLE,
+    BY_SUBSCRIPTION_TABLE,
+    BY_TIME_TABLE,
+    BY_USER_TABLE,
+    CONNECTOR_TABLE,
+    Storage,
+)
+from ingestion.entities import (
+    ACCOUNT_COPY_PK,
+    ACCOUNT_SUMMARY_RK,
+    LEDGER_PREFIX,
+    UPN_ALIAS_PK,
+    account_api,
+    activity_from_properties,
+    day_partition,
+    epoch_us,
+    id_partition,
+    inverted_time,
+    raw_from_entity,
+    safe_key,
+)
+from ingestion.models import format_utc
+
+ACTIVITIES_KIND = "activities"
+ACCOUNTS_KIND = "accounts"
+MAX_STORAGE_REQUESTS = 10  # per API call; a continuation is returned when the cap is hit
+ACCOUNT_PAGE_SIZE = 1000  # the service's maximum page
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_INVERTED = int(inverted_time(EPOCH))  # the largest inverted time; times up to it are representable
+_LEDGER_END = chr(ord(LEDGER_PREFIX) + 1)  # every ledger RowKey is below this; summary rows are not ledger rows
+_DAY_FIRST = "d"
+_DAY_LAST = "d99999999"
+
+ACCOUNT_TYPES = {t.lower(): t for t in ("user", "servicePrincipal", "managedIdentity", "unknown")}
+
+# The properties an activity is rebuilt from (index rows also carry helper properties).
+ACTIVITY_SELECT = [
+    "id",
+    "timestamp",
+    "ingested_at",
+    "app",
+    "tenant_id",
+    "subscription_id",
+    "user_id",
+    "user_upn",
+    "user_name",
+    "user_type",
+    "user_app_id",
+    "ip_address",
+    "action",
+    "action_name",
+    "action_type",
+    "category",
+    "status",
+    "sub_status",
+    "resource_id",
+    "resource_group",
+    "resource_provider",
+    "resource_type",
+    "correlation_id",
+    "operation_id",
+    "level",
+]
+
+
+@dataclass(frozen=True)
+class ActivityQuery:
+    """The filters of `GET /api/activities`, already validated (see `activity_api.api`)."""
+
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+    user: str | None = None
+    subscription_id: str | None = None
+    action: str | None = None
+    status: str | None = None
+    ip_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise InvalidInput("from", "is after to; from is the start (inclusive) and to the end (exclusive)")
+
+    def normalized(self) -> dict[str, str | None]:
+        """The filters in a canonical form: what a continuation token is bound to."""
+
+        def lower(value: str | None) -> str | None:
+            return value.strip().lower() if value is not None else None
+
+        return {
+            "from": format_utc(self.start) if self.start is not None else None,
+            "to": format_utc(self.end) if self.end is not None else None,
+            "user": lower(self.user),
+            "subscriptionId": lower(self.subscription_id),
+            "action": lower(self.action),
+            "status": lower(self.status),
+            "ipAddress": self.ip_address.strip() if self.ip_address is not None else None,
+        }
+
+    def fingerprint(self) -> str:
+        return fingerprint(ACTIVITIES_KIND, self.normalized())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One server-side query: which table, the filter with @placeholders, and their values."""
+
+    path: Literal["user", "subscription", "time"]
+    table: str
+    filter: str
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Page:
+    items: list[dict[str, Any]]
+    continuation: str | None
+    requests: int = 0  # storage requests this page cost (queries and point reads, not the key)
+    plan: Plan | None = None
+
+
+# --- time bounds ---------------------------------------------------------------------------------
+
+
+class _Empty(Exception):
+    """The range cannot hold any stored activity."""
+
+
+def _inverted_bound(when: datetime) -> str | None:
+    """The RowKey digits just past every row at `when`: rows at or after `when` sort below it.
+
+    None when every representable time is at or after `when` (no bound needed); _Empty when
+    none is (the inverted time would not fit the 16-digit key).
+    """
+    us = epoch_us(when)
+    if us <= 0:
+        return None
+    if us > _MAX_INVERTED:
+        raise _Empty
+    return f"{_MAX_INVERTED - us + 1:016d}"
+
+
+def _row_bounds(query: ActivityQuery) -> tuple[str | None, str | None]:
+    """(RowKey ge, RowKey lt) without the ledger prefix: `from` inclusive, `to` exclusive."""
+    upper = _inverted_bound(query.start) if query.start is not None else None  # newer rows sort lower
+    lower: str | None = None
+    if query.end is not None:
+        try:
+            lower = _inverted_bound(query.end)
+        except _Empty:
+            lower = None  # `to` is past every representable time: no bound
+        else:
+            if lower is None:
+                raise _Empty  # `to` at or before 1970: nothing is older
+    if lower is not None and upper is not None and lower >= upper:
+        raise _Empty
+    return lower, upper
+
+
+def _day_bounds(query: ActivityQuery) -> tuple[str, str]:
+    """(PartitionKey ge, PartitionKey le) over the day partitions: newer days have smaller keys."""
+    newest = _DAY_FIRST
+    oldest = _DAY_LAST
+    if query.end is not None and 0 < epoch_us(query.end) <= _MAX_INVERTED:
+        newest = day_partition(query.end - timedelta(microseconds=1))
+    if query.start is not None and 0 < epoch_us(query.start) <= _MAX_INVERTED:
+        oldest = day_partition(query.start)
+    return newest, oldest
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+def plan_activities(query: ActivityQuery, account: str | None = None) -> Plan | None:
+    """The one query that answers `query`; None when nothing can match (no request needed).
+
+    `account` is the resolved account key when `query.user` is set (see `resolve_account_key`).
+    """
+    try:
+        row_lo, row_hi = _row_bounds(query)
+    except _Empty:
+        return None
+    clauses: list[str] = []
+    parameters: dict[str, str] = {}
+
+    def add(clause: str, **values: str) -> None:
+        clauses.append(clause)
+        parameters.update(values)
+
+    path: Literal["user", "subscription", "time"]
+    if query.user is not None:
+        if account is None:
+            raise ValueError("a user query needs the resolved account key")
+        path, table = "user", BY_USER_TABLE
+        add("PartitionKey eq @pk", pk=account)
+    elif query.subscription_id is not None:
+        path, table = "subscription", BY_SUBSCRIPTION_TABLE
+        add("PartitionKey eq @pk", pk=safe_key(query.subscription_id))
+    else:
+        path, table = "time", BY_TIME_TABLE
+        newest, oldest = _day_bounds(query)
+        if newest > oldest:
+            return None
+        add("PartitionKey ge @pklo and PartitionKey le @pkhi", pklo=newest, pkhi=oldest)
+
+    prefix = "" if path == "time" else LEDGER_PREFIX
+    if path != "time":
+        # Ledger partitions also hold a summary row: stay inside the `e` prefix.
+        add("RowKey ge @rklo", rklo=prefix + (row_lo or ""))
+        add("RowKey lt @rkhi", rkhi=prefix + row_hi if row_hi is not None else _LEDGER_END)
+    else:
+        if row_lo is not None:
+            add("RowKey ge @rklo", rklo=row_lo)
+        if row_hi is not None:
+            add("RowKey lt @rkhi", rkhi=row_hi)
+
+    if query.subscription_id is not None and path != "subscription":
+        # Subscription ids are GUIDs stored as the event wrote them (lower case in practice).
+        given = query.subscription_id.strip()
+        variants = list(dict.fromkeys([given.lower(), given, given.upper()]))
+        names = {f"sub{i}": value for i, value in enumerate(variants)}
+        add("( " + " or ".join(f"subscription_id eq @{name}" for name in names) + " )", **names)
+    if query.action is not None:
+        add("action_lc eq @action", action=query.action.strip().lower())
+    if query.status is not None:
+        add("status_lc eq @status", status=query.status.strip().lower())
+    if query.ip_address is not None:
+        add("ip_address eq @ip", ip=query.ip_address.strip())
+    return Plan(path=path, table=table, filter=" and ".join(clauses), parameters=parameters)
+
+
+# --- execution -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Rows:
+    rows: list[dict[str, Any]]
+    position: Position | None  # where the service would continue; None when it is done
+    requests: int
+
+
+def run_plan(
+    table: TableClient,
+    plan: Plan,
+    limit: int,
+    position: Position | None = None,
+    *,
+    max_requests: int = MAX_STORAGE_REQUESTS,
+    select: list[str] | None = None,
+) -> Rows:
+    """Collect up to `limit` rows in the service's order, asking each time only for what is still needed.
+
+    Stops at `limit` rows, when the service has no more, or after `max_requests` requests
+    (a scan with a sparse filter can return short or empty pages).
+    """
+    rows: list[dict[str, Any]] = []
+    requests = 0
+    token = _to_storage_token(position)
+    while True:
+        pages = table.query_entities(
+            plan.filter,
+            parameters=plan.parameters,
+            results_per_page=limit - len(rows),
+            select=select,
+        ).by_page(continuation_token=token)  # type: ignore[arg-type]  # the Tables SDK takes a PK/RK dict
+        page = next(pages, None)
+        requests += 1
+        if page is not None:
+            rows.extend(dict(entity) for entity in page)
+        token = getattr(pages, "continuation_token", None)
+        if not token or len(rows) >= limit or requests >= max_requests:
+            break
+    return Rows(rows=rows, position=_from_storage_token(token), requests=requests)
+
+
+def _to_storage_token(position: Position | None) -> dict[str, str | None] | None:
+    if position is None:
+        return None
+    pk, rk = position.get("pk"), position.get("rk")
+    valid = all(v is None or isinstance(v, str) for v in (pk, rk)) and not (pk is None and rk is None)
+    if not valid:
+        raise InvalidInput("continuation", "is not a valid continuation token")
+    return {"PartitionKey": pk, "RowKey": rk}
+
+
+def _from_storage_token(token: Any) -> Position | None:
+    if not token or not isinstance(token, dict):
+        return None
+    pk, rk = token.get("PartitionKey"), token.get("RowKey")
+    if not pk and not rk:
+        return None
+    return {"pk": pk or None, "rk": rk or None}
+
+
+# --- the queries the API answers ----------------------------------------------------------------
+
+
+class ActivityQueries:
+    """Searches over what `ingestion.store.ActivityStore` wrote."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        signer: ContinuationSigner | None = None,
+        max_requests: int = MAX_STORAGE_REQUESTS,
+    ) -> None:
+        self._storage = storage
+        self._signer = LazySigner(
+            (lambda: signer) if signer is not None else (lambda: signer_for(storage.table(CONNECTOR_TABLE)))
+        )
+        self._max_requests = max_requests
+
+    # activities --------------------------------------------------------------------------------
+
+    def resolve_account_key(self, user: str) -> tuple[str, int]:
+        """The account key of a UPN (through its alias row) or an object id/app id/caller; and the reads it took."""
+        value = user.strip()
+        if "@" in value:
+            try:
+                alias = self._storage.table(ACCOUNTS_TABLE).get_entity(UPN_ALIAS_PK, safe_key(value))
+            except ResourceNotFoundError:
+                return safe_key(value), 1  # a caller with '@' that is its own id, or nobody
+            key = alias.get("account_key")
+            return (key if isinstance(key, str) and key else safe_key(value)), 1
+        return safe_key(value), 0
+
+    def search(self, query: ActivityQuery, limit: int, continuation: str | None = None) -> Page:
+        query_hash = query.fingerprint()
+        position = self._signer.open(continuation, ACTIVITIES_KIND, query_hash) if continuation else None
+        requests = 0
+        account: str | None = None
+        if query.user is not None:
+            account, requests = self.resolve_account_key(query.user)
+        plan = plan_activities(query, account)
+        if plan is None:
+            return Page(items=[], continuation=None, requests=requests)
+        found = run_plan(
+            self._storage.table(plan.table),
+            plan,
+            limit,
+            position,
+            max_requests=self._max_requests,
+            select=ACTIVITY_SELECT,
+        )
+        items = [activity_from_properties(row).to_api() for row in found.rows]
+        token = self._signer.issue(ACTIVITIES_KIND, query_hash, found.position) if found.position else None
+        return Page(items=items, continuation=token, requests=requests + found.requests, plan=plan)
+
+    def get_activity(self, activity_id: str) -> dict[str, Any] | None:
+        try:
+            row = self._storage.table(ACTIVITIES_TABLE).get_entity(id_partition(activity_id), safe_key(activity_id))
+        except ResourceNotFoundError:
+            return None
+        entity = dict(row)
+        return {**activity_from_properties(entity).to_api(), "raw": raw_from_entity(entity)}
+
+    # accounts ----------------------------------------------------------------------------------
+
+    def list_accounts(self, limit: int, continuation: str | None = None, account_type: str | None = None) -> Page:
+        """Accounts, most recently active first (lastSeen descending, then the account key).
+
+        The account copies live in one partition; they are read whole and ordered here (a tenant has
+        thousands of identities, not millions). The position is the last key returned, so accounts
+        that become active between pages do not shift the rest of the listing.
+        """
+        canonical_type = None
+        if account_type is not None:
+            canonical_type = ACCOUNT_TYPES.get(account_type.strip().lower())
+            if canonical_type is None:
+                raise InvalidInput("type", f"must be one of {', '.join(ACCOUNT_TYPES.values())}")
+        query_hash = fingerprint(ACCOUNTS_KIND, {"type": canonical_type})
+        position = self._signer.open(continuation, ACCOUNTS_KIND, query_hash) if continuation else None
+        after: tuple[int, str] | None = None
+        if position is not None:
+            t, k = position.get("t"), position.get("k")
+            if not isinstance(t, int) or not isinstance(k, str):
+                raise InvalidInput("continuation", "is not a valid continuation token")
+            after = (t, k)
+
+        query_filter = "PartitionKey eq @pk"
+        parameters = {"pk": ACCOUNT_COPY_PK}
+        if canonical_type is not None:
+            query_filter += " and type eq @type"
+            parameters["type"] = canonical_type
+        pages = (
+            self._storage.table(ACCOUNTS_TABLE)
+            .query_entities(query_filter, parameters=parameters, results_per_page=ACCOUNT_PAGE_SIZE)
+            .by_page()
+        )
+        rows: list[dict[str, Any]] = []
+        requests = 0
+        for page in pages:
+            requests += 1
+            rows.extend(dict(entity) for entity in page)
+
+        keyed = sorted(((_account_order(row), row) for row in rows), key=lambda pair: pair[0])
+        start = bisect.bisect_right([key for key, _ in keyed], after) if after is not None else 0
+        chosen = keyed[start : start + limit]
+        token = None
+        if start + limit < len(keyed) and chosen:
+            last_key = chosen[-1][0]
+            token = self._signer.issue(ACCOUNTS_KIND, query_hash, {"t": last_key[0], "k": last_key[1]})
+        return Page(items=[account_api(row) for _, row in chosen], continuation=token, requests=requests)
+
+    def get_account(self, account_id: str) -> dict[str, Any] | None:
+        key, _ = self.resolve_account_key(account_id)
+        try:
+            row = self._storage.table(BY_USER_TABLE).get_entity(key, ACCOUNT_SUMMARY_RK)
+        except ResourceNotFoundError:
+            return None
+        return account_api(dict(row))
+
+
+def _account_order(row: dict[str, Any]) -> tuple[int, str]:
+    """Sort key: newest lastSeen first (negated microseconds), then the account key."""
+    last_seen = row.get("last_seen")
+    if not isinstance(last_seen, datetime):
+        return (0, str(row.get("RowKey", "")))
+    if last_seen.tzinfo is None:
+        last_seen = last_seen.replace(tzinfo=UTC)
+    us = epoch_us(last_seen)
+    return (-us, str(row.get("RowKey", "")))

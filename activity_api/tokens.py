@@ -1,0 +1,172 @@
+"""Continuation tokens: opaque, authenticated, and bound to the query that issued them.
+
+A token is base64url (no padding) of::
+
+    version (1 byte) | HMAC-SHA256 (32 bytes) | payload (compact JSON)
+
+where the payload is ``{"k": kind, "q": query fingerprint, "p": position}``: ``kind`` names the
+listing (``activities`` or ``accounts``), the fingerprint is a hash of the normalized filters
+(never the limit, so a client may change the page size between pages) and the position is where
+the next page starts (the storage continuation, or the last key of an in-memory listing).
+The MAC covers the version byte and the payload, under a random key kept in Table Storage
+(``connector`` table, PartitionKey ``secret``, RowKey ``continuation``) so that every instance
+of the app accepts the tokens of every other. The key is created once (first writer wins) and
+cached per process.
+
+Every way a token can be wrong is an ``InvalidInput`` on ``continuation``: never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient
+
+from core.errors import InvalidInput
+
+FIELD = "continuation"
+VERSION = 1
+MAC_BYTES = 32
+MAX_TOKEN_CHARS = 4096
+SECRET_PK = "secret"
+SECRET_RK = "continuation"
+KEY_BYTES = 32
+
+Position = dict[str, Any]
+
+
+def fingerprint(kind: str, filters: Mapping[str, str | None]) -> str:
+    """A stable hash of a listing's normalized filters (keys sorted, nulls kept)."""
+    canonical = json.dumps({"kind": kind, "filters": dict(filters)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _b64decode(text: str) -> bytes:
+    if not text or len(text) > MAX_TOKEN_CHARS or not text.isascii():
+        raise ValueError("bad length")
+    padded = text + "=" * (-len(text) % 4)
+    return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
+
+
+class ContinuationSigner:
+    """Issues and opens continuation tokens under one key."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the continuation key is too short")
+        self._key = key
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._key, body, hashlib.sha256).digest()
+
+    def issue(self, kind: str, query_fingerprint: str, position: Position) -> str:
+        payload = json.dumps({"k": kind, "q": query_fingerprint, "p": position}, separators=(",", ":"))
+        body = bytes([VERSION]) + payload.encode("utf-8")
+        return _b64encode(body[:1] + self._mac(body) + body[1:])
+
+    def open(self, token: str, kind: str, query_fingerprint: str) -> Position:
+        """The position a token carries; InvalidInput when it is garbage, altered, or for another query."""
+        try:
+            data = _b64decode(token.strip())
+        except (ValueError, binascii.Error):
+            raise InvalidInput(
+                FIELD, "is not a valid continuation token; pass the value from the previous page unchanged"
+            ) from None
+        if len(data) < 1 + MAC_BYTES + 2 or data[0] != VERSION:
+            raise InvalidInput(
+                FIELD, "is not a valid continuation token; pass the value from the previous page unchanged"
+            )
+        mac, payload = data[1 : 1 + MAC_BYTES], data[1 + MAC_BYTES :]
+        if not hmac.compare_digest(mac, self._mac(data[:1] + payload)):
+            raise InvalidInput(FIELD, "was altered or was not issued by this service; start again without it")
+        try:
+            document = json.loads(payload)
+        except ValueError:  # cannot happen for a token we signed, but never a 500
+            raise InvalidInput(FIELD, "is not a valid continuation token") from None
+        if not isinstance(document, dict) or not isinstance(document.get("p"), dict):
+            raise InvalidInput(FIELD, "is not a valid continuation token")
+        if document.get("k") != kind:
+            raise InvalidInput(FIELD, f"belongs to another listing, not to {kind}")
+        if document.get("q") != query_fingerprint:
+            raise InvalidInput(
+                FIELD,
+                "was issued for a query with other filters; repeat the same filters to get the next page, "
+                "or leave continuation out to start over",
+            )
+        position: Position = document["p"]
+        return position
+
+
+# --- the key, in Table Storage -----------------------------------------------------------------
+
+_cache: dict[str, ContinuationSigner] = {}
+_cache_lock = threading.Lock()
+
+
+def load_or_create_key(table: TableClient) -> bytes:
+    """Read the shared key; create it when missing (the first writer wins, everyone reads that one)."""
+    for _ in range(3):
+        try:
+            row = table.get_entity(SECRET_PK, SECRET_RK)
+        except ResourceNotFoundError:
+            entity = {
+                "PartitionKey": SECRET_PK,
+                "RowKey": SECRET_RK,
+                "key": _b64encode(secrets.token_bytes(KEY_BYTES)),
+            }
+            try:
+                table.create_entity(entity)
+            except ResourceExistsError:
+                continue  # someone else won: read theirs
+            return _b64decode(entity["key"])
+        value = row.get("key")
+        if isinstance(value, str):
+            try:
+                return _b64decode(value)
+            except (ValueError, binascii.Error):
+                pass
+        raise RuntimeError("the continuation key row in the connector table is malformed; delete it to renew")
+    raise RuntimeError("the continuation key could not be read")
+
+
+def signer_for(table: TableClient) -> ContinuationSigner:
+    """The process-wide signer for the key stored in `table` (read once, then cached)."""
+    cache_key = f"{table.url}|{table.table_name}"
+    with _cache_lock:
+        signer = _cache.get(cache_key)
+        if signer is None:
+            signer = ContinuationSigner(load_or_create_key(table))
+            _cache[cache_key] = signer
+        return signer
+
+
+class LazySigner:
+    """Fetches the signer only when a token is read or issued (a last page needs neither)."""
+
+    def __init__(self, factory: Callable[[], ContinuationSigner]) -> None:
+        self._factory = factory
+        self._signer: ContinuationSigner | None = None
+
+    def get(self) -> ContinuationSigner:
+        if self._signer is None:
+            self._signer = self._factory()
+        return self._signer
+
+    def issue(self, kind: str, query_fingerprint: str, position: Position) -> str:
+        return self.get().issue(kind, query_fingerprint, position)
+
+    def open(self, token: str, kind: str, query_fingerprint: str) -> Position:
+        return self.get().open(token, kind, query_fingerprint)
