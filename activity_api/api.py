@@ -10,13 +10,13 @@ import azure.functions as func
 
 from activity_api import params
 from activity_api.query import ActivityQueries, ActivityQuery
+from activity_api.tokens import MAX_TOKEN_CHARS
 from core.errors import NotFound
 from core.http import authenticate, json_response
 from core.runtime import Runtime
 
 ACTIVITY_PARAMETERS = ("from", "to", "user", "subscriptionId", "action", "status", "ipAddress", "limit", "continuation")
 ACCOUNT_PARAMETERS = ("type", "limit", "continuation")
-MAX_TOKEN_CHARS = 4096
 
 
 def queries_of(runtime: Runtime) -> ActivityQueries:
