@@ -244,11 +244,7 @@ def plan_activities(query: ActivityQuery, account: str | None = None) -> Plan | 
             add("RowKey lt @rkhi", rkhi=row_hi)
 
     if query.subscription_id is not None and path != "subscription":
-        # Subscription ids are GUIDs stored as the event wrote them (lower case in practice).
-        given = query.subscription_id.strip()
-        variants = list(dict.fromkeys([given.lower(), given, given.upper()]))
-        names = {f"sub{i}": value for i, value in enumerate(variants)}
-        add("( " + " or ".join(f"subscription_id eq @{name}" for name in names) + " )", **names)
+        add("subscription_lc eq @sub", sub=query.subscription_id.strip().lower())
     if query.action is not None:
         add("action_lc eq @action", action=query.action.strip().lower())
     if query.status is not None:

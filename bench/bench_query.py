@@ -32,9 +32,7 @@ import json
 import random
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -42,7 +40,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -66,7 +63,7 @@ from ingestion.entities import (
     time_index_entity,
 )
 from ingestion.models import ActionType, Activity, ActivityUser
-from localdev.azurite import ROOT, Azurite, _port_open, free_port
+from localdev.azurite import Azurite
 
 NAIVE_TABLE = "naive"
 PAGE = 100
@@ -78,46 +75,6 @@ OPERATIONS: list[tuple[str, ActionType]] = [
     ("Microsoft.Resources/deployments/read", "read"),
 ]
 END = datetime(2026, 11, 26, tzinfo=UTC)
-
-
-class InMemoryAzurite(Azurite):
-    """`localdev.azurite.Azurite` with `--inMemoryPersistence` instead of `--location`.
-
-    On disk, Azurite's table store re-serializes its whole database every five seconds, so
-    loading a few hundred thousand rows slows down quadratically (many minutes); in memory the
-    load is linear. Same ports, same shutdown as the parent.
-    """
-
-    def start(self, timeout: float = 30.0) -> InMemoryAzurite:
-        exe = ROOT / "node_modules" / ".bin" / "azurite"
-        if not exe.exists():
-            raise RuntimeError("Azurite is not installed: run `npm ci` in the project root")
-        self._tmp = tempfile.TemporaryDirectory(prefix="azurite-bench-")
-        self.location = Path(self._tmp.name)  # only its log lives here
-        self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
-        log = (self.location / "azurite.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                str(exe), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
-                "--inMemoryPersistence",
-                "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-                "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-                "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(ROOT),
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while not all(_port_open(p) for p in (self.blob_port, self.queue_port, self.table_port)):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("Azurite did not start")
-            time.sleep(0.1)
-        return self
-
-    def __enter__(self) -> InMemoryAzurite:
-        return self.start()
 
 
 class RequestCounter:
@@ -357,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     data = make_dataset(args.activities, args.users, args.subscriptions, args.days)
     generated = time.perf_counter() - started
     counter = RequestCounter()
-    with InMemoryAzurite() as azurite:
+    with Azurite() as azurite:
         cs = azurite.connection_string
         storage = Storage(
             TableServiceClient.from_connection_string(cs, raw_response_hook=counter),

@@ -132,6 +132,7 @@ def activity_properties(activity: Activity) -> dict[str, Any]:
     key = account_key(user)
     if key:
         props["user_key"] = key
+    props["subscription_lc"] = activity.subscription_id.lower()
     if activity.action:
         props["action_lc"] = _clip(activity.action.lower())
     if activity.status:

@@ -35,6 +35,9 @@ class Azurite:
     queue_port: int = 0
     table_port: int = 0
     location: Path | None = None
+    # In memory, Azurite's tables stay fast as they grow; on disk it re-saves the whole table
+    # database every few seconds. `location` then only holds the log.
+    in_memory: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -66,7 +69,7 @@ class Azurite:
                 "--disableTelemetry",
                 "--skipApiVersionCheck",
                 "--loose",
-                "--location", str(self.location),
+                *(["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]),
                 "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
                 "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
                 "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),

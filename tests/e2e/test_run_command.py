@@ -16,8 +16,8 @@ pytestmark = pytest.mark.e2e
 
 def test_run_command_connects_and_shows_activities_arriving(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "localdev.run", "--duration", "20", "--interval", "5", "--port", "0", "--emulator-port", "0",
-         "--events-per-hour", "3600", "--max-surface-delay", "3", "--state-dir", str(tmp_path)],
+        [sys.executable, "-m", "localdev.run", "--duration", "20", "--interval", "5", "--port", "0",
+         "--emulator-port", "0", "--events-per-hour", "3600", "--max-surface-delay", "3", "--state-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
     )
     out = proc.stdout

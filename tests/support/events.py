@@ -33,8 +33,8 @@ def make_event(subscription_id: str, at: datetime, *, rng: random.Random | None 
     event_id = str(uuid.UUID(int=rng.getrandbits(128)))
     rg = f"rg-{rng.randint(1, 5)}"
     provider_type = op.rsplit("/", 1)[0]
-    name = f"res{rng.randint(1, 9)}"
-    resource_id = f"/subscriptions/{subscription_id}/resourceGroups/{rg}/providers/{provider_type}/{name}"
+    resource = f"res{rng.randint(1, 9)}"
+    resource_id = f"/subscriptions/{subscription_id}/resourceGroups/{rg}/providers/{provider_type}/{resource}"
     return {
         "authorization": {"action": op, "scope": resource_id},
         "caller": upn,
