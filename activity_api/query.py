@@ -38,6 +38,7 @@ from core.storage import (
 from ingestion.entities import (
     ACCOUNT_COPY_PK,
     ACCOUNT_SUMMARY_RK,
+    ACTIVITY_PROPERTIES,
     LEDGER_PREFIX,
     UPN_ALIAS_PK,
     account_api,
@@ -64,34 +65,6 @@ _DAY_LAST = "d99999999"
 
 ACCOUNT_TYPES = {t.lower(): t for t in ("user", "servicePrincipal", "managedIdentity", "unknown")}
 
-# The properties an activity is rebuilt from (index rows also carry helper properties).
-ACTIVITY_SELECT = [
-    "id",
-    "timestamp",
-    "ingested_at",
-    "app",
-    "tenant_id",
-    "subscription_id",
-    "user_id",
-    "user_upn",
-    "user_name",
-    "user_type",
-    "user_app_id",
-    "ip_address",
-    "action",
-    "action_name",
-    "action_type",
-    "category",
-    "status",
-    "sub_status",
-    "resource_id",
-    "resource_group",
-    "resource_provider",
-    "resource_type",
-    "correlation_id",
-    "operation_id",
-    "level",
-]
 
 
 @dataclass(frozen=True)
@@ -366,7 +339,7 @@ class ActivityQueries:
             limit,
             position,
             max_requests=self._max_requests,
-            select=ACTIVITY_SELECT,
+            select=ACTIVITY_PROPERTIES,
         )
         items = [activity_from_properties(row).to_api() for row in found.rows]
         token = self._signer.issue(ACTIVITIES_KIND, query_hash, found.position) if found.position else None

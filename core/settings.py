@@ -135,6 +135,11 @@ def setting_names() -> list[str]:
     return [str(f.alias) for f in Settings.model_fields.values()]
 
 
+def default_values() -> dict[str, str]:
+    """Every setting that has a default, as the app-setting strings the host would see."""
+    return {str(f.alias): str(f.default) for f in Settings.model_fields.values() if f.default is not None}
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Validate the settings from the environment (or a given mapping), naming any bad one."""
     try:

@@ -106,6 +106,12 @@ _SCALARS = (
 )
 
 
+# The properties an activity is rebuilt from (index rows also carry lower-cased helper properties).
+ACTIVITY_PROPERTIES = [
+    "timestamp", "ingested_at", *_SCALARS, "user_id", "user_upn", "user_name", "user_type", "user_app_id",
+]
+
+
 def _clip(value: str | None) -> str | None:
     if value is None or len(value) <= MAX_STRING_CHARS:
         return value

@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
+from core.settings import default_values
 from localdev.azurite import ROOT, Azurite
 
 logger = logging.getLogger("localdev.run")
@@ -39,15 +39,6 @@ DEMO_SETTINGS = {
     "PULL_LAG_SECONDS": "10",
     "PULL_OVERLAP_SECONDS": "300",
 }
-
-
-def default_settings() -> dict[str, str]:
-    """Every setting with its default, as app settings (strings)."""
-    out: dict[str, str] = {}
-    for field in Settings.model_fields.values():
-        if field.default is not None and field.alias:
-            out[str(field.alias)] = str(field.default)
-    return out
 
 
 def _request(method: str, url: str, token: str | None = None, key: str | None = None) -> tuple[int, Any]:
@@ -122,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator = None
     host = None
     try:
-        settings = {**default_settings(), **DEMO_SETTINGS, "AzureWebJobsStorage": azurite.connection_string}
+        settings = {**default_values(), **DEMO_SETTINGS, "AzureWebJobsStorage": azurite.connection_string}
         if args.azure:
             settings.update({k: v for k, v in os.environ.items() if k in settings or k.startswith("AZURE_")})
             audience = os.environ.get("CONNECTOR_API_AUDIENCE") or ""
@@ -139,16 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             emulator.start()
             os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_pem_path)
             print(f"Emulator (Entra ID + ARM): {emulator.url}  tenant {emulator.tenant_id}")
-            settings.update(
-                {
-                    "ARM_ENDPOINT": emulator.url,
-                    "AZURE_AUTHORITY_HOST": emulator.url,
-                    "AZURE_TENANT_ID": emulator.tenant_id,
-                    "AZURE_CLIENT_ID": emulator.client_id,
-                    "AZURE_CLIENT_SECRET": emulator.client_secret,
-                    "CONNECTOR_API_AUDIENCE": emulator.audience,
-                }
-            )
+            settings.update(emulator.connector_settings())
             admin_token = emulator.mint_token("global_admin")
         os.environ.update(settings)
 

@@ -275,6 +275,17 @@ class Emulator:
             "https://management.azure.com",
         )
 
+    def connector_settings(self) -> dict[str, str]:
+        """The connector's app settings that point it at this emulator (Entra ID, ARM, identity, API)."""
+        return {
+            "ARM_ENDPOINT": self.url,
+            "AZURE_AUTHORITY_HOST": self.url,
+            "AZURE_TENANT_ID": self.tenant_id,
+            "AZURE_CLIENT_ID": self.client_id,
+            "AZURE_CLIENT_SECRET": self.client_secret,
+            "CONNECTOR_API_AUDIENCE": self.audience,
+        }
+
     def mint_token(self, kind: str = "global_admin", **claim_overrides: Any) -> str:
         """A user access token for the connector's API (see tokens.TOKEN_KINDS); None removes a claim."""
         return self.issuer.mint(kind, self.clock.now(), claim_overrides)

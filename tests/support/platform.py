@@ -15,34 +15,23 @@ import azure.functions as func
 
 from core.clock import Clock
 from core.runtime import Runtime, build_runtime
-from core.settings import Settings, load_settings
+from core.settings import default_values, load_settings
 from localdev.azurite import ROOT, Azurite
 
 _counter = itertools.count()
 FUNCTION_KEY = "test-function-key"
 
 
-def default_settings() -> dict[str, str]:
-    return {str(f.alias): str(f.default) for f in Settings.model_fields.values() if f.default is not None}
-
-
 def connector_environ(emulator: Any, azurite: Azurite, **overrides: str) -> dict[str, str]:
     """App settings pointing at this emulator and Azurite, with tables and queue of their own."""
     unique = uuid.uuid4().hex[:10]
-    env = default_settings()
-    env.update(
-        {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "ARM_ENDPOINT": emulator.url,
-            "AZURE_AUTHORITY_HOST": emulator.url,
-            "AZURE_TENANT_ID": emulator.tenant_id,
-            "AZURE_CLIENT_ID": emulator.client_id,
-            "AZURE_CLIENT_SECRET": emulator.client_secret,
-            "CONNECTOR_API_AUDIENCE": emulator.audience,
-            "STORAGE_TABLE_PREFIX": f"t{unique}",
-            "PULL_QUEUE": f"pull-{unique}",
-        }
-    )
+    env = {
+        **default_values(),
+        **emulator.connector_settings(),
+        "AzureWebJobsStorage": azurite.connection_string,
+        "STORAGE_TABLE_PREFIX": f"t{unique}",
+        "PULL_QUEUE": f"pull-{unique}",
+    }
     env.update(overrides)
     return env
 
