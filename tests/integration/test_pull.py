@@ -339,3 +339,26 @@ def test_a_caught_up_pull_does_not_chase_the_moving_now(runtime: Runtime, emulat
     result = pull_subscription(ticking, message)
     assert result.outcome == "caught_up" and result.pages == 1
     assert drain(runtime) == []  # no follow-up message
+
+
+def test_retention_timer_deletes_old_activities_and_keeps_accounts(
+    runtime: Runtime, emulator: Any, clock: Any, environ: Any
+) -> None:
+    from ingestion.retention import run_retention
+
+    store = connect(runtime)
+    clock.advance(timedelta(hours=1))
+    run_fanout(runtime)
+    pull_all(runtime)
+    acts = ActivityStore(runtime.storage)
+    stored = sum(stored_ids(runtime).values())
+    accounts_before = list(acts.accounts.query_entities("PartitionKey eq 'account'"))
+    assert stored > 0 and accounts_before
+
+    clock.advance(timedelta(days=runtime.settings.retention_days - 1))
+    assert run_retention(runtime) == 0  # nothing is old enough yet
+    clock.advance(timedelta(days=2))
+    assert run_retention(runtime) == stored
+    assert sum(stored_ids(runtime).values()) == 0
+    assert list(acts.accounts.query_entities("PartitionKey eq 'account'")) == accounts_before
+    assert store.get_connector() is not None
