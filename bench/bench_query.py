@@ -245,8 +245,10 @@ def load(storage: Storage, data: Dataset, workers: int = 4) -> int:
             futures.append(
                 pool.submit(submit_batch, storage.table(ACCOUNTS_TABLE), aliases[start : start + BATCH_LIMIT])
             )
-        for future in futures:
+        for done, future in enumerate(futures, 1):
             future.result()
+            if done % 500 == 0 or done == len(futures):
+                print(f"  loading: {done}/{len(futures)} batches stored", file=sys.stderr, flush=True)
     return written + len(aliases)
 
 
