@@ -16,6 +16,7 @@ from urllib.parse import quote
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     ServiceRequestError,
     ServiceResponseError,
@@ -82,7 +83,9 @@ class ArmThrottled(Exception):
 
 
 class _LongThrottlePolicy(HTTPPolicy[Any, Any]):
-    """Turns a 429 with a long Retry-After into ArmThrottled instead of a sleep."""
+    """Turns a retryable answer whose Retry-After is long into ArmThrottled instead of a sleep."""
+
+    RETRIED = frozenset({429, 500, 502, 503, 504})
 
     def __init__(self, max_inline_wait: float) -> None:
         super().__init__()
@@ -90,8 +93,10 @@ class _LongThrottlePolicy(HTTPPolicy[Any, Any]):
 
     def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
         response = self.next.send(request)
-        if response.http_response.status_code == 429:
-            retry_after = _retry_after(response.http_response.headers.get("Retry-After"))
+        status = response.http_response.status_code
+        header = response.http_response.headers.get("Retry-After")
+        if status in self.RETRIED and (header or status == 429):
+            retry_after = _retry_after(header)
             if retry_after > self._max:
                 raise ArmThrottled(retry_after)
         return response
@@ -152,6 +157,8 @@ class ArmClient:
             raise ArmSignInFailed(_sign_in_message(exc)) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise ArmUnavailable(f"ARM could not be reached at {self.endpoint}: {type(exc).__name__}") from exc
+        except AzureError as exc:  # e.g. a response cut short; the caller treats it as transient
+            raise ArmUnavailable(f"ARM's answer could not be read: {type(exc).__name__}") from exc
         status = response.status_code
         if status == 200:
             return bytes(response.read())

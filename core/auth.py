@@ -18,7 +18,7 @@ from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 
 from core.clock import Clock
-from core.errors import Forbidden, Unauthenticated
+from core.errors import Forbidden, ServiceUnavailable, Unauthenticated
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ SECURITY_ADMINISTRATOR = "194ae4cb-b126-40b2-bd5b-6091b380977d"
 ADMIN_ROLES = {GLOBAL_ADMINISTRATOR: "Global Administrator", SECURITY_ADMINISTRATOR: "Security Administrator"}
 
 ALGORITHM = "RS256"
+FAILED_FETCH_PAUSE = 10.0  # seconds between attempts while the keys have never been fetched
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return bool(self.role_ids & ADMIN_ROLES.keys())
+
+
+class KeysUnavailable(ServiceUnavailable):
+    """The authority's keys cannot be fetched: our problem, not the caller's (503)."""
 
 
 JsonFetcher = Callable[[str], Mapping[str, Any]]
@@ -80,17 +85,15 @@ class SigningKeys:
         self._monotonic = monotonic
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
-        self._issuer: str | None = None
+        self._failed_at: float | None = None
         self._lock = threading.Lock()
         self.fetch_count = 0
-
-    @property
-    def issuer(self) -> str | None:
-        return self._issuer
 
     def get(self, kid: str) -> jwt.PyJWK | None:
         with self._lock:
             now = self._monotonic()
+            if self._fetched_at is None and self._failed_at is not None and now - self._failed_at < FAILED_FETCH_PAUSE:
+                raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.")
             stale = self._fetched_at is None or now - self._fetched_at > self._max_age
             unknown = kid not in self._keys
             may_refresh = self._fetched_at is None or now - self._fetched_at >= self._min_refresh
@@ -109,12 +112,12 @@ class SigningKeys:
         except (AzureError, ValueError, jwt.PyJWKSetError) as exc:
             logger.warning("Could not refresh the token signing keys from %s: %s", self._config_url, exc)
             if self._fetched_at is None:
-                raise Unauthenticated("The token signing keys could not be fetched; try again shortly.") from exc
+                self._failed_at = now
+                raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.") from exc
             self._fetched_at = now  # keep the old keys; do not hammer the authority
             return
         self.fetch_count += 1
-        issuer = config.get("issuer")
-        self._issuer = issuer if isinstance(issuer, str) else None
+        self._failed_at = None
         self._keys = {k.key_id: k for k in keyset.keys if k.key_id}
         self._fetched_at = now
 
@@ -135,7 +138,7 @@ class TokenValidator:
         token = _bearer(authorization)
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as exc:
+        except jwt.InvalidTokenError as exc:  # DecodeError, or a header PyJWT refuses (e.g. a non-string kid)
             raise Unauthenticated("The bearer token is malformed.") from exc
         if header.get("alg") != ALGORITHM:
             raise Unauthenticated(f"The bearer token must be signed with {ALGORITHM}.")

@@ -45,3 +45,9 @@ class NotFound(ConnectorError):
 
 class Conflict(ConnectorError):
     code = "Conflict"
+
+
+class ServiceUnavailable(ConnectorError):
+    """A dependency is down for now; the caller may retry."""
+
+    code = "ServiceUnavailable"

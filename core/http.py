@@ -16,6 +16,7 @@ from core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    ServiceUnavailable,
     SettingsError,
     Unauthenticated,
 )
@@ -32,6 +33,7 @@ _STATUS: list[tuple[type[ConnectorError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (SettingsError, 500),
+    (ServiceUnavailable, 503),
 ]
 
 

@@ -20,7 +20,7 @@ def fanout(timer: func.TimerRequest) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name="%PULL_QUEUE%", connection="AzureWebJobsStorage")
 def pull(msg: func.QueueMessage) -> None:
-    run_pull(get_runtime(), msg.get_body(), dequeue_count=msg.dequeue_count or 1,
+    run_pull(get_runtime(), msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count or 1,
              max_dequeue_count=max_dequeue_count())
 
 

@@ -41,11 +41,6 @@ def run_fanout(runtime: Runtime) -> FanoutResult:
     records = sync_subscriptions(
         store, found, connection_id=connector.connection_id, connected_at=connector.connected_at, now=now
     )
-    error: str | None = None if found else no_subscription_message()
-    connector = _record(store, connector, error=error, now=now)
-    if connector is None:
-        return FanoutResult(len(found), 0, error)
-
     enqueued = 0
     for record in records:
         if record.active and record.connection_id == connector.connection_id:
@@ -54,6 +49,9 @@ def run_fanout(runtime: Runtime) -> FanoutResult:
             )
             enqueue(runtime.storage, message)
             enqueued += 1
+    # Recorded last: lastFanoutAt means the pulls are on the queue.
+    error: str | None = None if found else no_subscription_message()
+    _record(store, connector, error=error, now=now)
     logger.info("Fan-out listed %s subscriptions and enqueued %s pulls", len(found), enqueued)
     return FanoutResult(len(found), enqueued, error)
 

@@ -76,8 +76,12 @@ def next_window(
 
 
 class _Lease:
-    def __init__(self, store: ConnectorStore, clock: Clock, seconds: int, connection_id: str) -> None:
-        self.owner = uuid.uuid4().hex
+    """The subscription's lease, owned by one queue message (a redelivery of it may take it back)."""
+
+    def __init__(
+        self, store: ConnectorStore, clock: Clock, seconds: int, connection_id: str, owner: str | None = None
+    ) -> None:
+        self.owner = owner or uuid.uuid4().hex
         self._store = store
         self._clock = clock
         self._seconds = seconds
@@ -89,7 +93,8 @@ class _Lease:
             if current is None or not current.active or current.connection_id != self._connection_id:
                 return None
             now = self._clock.now()
-            if current.lease_owner and current.lease_until and current.lease_until > now:
+            held = current.lease_owner and current.lease_until and current.lease_until > now
+            if held and current.lease_owner != self.owner:
                 return None
             try:
                 return self._store.replace_subscription(
@@ -120,18 +125,24 @@ class _Lease:
         raise LeaseLost()
 
 
-def run_pull(runtime: Runtime, body: bytes, *, dequeue_count: int = 1, max_dequeue_count: int = 5) -> PullResult:
+def run_pull(
+    runtime: Runtime, body: bytes, *, message_id: str | None = None, dequeue_count: int = 1,
+    max_dequeue_count: int = 5,
+) -> PullResult:
     """Handle one pull-queue message. Raises (so the host retries) only on transient failures."""
     try:
         message = decode(body)
     except MalformedMessage as exc:
         logger.error("Dropping a malformed pull message: %s", exc)
         return PullResult("skipped")
-    return pull_subscription(runtime, message, dequeue_count=dequeue_count, max_dequeue_count=max_dequeue_count)
+    logger.info("Pull message for %s (%s, attempt %s)", message.subscription_id, message.reason, dequeue_count)
+    return pull_subscription(runtime, message, message_id=message_id, dequeue_count=dequeue_count,
+                             max_dequeue_count=max_dequeue_count)
 
 
 def pull_subscription(
-    runtime: Runtime, message: PullMessage, *, dequeue_count: int = 1, max_dequeue_count: int = 5
+    runtime: Runtime, message: PullMessage, *, message_id: str | None = None, dequeue_count: int = 1,
+    max_dequeue_count: int = 5,
 ) -> PullResult:
     settings, clock, arm = runtime.settings, runtime.clock, runtime.arm
     cstore = ConnectorStore(runtime.storage.table(CONNECTOR_TABLE))
@@ -146,7 +157,7 @@ def pull_subscription(
         return PullResult("skipped")
     sub_id = message.subscription_id.lower()
     record = cstore.get_subscription(sub_id)
-    lease = _Lease(cstore, clock, settings.pull_lease_seconds, connector.connection_id)
+    lease = _Lease(cstore, clock, settings.pull_lease_seconds, connector.connection_id, owner=message_id)
     sub = lease.acquire(record) if record is not None else None
     if sub is None:
         logger.info("Pull of %s skipped: inactive, unknown, or already being pulled", sub_id)
@@ -221,6 +232,11 @@ def pull_subscription(
         )
         _release(lease, sub, status="Error", message=text, clock=clock, failed=True)
         logger.warning("Pull of %s failed (attempt %s): %s", sub_id, dequeue_count, reason)
+        raise
+    except Exception as exc:  # a defect: free the subscription and say so, then let the host retry
+        _release(lease, sub, status="Error", clock=clock, failed=True,
+                 message=f"Pulling failed unexpectedly ({type(exc).__name__}); see the Function App's logs.")
+        logger.exception("Pull of %s failed unexpectedly (attempt %s)", sub_id, dequeue_count)
         raise
 
     if outcome == "backlog":

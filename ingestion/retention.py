@@ -3,20 +3,47 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
+from connector.state import ConnectorStore
 from core.runtime import Runtime
+from core.storage import CONNECTOR_TABLE
+from ingestion.pull import ARM_RETENTION
 from ingestion.store import ActivityStore
 
 logger = logging.getLogger(__name__)
 
+BATCH_ROWS = 5_000
+BUDGET_SECONDS = 240.0  # well inside the function timeout; the next run goes on
 
-def run_retention(runtime: Runtime, *, max_rows: int = 50_000) -> int:
-    cutoff = runtime.clock.now() - timedelta(days=runtime.settings.retention_days)
-    deleted = ActivityStore(runtime.storage).delete_older_than(cutoff, max_rows=max_rows)
-    if deleted >= max_rows:
-        logger.warning("Retention deleted %s activities older than %s; the rest goes on the next run",
-                       deleted, cutoff.isoformat())
-    else:
-        logger.info("Retention deleted %s activities older than %s", deleted, cutoff.isoformat())
+
+def run_retention(runtime: Runtime, *, budget_seconds: float = BUDGET_SECONDS) -> int:
+    settings = runtime.settings
+    now = runtime.clock.now()
+    cutoff = now - timedelta(days=settings.retention_days)
+    # Never delete what a pull may still re-read (with a retention shorter than ARM's 90 days and
+    # a backlog longer than it): the ledger rows keep a re-read event from being counted again.
+    # Older than ARM keeps, nothing can be re-read.
+    readable_from = now - ARM_RETENTION
+    overlap = timedelta(seconds=settings.pull_overlap_seconds)
+    for sub in ConnectorStore(runtime.storage.table(CONNECTOR_TABLE)).list_subscriptions():
+        if sub.active:
+            earliest = sub.watermark - overlap
+            if sub.window_start is not None:
+                earliest = min(earliest, sub.window_start)
+            cutoff = min(cutoff, max(earliest, readable_from))
+    store = ActivityStore(runtime.storage)
+    started = time.monotonic()
+    deleted = 0
+    while True:
+        batch = store.delete_older_than(cutoff, max_rows=BATCH_ROWS)
+        deleted += batch
+        if batch < BATCH_ROWS:
+            logger.info("Retention deleted %s activities older than %s", deleted, cutoff.isoformat())
+            break
+        if time.monotonic() - started > budget_seconds:
+            logger.warning("Retention deleted %s activities older than %s and stopped for time; the next run "
+                           "goes on", deleted, cutoff.isoformat())
+            break
     return deleted

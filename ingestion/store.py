@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -219,6 +221,7 @@ class ActivityStore:
                     raise LedgerContention(f"ledger partition {pk} kept changing") from exc
                 logger.debug("Ledger transaction on %s conflicted (%s); re-reading", pk, exc.message)
                 summary = None
+                _backoff(conflicts)
                 continue
             for rk in chunk:
                 pending.pop(rk)
@@ -233,7 +236,6 @@ class ActivityStore:
         """Keep the listing copy at the newest version of the summary (never older)."""
         key = summary["PartitionKey"]
         copy = {**summary, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": key}
-        known_upn: str | None = None
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 current = self.accounts.get_entity(ACCOUNT_COPY_PK, key)
@@ -243,7 +245,6 @@ class ActivityStore:
                 except ResourceExistsError:
                     continue
                 break
-            known_upn = current.get("upn")
             if int(current.get("version", 0)) >= int(copy.get("version", 0)):
                 break
             try:
@@ -257,7 +258,7 @@ class ActivityStore:
                 continue
             break
         upn = summary.get("upn")
-        if upn and upn != known_upn:
+        if upn:  # every time: idempotent, and an interrupted earlier write is repaired
             self.accounts.upsert_entity(
                 {"PartitionKey": UPN_ALIAS_PK, "RowKey": safe_key(upn), "account_key": key},
                 mode=UpdateMode.REPLACE,
@@ -319,6 +320,11 @@ class ActivityStore:
                     # Some row was already gone (an earlier, interrupted run): delete one by one.
                     for rk in part:
                         table.delete_entity(pk, rk)
+
+
+def _backoff(attempt: int) -> None:
+    """A short, jittered pause before retrying a partition that another writer just changed."""
+    time.sleep(random.uniform(0, min(0.05 * 2**attempt, 1.0)))
 
 
 def _batches(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:

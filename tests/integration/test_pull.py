@@ -362,3 +362,60 @@ def test_retention_timer_deletes_old_activities_and_keeps_accounts(
     assert sum(stored_ids(runtime).values()) == 0
     assert list(acts.accounts.query_entities("PartitionKey eq 'account'")) == accounts_before
     assert store.get_connector() is not None
+
+
+def test_retention_never_deletes_what_a_backlog_may_still_re_read(
+    emulator: Any, clock: Any, environ: Any
+) -> None:
+    from ingestion.retention import run_retention
+
+    runtime = make_runtime({**environ, "ACTIVITY_RETENTION_DAYS": "10"}, clock)
+    emulator.set_events_per_hour(6)
+    connect(runtime)
+    clock.advance(timedelta(hours=2))
+    run_fanout(runtime)
+    pull_all(runtime)
+    stored = sum(stored_ids(runtime).values())
+    assert stored > 0
+    clock.advance(timedelta(days=11))  # no pull for 11 days: the next one re-reads the overlap
+    first = run_retention(runtime)
+    assert 0 < first < stored  # the last PULL_OVERLAP_SECONDS before the watermark are kept
+    clock.advance(timedelta(days=80))  # now beyond what ARM keeps: nothing can be re-read
+    assert run_retention(runtime) == stored - first
+
+
+def test_an_unexpected_error_frees_the_subscription_and_says_so(
+    runtime: Runtime, emulator: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = connect(runtime)
+    sub = active_ids(emulator)[0]
+    clock.advance(timedelta(minutes=30))
+    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
+                          enqueued_at=clock.now())
+
+    def broken(self: Any, subscription_id: str, items: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError):
+        patch.setattr(ActivityStore, "save", broken)
+        pull_subscription(runtime, message, message_id="m1")
+    record = store.get_subscription(sub)
+    assert record is not None and record.lease_owner is None
+    assert record.status == "Error" and "unexpectedly" in (record.message or "")
+    assert pull_subscription(runtime, message, message_id="m1").outcome == "caught_up"
+
+
+def test_a_redelivered_message_takes_back_its_own_lease(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    from dataclasses import replace
+
+    store = connect(runtime)
+    sub = active_ids(emulator)[0]
+    clock.advance(timedelta(minutes=30))
+    record = store.get_subscription(sub)
+    assert record is not None
+    # The worker that held the lease for message m1 died without releasing it.
+    store.replace_subscription(replace(record, lease_owner="m1", lease_until=clock.now() + timedelta(minutes=10)))
+    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
+                          enqueued_at=clock.now())
+    assert pull_subscription(runtime, message, message_id="m2").outcome == "skipped"
+    assert pull_subscription(runtime, message, message_id="m1").outcome == "caught_up"

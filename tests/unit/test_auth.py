@@ -160,3 +160,32 @@ def test_token_text_is_never_in_error_messages(validator: TokenValidator) -> Non
         validator.authenticate(f"Bearer {token}")
     assert token not in str(info.value) and token.split(".")[1] not in str(info.value)
     _ = time
+
+
+def test_a_non_string_kid_is_a_malformed_token(validator: TokenValidator) -> None:
+    header = jwt.utils.base64url_encode(json.dumps({"alg": "RS256", "kid": 5}).encode()).decode()
+    body = jwt.utils.base64url_encode(json.dumps(_claims()).encode()).decode()
+    with pytest.raises(Unauthenticated, match="malformed"):
+        validator.authenticate(f"Bearer {header}.{body}.c2ln")
+
+
+def test_unreachable_authority_is_a_503_and_is_not_hammered() -> None:
+    from core.auth import KeysUnavailable
+
+    calls = [0]
+    ticks = [0.0]
+
+    def down(url: str) -> dict[str, Any]:
+        calls[0] += 1
+        raise ValueError("connection refused")
+
+    keys = SigningKeys(f"{ISSUER}/.well-known/openid-configuration", down, monotonic=lambda: ticks[0])
+    v = TokenValidator(keys=keys, issuer=ISSUER, audience=AUDIENCE, tenant_id=TENANT, clock=FakeClock(NOW))
+    for _ in range(5):
+        with pytest.raises(KeysUnavailable):
+            v.authenticate(f"Bearer {_token()}")
+    assert calls[0] == 1
+    ticks[0] += 11
+    with pytest.raises(KeysUnavailable):
+        v.authenticate(f"Bearer {_token()}")
+    assert calls[0] == 2
