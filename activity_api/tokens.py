@@ -2,16 +2,16 @@
 
 A token is base64url (no padding) of::
 
-    version (1 byte) | HMAC-SHA256 (32 bytes) | payload (compact JSON)
+    version (1 byte) | nonce (12 bytes) | AES-256-GCM(payload, associated data = version)
 
-where the payload is ``{"k": kind, "q": query fingerprint, "p": position}``: ``kind`` names the
-listing (``activities`` or ``accounts``), the fingerprint is a hash of the normalized filters
-(never the limit, so a client may change the page size between pages) and the position is where
-the next page starts (the storage continuation, or the last key of an in-memory listing).
-The MAC covers the version byte and the payload, under a random key kept in Table Storage
-(``connector`` table, PartitionKey ``secret``, RowKey ``continuation``) so that every instance
-of the app accepts the tokens of every other. The key is created once (first writer wins) and
-cached per process.
+so it is opaque (storage keys never show) and tamper-evident (the GCM tag). The payload is
+``{"k": kind, "q": query fingerprint, "p": position}``: ``kind`` names the listing
+(``activities`` or ``accounts``), the fingerprint is a hash of the normalized filters (never the
+limit, so a client may change the page size between pages) and the position is where the next
+page starts (the storage continuation, or the last key of an in-memory listing). The key is
+random and kept in Table Storage (``connector`` table, PartitionKey ``secret``, RowKey
+``continuation``) so that every instance of the app accepts the tokens of every other. It is
+created once (first writer wins) and cached per process.
 
 Every way a token can be wrong is an ``InvalidInput`` on ``continuation``: never a 500.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import secrets
 import threading
@@ -30,12 +29,15 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from core.errors import InvalidInput
 
 FIELD = "continuation"
 VERSION = 1
-MAC_BYTES = 32
+NONCE_BYTES = 12
+TAG_BYTES = 16
 MAX_TOKEN_CHARS = 4096
 SECRET_PK = "secret"
 SECRET_RK = "continuation"
@@ -65,17 +67,15 @@ class ContinuationSigner:
     """Issues and opens continuation tokens under one key."""
 
     def __init__(self, key: bytes) -> None:
-        if len(key) < 16:
-            raise ValueError("the continuation key is too short")
-        self._key = key
-
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"the continuation key must be {KEY_BYTES} bytes")
+        self._aead = AESGCM(key)
 
     def issue(self, kind: str, query_fingerprint: str, position: Position) -> str:
         payload = json.dumps({"k": kind, "q": query_fingerprint, "p": position}, separators=(",", ":"))
-        body = bytes([VERSION]) + payload.encode("utf-8")
-        return _b64encode(body[:1] + self._mac(body) + body[1:])
+        version = bytes([VERSION])
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return _b64encode(version + nonce + self._aead.encrypt(nonce, payload.encode("utf-8"), version))
 
     def open(self, token: str, kind: str, query_fingerprint: str) -> Position:
         """The position a token carries; InvalidInput when it is garbage, altered, or for another query."""
@@ -85,13 +85,15 @@ class ContinuationSigner:
             raise InvalidInput(
                 FIELD, "is not a valid continuation token; pass the value from the previous page unchanged"
             ) from None
-        if len(data) < 1 + MAC_BYTES + 2 or data[0] != VERSION:
+        if len(data) < 1 + NONCE_BYTES + TAG_BYTES + 2 or data[0] != VERSION:
             raise InvalidInput(
                 FIELD, "is not a valid continuation token; pass the value from the previous page unchanged"
             )
-        mac, payload = data[1 : 1 + MAC_BYTES], data[1 + MAC_BYTES :]
-        if not hmac.compare_digest(mac, self._mac(data[:1] + payload)):
-            raise InvalidInput(FIELD, "was altered or was not issued by this service; start again without it")
+        nonce, sealed = data[1 : 1 + NONCE_BYTES], data[1 + NONCE_BYTES :]
+        try:
+            payload = self._aead.decrypt(nonce, sealed, data[:1])
+        except InvalidTag:
+            raise InvalidInput(FIELD, "was altered or was not issued by this service; start again without it") from None
         try:
             document = json.loads(payload)
         except ValueError:  # cannot happen for a token we signed, but never a 500
