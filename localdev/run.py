@@ -28,8 +28,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from core.settings import default_values
+from core.settings import default_values, setting_names
 from localdev.azurite import ROOT, Azurite
+from localdev.host.host import load_local_settings
 
 logger = logging.getLogger("localdev.run")
 
@@ -115,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = {**default_values(), **DEMO_SETTINGS, "AzureWebJobsStorage": azurite.connection_string}
         if args.azure:
-            settings.update({k: v for k, v in os.environ.items() if k in settings or k.startswith("AZURE_")})
+            load_local_settings(ROOT)  # like Core Tools: local.settings.json fills what the environment lacks
+            settings.update({name: os.environ[name] for name in setting_names()
+                             if name in os.environ and not name.startswith("AzureWebJobsStorage")})
             audience = os.environ.get("CONNECTOR_API_AUDIENCE") or ""
             if not audience:
                 raise SystemExit("--azure needs CONNECTOR_API_AUDIENCE (and AZURE_TENANT_ID, AZURE_CLIENT_ID, ...)")
