@@ -1,0 +1,57 @@
+"""The HTTP edge maps domain errors to JSON answers and never leaks internals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from core.errors import Forbidden, InvalidInput, NotFound, SettingsError, Unauthenticated
+from core.http import handle_http, read_json_body
+
+pytestmark = pytest.mark.unit
+
+
+def _req(body: bytes = b"") -> func.HttpRequest:
+    return func.HttpRequest("POST", "http://localhost/api/x", headers={}, params={}, body=body)
+
+
+def _answer(exc: BaseException) -> tuple[int, Any]:
+    def handler(req: func.HttpRequest, runtime: Any) -> func.HttpResponse:
+        raise exc
+
+    response = handle_http(_req(), handler, runtime=lambda: None)  # type: ignore[arg-type, return-value]
+    return response.status_code, json.loads(response.get_body())
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code"),
+    [
+        (InvalidInput("limit", "must be 1 to 100"), 400, "InvalidInput"),
+        (Unauthenticated("expired"), 401, "Unauthorized"),
+        (Forbidden("needs a role"), 403, "Forbidden"),
+        (NotFound("nothing"), 404, "NotFound"),
+        (SettingsError("The app setting X is not set.", setting="X"), 500, "ConfigurationError"),
+    ],
+)
+def test_domain_errors_become_json_answers(exc: Exception, status: int, code: str) -> None:
+    got_status, body = _answer(exc)
+    assert got_status == status and body["error"]["code"] == code and body["error"]["message"] == str(exc)
+
+
+def test_unexpected_errors_are_a_500_without_internals(caplog: pytest.LogCaptureFixture) -> None:
+    status, body = _answer(KeyError("PartitionKey secret-internal"))
+    assert status == 500 and "secret-internal" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    assert "Unhandled error" in caplog.text
+
+
+def test_json_body_rules() -> None:
+    assert read_json_body(_req(b"")) is None
+    assert read_json_body(_req(b'{"a": 1}')) == {"a": 1}
+    for bad in (b"[1]", b"{nope", b"\xff\xfe"):
+        with pytest.raises(InvalidInput, match="body"):
+            read_json_body(_req(bad))
+    with pytest.raises(InvalidInput, match="64 KiB"):
+        read_json_body(_req(b"{}" + b" " * 70_000))

@@ -1,0 +1,58 @@
+"""The connector's status roll-up (SPEC section 3), on plain records."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from connector.state import ConnectorRecord, SubscriptionRecord
+from connector.status import connector_body, rollup
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+CONNECTED = ConnectorRecord(connected=True, connection_id="c", connected_at=NOW, connected_by="admin@contoso.com",
+                            attempted_at=NOW)
+
+
+def sub(name: str, **over: object) -> SubscriptionRecord:
+    base = SubscriptionRecord(subscription_id=f"id-{name}", display_name=name, state="Enabled", discovered_at=NOW,
+                              connection_id="c", watermark=NOW)
+    return replace(base, **over)  # type: ignore[arg-type]
+
+
+def test_connected_when_every_active_subscription_pulls() -> None:
+    subs = [sub("Prod"), sub("Dev"), sub("Old", state="Disabled")]
+    assert rollup(CONNECTED, subs) == ("Connected", None)
+    body = connector_body(CONNECTED, subs)
+    assert [s["status"] for s in body["subscriptions"]] == ["OK", "OK", "Inactive"]
+
+
+def test_warning_names_the_failing_subscriptions_and_the_fix() -> None:
+    failing = sub("Prod", status="Error", message="assign it the Reader role on that subscription.")
+    status, message = rollup(CONNECTED, [failing, sub("Dev")])
+    assert status == "Warning" and "Prod (id-Prod)" in (message or "") and "Reader role" in (message or "")
+
+
+def test_error_when_nothing_can_be_pulled() -> None:
+    assert rollup(CONNECTED, [sub("Prod", status="Error")])[0] == "Error"
+    status, message = rollup(CONNECTED, [sub("Old", state="Disabled")])
+    assert status == "Error" and "Reader role" in (message or "")
+    assert rollup(replace(CONNECTED, error="sign-in failed"), [sub("Prod")]) == ("Error", "sign-in failed")
+
+
+def test_disconnected_and_failed_first_attempt() -> None:
+    gone = replace(CONNECTED, connected=False, disconnected_at=NOW, disconnected_by="sec@contoso.com")
+    status, message = rollup(gone, [sub("Prod")])
+    assert status == "Disconnected" and "sec@contoso.com" in (message or "")
+    never = replace(CONNECTED, connected=False, connected_at=None, error="The connector's identity could not sign in")
+    assert rollup(never, []) == ("Error", "The connector's identity could not sign in")
+
+
+def test_vanished_subscription_is_inactive_with_the_fix() -> None:
+    body = connector_body(CONNECTED, [sub("Prod"), sub("Gone", visible=False)])
+    gone = body["subscriptions"][1]
+    assert gone["status"] == "Inactive" and "Reader role" in gone["message"]
+    assert body["status"] == "Connected"
