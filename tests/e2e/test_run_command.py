@@ -15,8 +15,10 @@ pytestmark = pytest.mark.e2e
 
 
 def test_run_command_connects_and_shows_activities_arriving(tmp_path: Path) -> None:
+    # 40 s: the demo fan-out fires every 20 s and reads up to 10 s ago, so by then a fan-out has
+    # read at least 10 s of events, whatever second the run started at.
     proc = subprocess.run(
-        [sys.executable, "-m", "localdev.run", "--duration", "20", "--interval", "5", "--port", "0",
+        [sys.executable, "-m", "localdev.run", "--duration", "40", "--interval", "5", "--port", "0",
          "--emulator-port", "0", "--events-per-hour", "3600", "--max-surface-delay", "3", "--state-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
     )
