@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
 from core.auth import Principal, require_admin
 from core.errors import (
@@ -97,6 +98,9 @@ def handle_http(
         if isinstance(exc, SettingsError):
             logger.error("Configuration error: %s", exc.message)
         return answer_for(exc)
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        logger.warning("Storage could not be reached: %s", type(exc).__name__)
+        return error_response(503, "ServiceUnavailable", "The connector's storage cannot be reached; try again.")
     except Exception:  # the HTTP edge: anything unexpected is logged and answered without internals
         logger.exception("Unhandled error in %s", getattr(handler, "__name__", "handler"))
         return error_response(500, "InternalError", "The connector failed to answer; see its logs.")

@@ -55,3 +55,10 @@ def test_json_body_rules() -> None:
             read_json_body(_req(bad))
     with pytest.raises(InvalidInput, match="64 KiB"):
         read_json_body(_req(b"{}" + b" " * 70_000))
+
+
+def test_unreachable_storage_is_a_503() -> None:
+    from azure.core.exceptions import ServiceRequestError
+
+    status, body = _answer(ServiceRequestError("connection refused to 10.1.2.3"))
+    assert status == 503 and body["error"]["code"] == "ServiceUnavailable" and "10.1.2.3" not in json.dumps(body)
