@@ -23,6 +23,7 @@ from typing import Literal
 
 from azure.core.exceptions import AzureError
 
+from connector.service import describe_arm_failure
 from connector.state import ConnectorStore, StaleWrite, SubscriptionRecord
 from connector.status import iso
 from core.arm import ArmAccessDenied, ArmBadRequest, ArmError, ArmNotFound, ArmThrottled
@@ -213,8 +214,6 @@ def pull_subscription(
         logger.warning("Pull of %s throttled by ARM; re-enqueued with a %s s delay", sub_id, delay)
         return PullResult("throttled", pages, stored)
     except (ArmAccessDenied, ArmNotFound) as exc:
-        from connector.service import describe_arm_failure
-
         text = describe_arm_failure(exc, subscription=f"{sub.display_name} ({sub_id})")
         _release(lease, sub, status="Error", message=text, clock=clock, failed=True)
         logger.warning("Pull of %s refused: %s", sub_id, text)
