@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from core.runtime import Runtime
-from ingestion.entities import account_api, activity_from_properties, raw_from_entity
+from ingestion.entities import account_api, activity_from_properties, epoch_us, raw_from_entity
 from ingestion.normalize import normalize_event
 from ingestion.store import ActivityStore
 from localdev.azurite import ROOT
@@ -151,6 +151,27 @@ def test_connector_stores_exactly_the_events_after_connection(
         assert by_id[sub]["activities"] == n and by_id[sub]["status"] == "OK"
     disabled = [s for s in body["subscriptions"] if s["state"] == "Disabled"]
     assert disabled and all(s["status"] == "Inactive" and s["activities"] == 0 for s in disabled)
+
+    # And the search API, through the host, finds them: one user's activities, page by page.
+    busiest = max((a for a in normalized if a.user.upn), key=lambda a: want[a.user.id.lower()])  # type: ignore[union-attr]
+    mine = sorted((a for a in normalized if a.user.id == busiest.user.id),
+                  key=lambda a: (-epoch_us(a.timestamp), a.id.lower()))  # newest first, ties by id
+    seen: list[str] = []
+    continuation = None
+    while True:
+        path = f"/api/activities?user={busiest.user.upn}&limit=7"
+        if continuation:
+            path += f"&continuation={continuation}"
+        status, page = call(fast_host.base_url, "GET", path, admin)
+        assert status == 200, page
+        seen += [item["id"] for item in page["items"]]
+        continuation = page["continuation"]
+        if not continuation:
+            break
+    assert seen == [a.id for a in mine]
+    assert len(seen) == len(set(seen)) == want[busiest.user.id.lower()]  # type: ignore[union-attr]
+    status, account = call(fast_host.base_url, "GET", f"/api/accounts/{busiest.user.upn}", admin)
+    assert status == 200 and account["activityCount"] == len(mine)
 
     failed = [i for i in fast_host.invocations.snapshot() if i.outcome != "Succeeded"]
     assert failed == []
