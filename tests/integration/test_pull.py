@@ -60,6 +60,14 @@ def pull_all(runtime: Runtime, *, rounds: int = 50) -> int:
     raise AssertionError("the pull queue did not drain")
 
 
+def message_for(store: ConnectorStore, subscription_id: str, clock: Any) -> PullMessage:
+    """The message the fan-out would enqueue for this subscription now."""
+    connector = store.get_connector()
+    assert connector is not None
+    return PullMessage(subscription_id=subscription_id, connection_id=connector.connection_id,
+                       enqueued_at=clock.now())
+
+
 def active_ids(emulator: Any) -> list[str]:
     return [s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled"
             and not s.forbidden]
@@ -144,8 +152,7 @@ def test_crash_between_pages_resumes_without_loss_or_duplicates(
     store = connect(runtime)
     sub = active_ids(emulator)[0]
     clock.advance(timedelta(hours=1))
-    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
-                          enqueued_at=clock.now())
+    message = message_for(store, sub, clock)
     emulator.reset_request_log()
     # The second page fails for good (beyond the pipeline's retries): the message fails.
     emulator.add_fault("5xx", subscription_id=sub, count=-1, status=500)
@@ -180,8 +187,7 @@ def test_failing_message_reports_poison_on_the_last_attempt(runtime: Runtime, em
     store = connect(runtime)
     sub = active_ids(emulator)[0]
     clock.advance(timedelta(minutes=10))
-    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
-                          enqueued_at=clock.now())
+    message = message_for(store, sub, clock)
     emulator.add_fault("5xx", subscription_id=sub, count=-1, status=503)
     with pytest.raises(Exception):  # noqa: B017 - the host only needs it to raise
         pull_subscription(runtime, message, dequeue_count=5, max_dequeue_count=5)
@@ -195,8 +201,7 @@ def test_throttling_re_enqueues_with_a_visibility_delay(runtime: Runtime, emulat
     store = connect(runtime)
     sub = active_ids(emulator)[0]
     clock.advance(timedelta(minutes=10))
-    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
-                          enqueued_at=clock.now())
+    message = message_for(store, sub, clock)
     emulator.add_fault("429", subscription_id=sub, count=1, retry_after=3600)
     result = pull_subscription(runtime, message)
     assert result.outcome == "throttled"
@@ -217,8 +222,7 @@ def test_backlog_is_worked_off_in_bounded_steps(emulator: Any, clock: Any, envir
     store = connect(runtime)
     sub = active_ids(emulator)[0]
     clock.advance(timedelta(days=2))  # an outage of two days
-    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
-                          enqueued_at=clock.now())
+    message = message_for(store, sub, clock)
     first = pull_subscription(runtime, message)
     assert first.outcome == "backlog" and first.pages <= runtime.settings.pull_max_pages
     steps = 1 + pull_all(runtime)
@@ -234,8 +238,7 @@ def test_concurrent_messages_for_one_subscription(runtime: Runtime, emulator: An
     store = connect(runtime)
     sub = active_ids(emulator)[0]
     clock.advance(timedelta(hours=2))
-    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
-                          enqueued_at=clock.now())
+    message = message_for(store, sub, clock)
     outcomes: list[str] = []
     threads = [threading.Thread(target=lambda: outcomes.append(pull_subscription(runtime, message).outcome))
                for _ in range(4)]
@@ -333,9 +336,7 @@ def test_a_caught_up_pull_does_not_chase_the_moving_now(runtime: Runtime, emulat
     store = connect(runtime)
     clock.advance(timedelta(minutes=5))
     ticking = replace(runtime, clock=TickingClock(clock))
-    message = PullMessage(subscription_id=active_ids(emulator)[0],
-                          connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
-                          enqueued_at=clock.now())
+    message = message_for(store, active_ids(emulator)[0], clock)
     result = pull_subscription(ticking, message)
     assert result.outcome == "caught_up" and result.pages == 1
     assert drain(runtime) == []  # no follow-up message
@@ -390,8 +391,7 @@ def test_an_unexpected_error_frees_the_subscription_and_says_so(
     store = connect(runtime)
     sub = active_ids(emulator)[0]
     clock.advance(timedelta(minutes=30))
-    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
-                          enqueued_at=clock.now())
+    message = message_for(store, sub, clock)
 
     def broken(self: Any, subscription_id: str, items: Any) -> Any:
         raise RuntimeError("a defect")
@@ -415,7 +415,6 @@ def test_a_redelivered_message_takes_back_its_own_lease(runtime: Runtime, emulat
     assert record is not None
     # The worker that held the lease for message m1 died without releasing it.
     store.replace_subscription(replace(record, lease_owner="m1", lease_until=clock.now() + timedelta(minutes=10)))
-    message = PullMessage(subscription_id=sub, connection_id=store.get_connector().connection_id,  # type: ignore[union-attr]
-                          enqueued_at=clock.now())
+    message = message_for(store, sub, clock)
     assert pull_subscription(runtime, message, message_id="m2").outcome == "skipped"
     assert pull_subscription(runtime, message, message_id="m1").outcome == "caught_up"
