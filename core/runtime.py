@@ -72,6 +72,15 @@ def build_storage(settings: Settings) -> Storage:
     return Storage(tables, queues, table_prefix=settings.table_prefix, pull_queue=settings.pull_queue)
 
 
+def build_arm(settings: Settings, credential: TokenCredential | None = None) -> ArmClient:
+    return ArmClient(
+        settings.arm_endpoint,
+        credential or arm_credential(settings),
+        settings.arm_scope,
+        max_inline_wait=settings.pull_max_inline_wait_seconds,
+    )
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -82,12 +91,7 @@ def build_runtime(
     settings.require("AZURE_TENANT_ID", "CONNECTOR_API_AUDIENCE")
     assert settings.tenant_id and settings.api_audience
     clock = clock or SystemClock()
-    arm = ArmClient(
-        settings.arm_endpoint,
-        credential or arm_credential(settings),
-        settings.arm_scope,
-        max_inline_wait=settings.pull_max_inline_wait_seconds,
-    )
+    arm = build_arm(settings, credential)
     keys = SigningKeys(settings.openid_configuration_url, pipeline_fetcher())
     tokens = TokenValidator(
         keys=keys,

@@ -24,7 +24,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from ingestion.models import Activity, ActivityUser
+from ingestion.models import Activity, ActivityUser, format_utc
 
 # Table Storage limits.
 MAX_STRING_CHARS = 32 * 1024  # 64 KiB of UTF-16
@@ -242,8 +242,6 @@ def _utc(value: Any) -> datetime:
 
 def account_api(entity: dict[str, Any]) -> dict[str, Any]:
     """An account row (summary or copy) as the API shows it."""
-    from ingestion.models import format_utc
-
     def when(name: str) -> str | None:
         value = entity.get(name)
         return format_utc(_utc(value)) if value is not None else None

@@ -300,14 +300,12 @@ def test_fanout_adds_new_marks_inactive_and_reports_listing_failure(
 
 
 def _fresh_arm(runtime: Runtime) -> Runtime:
+    """The runtime with a new ARM client: a new credential, so no cached token hides a sign-in failure."""
     from dataclasses import replace
 
-    from core.arm import ArmClient
-    from core.runtime import arm_credential
+    from core.runtime import build_arm
 
-    s = runtime.settings
-    arm = ArmClient(s.arm_endpoint, arm_credential(s), s.arm_scope, max_inline_wait=s.pull_max_inline_wait_seconds)
-    return replace(runtime, arm=arm)
+    return replace(runtime, arm=build_arm(runtime.settings))
 
 
 def test_queue_messages_are_base64_json(runtime: Runtime, emulator: Any, clock: Any, environ: Any) -> None:
