@@ -15,16 +15,26 @@ DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports that are free now (all bound at once, then released)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class AzuriteExited(RuntimeError):
+    """Azurite stopped while starting (for instance: a port was taken)."""
 
 
 @dataclass
@@ -52,15 +62,30 @@ class Azurite:
         )
 
     def start(self, timeout: float = 30.0) -> Azurite:
+        """Start Azurite and wait until its three services listen.
+
+        Ports left at 0 are picked here; a port taken by another program between the pick and
+        Azurite's bind makes Azurite exit, and then the start is retried on fresh ports.
+        """
+        chosen = (self.blob_port, self.queue_port, self.table_port)
+        attempts = 1 if all(chosen) else 3
+        for attempt in range(1, attempts + 1):
+            picked = iter(free_ports(3))
+            self.blob_port, self.queue_port, self.table_port = (port or next(picked) for port in chosen)
+            try:
+                return self._start_once(timeout)
+            except AzuriteExited:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> Azurite:
         exe = ROOT / "node_modules" / ".bin" / "azurite"
         if not exe.exists():
             raise RuntimeError("Azurite is not installed: run `npm ci` in the project root")
         if self.location is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="azurite-")
             self.location = Path(self._tmp.name)
-        self.blob_port = self.blob_port or free_port()
-        self.queue_port = self.queue_port or free_port()
-        self.table_port = self.table_port or free_port()
         log = (self.location / "azurite.log").open("wb")
         self.process = subprocess.Popen(
             [
@@ -80,13 +105,18 @@ class Azurite:
         )
         deadline = time.monotonic() + timeout
         ports = (self.blob_port, self.queue_port, self.table_port)
-        while not all(_port_open(p) for p in ports):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Azurite exited early; see {self.location / 'azurite.log'}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("Azurite did not start in time")
-            time.sleep(0.1)
+        with log:
+            while not all(_port_open(p) for p in ports):
+                if self.process.poll() is not None:
+                    raise AzuriteExited(f"Azurite exited early; see {self.location / 'azurite.log'}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("Azurite did not start in time")
+                time.sleep(0.1)
+        # A port answering could belong to another program if Azurite failed to bind it.
+        time.sleep(0.2)
+        if self.process.poll() is not None:
+            raise AzuriteExited(f"Azurite exited after start; see {self.location / 'azurite.log'}")
         return self
 
     def stop(self) -> None:
