@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 
 from localdev.host.hostjson import QueuesOptions
 from localdev.host.http_server import AdminError, HttpDispatcher, HttpResult
@@ -17,6 +18,7 @@ from localdev.host.invoker import Invoker
 from localdev.host.loader import load_functions
 from localdev.host.models import Invocation, InvocationLog
 from localdev.host.queues import Backoff, decode_message
+from localdev.host.timers import PAST_DUE_TOLERANCE, TimerRunner
 
 pytestmark = pytest.mark.unit
 
@@ -172,3 +174,27 @@ def test_invocation_log_waits_for_invocations() -> None:
     assert len(log) == 2 and log[0].function == "a" and [i.function for i in log] == ["a", "b"]
     assert log.wait_for("c", timeout=0.05) == []
     assert log.find("a") is not None and log.for_function("B")[0].succeeded
+
+
+def test_a_timer_fired_late_is_past_due() -> None:
+    timers = func.FunctionApp()
+
+    @timers.timer_trigger(schedule="0 */5 * * * *", arg_name="timer", use_monitor=False)
+    def every_five(timer: func.TimerRequest) -> None:
+        pass
+
+    (loaded,) = load_functions(timers, {})
+    seen: list[TimerRequest] = []
+
+    class Recording:
+        def invoke(self, fn: Any, trigger_value: TimerRequest, *, reason: str) -> None:
+            seen.append(trigger_value)
+
+    runner = TimerRunner(loaded, Recording())  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    runner._fire(now - timedelta(seconds=PAST_DUE_TOLERANCE + 5), None)
+    runner._fire(now, now - timedelta(minutes=5))
+    assert [t.past_due for t in seen] == [True, False]
+    assert seen[1].schedule_status["Last"] == (now - timedelta(minutes=5)).isoformat()
+    upcoming = datetime.fromisoformat(seen[1].schedule_status["Next"])
+    assert upcoming > now and upcoming.minute % 5 == 0 and upcoming.second == 0
