@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import settings
 
-from localdev.azurite import Azurite
+from core.clock import FakeClock
+from core.runtime import Runtime, install_runtime
+from localdev.azurite import ROOT, Azurite
+from tests.support.platform import FUNCTION_KEY, connector_environ, fresh_function_app, make_runtime
 
 logging.getLogger("azure").setLevel(logging.WARNING)
+
+# Property tests check behaviour, not speed: a busy CI machine must not fail them on Hypothesis's
+# per-example deadline.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")
@@ -24,15 +36,6 @@ def storage_connection_string(azurite: Azurite) -> str:
 
 
 # --- the emulator, a runtime on it, and the app in the local host ------------------------------
-
-import os  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
-
-from core.clock import FakeClock  # noqa: E402
-from core.runtime import Runtime, install_runtime  # noqa: E402
-from localdev.azurite import ROOT  # noqa: E402
-from tests.support.platform import FUNCTION_KEY, connector_environ, fresh_function_app, make_runtime  # noqa: E402
 
 START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 NEVER = "0 0 0 1 1 *"  # timers fire only when a test asks (POST /admin/functions/<name>)

@@ -240,8 +240,13 @@ def test_concurrent_messages_for_one_subscription(runtime: Runtime, emulator: An
     clock.advance(timedelta(hours=2))
     message = message_for(store, sub, clock)
     outcomes: list[str] = []
-    threads = [threading.Thread(target=lambda: outcomes.append(pull_subscription(runtime, message).outcome))
-               for _ in range(4)]
+    together = threading.Barrier(4)
+
+    def pull() -> None:
+        together.wait(timeout=30)
+        outcomes.append(pull_subscription(runtime, message).outcome)
+
+    threads = [threading.Thread(target=pull) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:

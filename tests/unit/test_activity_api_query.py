@@ -107,7 +107,7 @@ def _bound(draw: st.DrawFn, ts: datetime) -> datetime | None:
     return draw(_times)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(data=st.data(), ts=_times, path=st.sampled_from(["user", "subscription", "time"]), eid=st.uuids())
 def test_key_bounds_are_exactly_the_time_range(data: st.DataObject, ts: datetime, path: str, eid: Any) -> None:
     start = data.draw(_bound(ts), "start")

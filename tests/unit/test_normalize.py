@@ -869,7 +869,7 @@ def _no_blank_strings(value: Any) -> bool:
     return not (isinstance(value, str) and not value.strip())
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.one_of(event_shaped, anything_dict),
     event_data_id=st.text(min_size=1, max_size=40).filter(lambda text: text.strip() != ""),
