@@ -11,6 +11,7 @@ import azure.functions as func
 from activity_api import params
 from activity_api.query import ActivityQueries, ActivityQuery
 from activity_api.tokens import MAX_TOKEN_CHARS
+from core.auth import Principal
 from core.errors import NotFound
 from core.http import authenticate, json_response
 from core.runtime import Runtime
@@ -19,12 +20,13 @@ ACTIVITY_PARAMETERS = ("from", "to", "user", "subscriptionId", "action", "status
 ACCOUNT_PARAMETERS = ("type", "limit", "continuation")
 
 
-def queries_of(runtime: Runtime) -> ActivityQueries:
-    return ActivityQueries(runtime.storage)
+def queries_of(runtime: Runtime, principal: Principal) -> ActivityQueries:
+    caller = principal.object_id or principal.app_id or principal.upn or ""
+    return ActivityQueries(runtime.storage, caller=caller, clock=runtime.clock)
 
 
 def list_activities(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
+    principal = authenticate(req, runtime)
     args = req.params
     params.reject_unknown(args, ACTIVITY_PARAMETERS)
     query = ActivityQuery(
@@ -38,36 +40,36 @@ def list_activities(req: func.HttpRequest, runtime: Runtime) -> func.HttpRespons
     )
     limit = params.limit(args)
     continuation = params.text(args, "continuation", max_chars=MAX_TOKEN_CHARS)
-    page = queries_of(runtime).search(query, limit, continuation)
+    page = queries_of(runtime, principal).search(query, limit, continuation)
     return json_response(200, {"items": page.items, "continuation": page.continuation})
 
 
 def get_activity(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
+    principal = authenticate(req, runtime)
     params.reject_unknown(req.params, ())
     activity_id = params.route_id(req.route_params)
-    activity = queries_of(runtime).get_activity(activity_id)
+    activity = queries_of(runtime, principal).get_activity(activity_id)
     if activity is None:
         raise NotFound(f"No activity with id {activity_id!r} is stored.")
     return json_response(200, activity)
 
 
 def list_accounts(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
+    principal = authenticate(req, runtime)
     args = req.params
     params.reject_unknown(args, ACCOUNT_PARAMETERS)
     account_type = params.text(args, "type")
     limit = params.limit(args)
     continuation = params.text(args, "continuation", max_chars=MAX_TOKEN_CHARS)
-    page = queries_of(runtime).list_accounts(limit, continuation, account_type)
+    page = queries_of(runtime, principal).list_accounts(limit, continuation, account_type)
     return json_response(200, {"items": page.items, "continuation": page.continuation})
 
 
 def get_account(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
+    principal = authenticate(req, runtime)
     params.reject_unknown(req.params, ())
     account_id = params.route_id(req.route_params)
-    account = queries_of(runtime).get_account(account_id)
+    account = queries_of(runtime, principal).get_account(account_id)
     if account is None:
         raise NotFound(f"No account with id or UPN {account_id!r} is known.")
     return json_response(200, account)

@@ -12,6 +12,8 @@ from ingestion.models import parse_timestamp
 # The Functions host accepts the function key as `?code=`; it is the host's, not ours to refuse.
 HOST_PARAMETERS = frozenset({"code"})
 MAX_VALUE_CHARS = 512
+MAX_NAME_CHARS = 40  # an unknown parameter's name is echoed in the 400 only this far
+MAX_NAMES_SHOWN = 5
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 100
 
@@ -30,7 +32,16 @@ def reject_unknown(params: Mapping[str, str], allowed: Collection[str]) -> None:
     message = f"unknown query parameter{'s' if len(unknown) > 1 else ''}; the parameters are {', '.join(allowed)}"
     if hints:
         message += "; " + "; ".join(hints)
-    raise InvalidInput(", ".join(unknown), message)
+    shown = [_quoted_name(name) for name in unknown[:MAX_NAMES_SHOWN]]
+    if len(unknown) > MAX_NAMES_SHOWN:
+        shown.append(f"and {len(unknown) - MAX_NAMES_SHOWN} more")
+    raise InvalidInput(", ".join(shown), message)
+
+
+def _quoted_name(name: str) -> str:
+    """A caller's parameter name as shown back: control characters escaped, at most MAX_NAME_CHARS."""
+    clean = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+    return clean if len(clean) <= MAX_NAME_CHARS else clean[:MAX_NAME_CHARS] + "…"
 
 
 def text(params: Mapping[str, str], name: str, *, max_chars: int = MAX_VALUE_CHARS) -> str | None:

@@ -25,6 +25,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from activity_api.tokens import ContinuationSigner, LazySigner, Position, fingerprint, signer_for
+from core.clock import Clock
 from core.errors import InvalidInput
 from core.storage import (
     ACCOUNTS_TABLE,
@@ -300,12 +301,17 @@ class ActivityQueries:
         self,
         storage: Storage,
         *,
+        caller: str,
+        clock: Clock,
         signer: ContinuationSigner | None = None,
         max_requests: int = MAX_STORAGE_REQUESTS,
     ) -> None:
+        """`caller` (the principal's object id) is what continuation tokens are bound to."""
         self._storage = storage
         self._signer = LazySigner(
-            (lambda: signer) if signer is not None else (lambda: signer_for(storage.table(CONNECTOR_TABLE)))
+            (lambda: signer) if signer is not None else (lambda: signer_for(storage.table(CONNECTOR_TABLE))),
+            caller=caller,
+            now=clock.now,
         )
         self._max_requests = max_requests
 

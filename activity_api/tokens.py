@@ -5,9 +5,11 @@ A token is base64url (no padding) of::
     version (1 byte) | nonce (12 bytes) | AES-256-GCM(payload, associated data = version)
 
 so it is opaque (storage keys never show) and tamper-evident (the GCM tag). The payload is
-``{"k": kind, "q": query fingerprint, "p": position}``: ``kind`` names the listing
-(``activities`` or ``accounts``), the fingerprint is a hash of the normalized filters (never the
-limit, so a client may change the page size between pages) and the position is where the next
+``{"k": kind, "q": query fingerprint, "c": caller, "e": expiry, "p": position}``: ``kind`` names
+the listing (``activities`` or ``accounts``), the fingerprint is a hash of the normalized filters
+(never the limit, so a client may change the page size between pages), ``caller`` a hash of the
+caller's object id (a token leaked to someone else is worth nothing to them), ``expiry`` the
+epoch second after which it is refused (``TOKEN_LIFETIME``), and the position is where the next
 page starts (the storage continuation, or the last key of an in-memory listing). The key is
 random and kept in Table Storage (``connector`` table, PartitionKey ``secret``, RowKey
 ``continuation``) so that every instance of the app accepts the tokens of every other. It is
@@ -25,6 +27,7 @@ import json
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -42,6 +45,7 @@ MAX_TOKEN_CHARS = 4096
 SECRET_PK = "secret"
 SECRET_RK = "continuation"
 KEY_BYTES = 32
+TOKEN_LIFETIME = timedelta(hours=1)
 
 Position = dict[str, Any]
 
@@ -50,6 +54,11 @@ def fingerprint(kind: str, filters: Mapping[str, str | None]) -> str:
     """A stable hash of a listing's normalized filters (keys sorted, nulls kept)."""
     canonical = json.dumps({"kind": kind, "filters": dict(filters)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def caller_hash(caller: str) -> str:
+    """What binds a token to its caller: a hash of the caller's object id (or app id)."""
+    return hashlib.sha256(f"caller|{caller.lower()}".encode()).hexdigest()[:32]
 
 
 def _b64encode(data: bytes) -> str:
@@ -71,14 +80,23 @@ class ContinuationSigner:
             raise ValueError(f"the continuation key must be {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
 
-    def issue(self, kind: str, query_fingerprint: str, position: Position) -> str:
-        payload = json.dumps({"k": kind, "q": query_fingerprint, "p": position}, separators=(",", ":"))
+    def issue(self, kind: str, query_fingerprint: str, position: Position, *, caller: str, now: datetime) -> str:
+        payload = json.dumps(
+            {
+                "k": kind,
+                "q": query_fingerprint,
+                "c": caller_hash(caller),
+                "e": int((now + TOKEN_LIFETIME).timestamp()),
+                "p": position,
+            },
+            separators=(",", ":"),
+        )
         version = bytes([VERSION])
         nonce = secrets.token_bytes(NONCE_BYTES)
         return _b64encode(version + nonce + self._aead.encrypt(nonce, payload.encode("utf-8"), version))
 
-    def open(self, token: str, kind: str, query_fingerprint: str) -> Position:
-        """The position a token carries; InvalidInput when it is garbage, altered, or for another query."""
+    def open(self, token: str, kind: str, query_fingerprint: str, *, caller: str, now: datetime) -> Position:
+        """The position a token carries; InvalidInput when garbage, altered, expired, or not this caller's query."""
         try:
             data = _b64decode(token.strip())
         except (ValueError, binascii.Error):
@@ -102,6 +120,11 @@ class ContinuationSigner:
             raise InvalidInput(FIELD, "is not a valid continuation token")
         if document.get("k") != kind:
             raise InvalidInput(FIELD, f"belongs to another listing, not to {kind}")
+        if document.get("c") != caller_hash(caller):
+            raise InvalidInput(FIELD, "was issued to another caller; start again without it")
+        expiry = document.get("e")
+        if not isinstance(expiry, int) or now.timestamp() > expiry:
+            raise InvalidInput(FIELD, "has expired (tokens are valid for an hour); start again without it")
         if document.get("q") != query_fingerprint:
             raise InvalidInput(
                 FIELD,
@@ -156,11 +179,13 @@ def signer_for(table: TableClient) -> ContinuationSigner:
 
 
 class LazySigner:
-    """Fetches the signer only when a token is read or issued (a last page needs neither)."""
+    """One caller's view of the signer, fetched only when a token is read or issued (a last page needs neither)."""
 
-    def __init__(self, factory: Callable[[], ContinuationSigner]) -> None:
+    def __init__(self, factory: Callable[[], ContinuationSigner], *, caller: str, now: Callable[[], datetime]) -> None:
         self._factory = factory
         self._signer: ContinuationSigner | None = None
+        self._caller = caller
+        self._now = now
 
     def get(self) -> ContinuationSigner:
         if self._signer is None:
@@ -168,7 +193,7 @@ class LazySigner:
         return self._signer
 
     def issue(self, kind: str, query_fingerprint: str, position: Position) -> str:
-        return self.get().issue(kind, query_fingerprint, position)
+        return self.get().issue(kind, query_fingerprint, position, caller=self._caller, now=self._now())
 
     def open(self, token: str, kind: str, query_fingerprint: str) -> Position:
-        return self.get().open(token, kind, query_fingerprint)
+        return self.get().open(token, kind, query_fingerprint, caller=self._caller, now=self._now())

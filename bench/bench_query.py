@@ -49,6 +49,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from activity_api.query import ActivityQueries, ActivityQuery
+from core.clock import SystemClock
 from core.storage import ACCOUNTS_TABLE, BY_SUBSCRIPTION_TABLE, BY_TIME_TABLE, BY_USER_TABLE, Storage
 from ingestion.entities import (
     BATCH_LIMIT,
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             f"in {loaded - generated:.1f} s ({counter.count} storage requests)\n"
         )
 
-        queries = ActivityQueries(storage)
+        queries = ActivityQueries(storage, caller="bench", clock=SystemClock())
         user = data.users[0]
         assert user.upn is not None and user.id is not None
         upn, oid, key = user.upn, user.id, safe_key(user.id)

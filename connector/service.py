@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.state import (
+    DETACHED,
     AlreadyExists,
     ConnectorRecord,
     ConnectorStore,
@@ -125,7 +126,8 @@ def _record_failed_attempt(
                 connected=False,
                 connection_id=str(uuid.uuid4()),
                 connected_at=None,
-                connected_by=principal.display,
+                connected_by=principal.upn,
+                connected_by_id=principal.object_id,
                 attempted_at=now,
                 error=error,
             )
@@ -134,8 +136,9 @@ def _record_failed_attempt(
         # Still connected: the status reads Error until the next good run clears it.
         return store.replace_connector(replace(current, error=error, attempted_at=now))
     return store.replace_connector(
-        replace(current, error=error, attempted_at=now, connected_by=principal.display, disconnected_at=None,
-                disconnected_by=None)
+        replace(current, error=error, attempted_at=now, connected_by=principal.upn,
+                connected_by_id=principal.object_id, disconnected_at=None, disconnected_by=None,
+                disconnected_by_id=None)
     )
 
 
@@ -146,7 +149,8 @@ def _new_connection(
         connected=True,
         connection_id=str(uuid.uuid4()),
         connected_at=now,
-        connected_by=principal.display,
+        connected_by=principal.upn,
+        connected_by_id=principal.object_id,
         attempted_at=now,
         etag=current.etag if current else None,
     )
@@ -154,6 +158,14 @@ def _new_connection(
 
 
 def disconnect(store: ConnectorStore, clock: Clock, principal: Principal) -> Answer:
+    """Mark the connector Disconnected, then detach every subscription so running pulls stop.
+
+    Order of writes: the connector first (no new pull starts: each checks the connection), then
+    every subscription record is detached (connection id cleared, lease dropped) with a write
+    conditional on its ETag. A pull that is running holds the record's old ETag, so its next
+    write (after the page it is storing, before the next one) fails and it stops without writing
+    a status; what it stored is keyed by event, so nothing is lost or counted twice.
+    """
     for _ in range(MAX_ATTEMPTS):
         current = store.get_connector()
         if current is None:
@@ -164,15 +176,30 @@ def disconnect(store: ConnectorStore, clock: Clock, principal: Principal) -> Ans
         try:
             record = store.replace_connector(
                 replace(current, connected=False, error=None, disconnected_at=clock.now(),
-                        disconnected_by=principal.display)
+                        disconnected_by=principal.upn, disconnected_by_id=principal.object_id)
             )
         except StaleWrite:
             continue
         break
     else:
         raise Conflict("The connector's state kept changing while disconnecting; try again.")
-    logger.info("Disconnected by %s", principal.display)
+    for sub in store.list_subscriptions():
+        _detach(store, sub)
+    logger.info("Disconnected by %s (%s)", principal.display, principal.object_id)
     return Answer(200, connector_body(record, store.list_subscriptions()))
+
+
+def _detach(store: ConnectorStore, sub: SubscriptionRecord) -> None:
+    current: SubscriptionRecord | None = sub
+    for _ in range(MAX_ATTEMPTS):
+        if current is None or (current.connection_id == DETACHED and current.lease_owner is None):
+            return
+        try:
+            store.replace_subscription(replace(current, connection_id=DETACHED, lease_owner=None, lease_until=None))
+            return
+        except StaleWrite:
+            current = store.get_subscription(sub.subscription_id)
+    raise Conflict(f"Subscription {sub.subscription_id} kept changing while disconnecting; try again.")
 
 
 def sync_subscriptions(

@@ -36,13 +36,16 @@ class ConnectorRecord:
     connected: bool
     connection_id: str
     connected_at: datetime | None
-    connected_by: str | None
+    connected_by: str | None  # the administrator's UPN (upn or preferred_username), for display
     attempted_at: datetime
     # Connector-level problem (sign-in, listing, no readable subscription); cleared by a good run.
     error: str | None = None
     disconnected_at: datetime | None = None
     disconnected_by: str | None = None
     last_fanout_at: datetime | None = None
+    # The administrators' object ids (`oid`): immutable, unlike the UPN shown beside them.
+    connected_by_id: str | None = None
+    disconnected_by_id: str | None = None
     etag: str | None = field(default=None, compare=False)
 
 
@@ -72,6 +75,9 @@ class SubscriptionRecord:
     @property
     def active(self) -> bool:
         return self.visible and self.state in ACTIVE_STATES
+
+
+DETACHED = ""  # the connection id of a subscription record after a disconnect: no pull may take it
 
 
 _CONNECTOR_FIELDS = [f.name for f in fields(ConnectorRecord) if f.name != "etag"]

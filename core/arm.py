@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
@@ -38,6 +38,11 @@ logger = logging.getLogger(__name__)
 SUBSCRIPTIONS_API_VERSION = "2022-12-01"
 ACTIVITY_LOG_API_VERSION = "2015-04-01"
 USER_AGENT = "azure-app-connector/0.1"
+SUBSCRIPTIONS_PATH = "/subscriptions"
+
+
+def activity_log_path(subscription_id: str) -> str:
+    return f"/subscriptions/{subscription_id}/providers/Microsoft.Insights/eventtypes/management/values"
 
 
 class ArmError(ConnectorError):
@@ -69,6 +74,14 @@ class ArmUnavailable(ArmError):
 
 class ArmBadRequest(ArmError):
     """400: ARM refused the request (a filter it does not accept, a window older than 90 days)."""
+
+
+class ArmLinkRefused(ArmError):
+    """A paging link (stored, or in ARM's answer) that does not point at ARM_ENDPOINT's expected path.
+
+    The connector's bearer token is only ever sent to ARM: a link elsewhere is refused before any
+    request, so whoever can write a stored link cannot make the connector hand its token over.
+    """
 
 
 class ArmThrottled(Exception):
@@ -148,6 +161,36 @@ class ArmClient:
     def close(self) -> None:
         self._client.close()
 
+    def check_link(self, url: str, expected_path: str) -> str:
+        """`url` if it points at this ARM endpoint (scheme, host, port) and `expected_path`; else ArmLinkRefused.
+
+        The path is compared after percent-decoding and without case (ARM's own links vary the
+        case of provider names); userinfo, fragments and dot segments are refused outright.
+        """
+        try:
+            link = urlsplit(url)
+            port = link.port
+        except ValueError:
+            raise ArmLinkRefused("a paging link is not a valid URL") from None
+        base = urlsplit(self.endpoint)
+        path = unquote(link.path)
+        if (
+            link.scheme.lower() != base.scheme.lower()
+            or (link.hostname or "").lower() != (base.hostname or "").lower()
+            or (port or 443) != (base.port or 443)
+            or link.username is not None
+            or link.password is not None
+            or link.fragment
+            or "/../" in f"{path}/"
+            or "/./" in f"{path}/"
+            or path.rstrip("/").lower() != expected_path.lower()
+        ):
+            raise ArmLinkRefused(
+                f"a paging link points outside {self.endpoint}{expected_path} "
+                f"({link.scheme}://{link.hostname}{link.path}); it was not followed"
+            )
+        return url
+
     def _get(self, url: str) -> bytes:
         request = HttpRequest("GET", url)
         try:
@@ -175,7 +218,7 @@ class ArmClient:
 
     def list_subscriptions(self) -> list[ArmSubscription]:
         """Every subscription the identity can read, following nextLink."""
-        url: str | None = f"{self.endpoint}/subscriptions?api-version={SUBSCRIPTIONS_API_VERSION}"
+        url: str | None = f"{self.endpoint}{SUBSCRIPTIONS_PATH}?api-version={SUBSCRIPTIONS_API_VERSION}"
         found: list[ArmSubscription] = []
         pages = 0
         while url:
@@ -194,19 +237,27 @@ class ArmClient:
                         state=str(item.get("state") or "Enabled"),
                     )
                 )
-            url = document.get("nextLink") or None
+            next_link = document.get("nextLink") or None
+            url = self.check_link(str(next_link), SUBSCRIPTIONS_PATH) if next_link else None
         return found
 
     def activity_log_url(self, subscription_id: str, start: datetime, end: datetime) -> str:
         flt = f"eventTimestamp ge '{_iso(start)}' and eventTimestamp le '{_iso(end)}'"
         return (
-            f"{self.endpoint}/subscriptions/{quote(subscription_id)}/providers/Microsoft.Insights/"
-            f"eventtypes/management/values?api-version={ACTIVITY_LOG_API_VERSION}&$filter={quote(flt)}"
+            f"{self.endpoint}{quote(activity_log_path(subscription_id))}"
+            f"?api-version={ACTIVITY_LOG_API_VERSION}&$filter={quote(flt)}"
         )
 
-    def activity_log_page(self, url: str) -> bytes:
-        """The raw JSON of one Activity Log page; `url` is activity_log_url(...) or a nextLink."""
-        return self._get(url)
+    def check_activity_log_link(self, subscription_id: str, url: str) -> str:
+        """`url` if it is a page of this subscription's Activity Log at ARM_ENDPOINT; else ArmLinkRefused."""
+        return self.check_link(url, activity_log_path(subscription_id))
+
+    def activity_log_page(self, subscription_id: str, url: str) -> bytes:
+        """The raw JSON of one Activity Log page of `subscription_id`; `url` is activity_log_url(...) or a nextLink.
+
+        The link is checked before the request: the token goes to this subscription's Activity Log only.
+        """
+        return self._get(self.check_activity_log_link(subscription_id, url))
 
 
 def _json(body: bytes) -> dict[str, Any]:

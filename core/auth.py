@@ -30,23 +30,30 @@ ALGORITHM = "RS256"
 FAILED_FETCH_PAUSE = 10.0  # seconds between attempts while the keys have never been fetched
 
 
+API_SCOPE = "Connector.Access"  # the delegated scope a user's token must carry in `scp`
+APP_ROLES = frozenset({"Activities.Read.All"})  # app roles of the API; an app-only token carries one in `roles`
+
+
 @dataclass(frozen=True)
 class Principal:
-    """The validated caller."""
+    """The validated caller: a signed-in user (delegated token) or an application (app-only token)."""
 
     object_id: str | None
     upn: str | None
     name: str | None
     tenant_id: str
     role_ids: frozenset[str] = field(default_factory=frozenset)
+    app_only: bool = False
+    app_id: str | None = None
 
     @property
     def display(self) -> str:
+        """For logs and messages; records keep `upn` and `object_id` separately."""
         return self.upn or self.name or self.object_id or "unknown"
 
     @property
     def is_admin(self) -> bool:
-        return bool(self.role_ids & ADMIN_ROLES.keys())
+        return not self.app_only and bool(self.role_ids & ADMIN_ROLES.keys())
 
 
 class KeysUnavailable(ServiceUnavailable):
@@ -74,7 +81,11 @@ def pipeline_fetcher(timeout: float = 10.0) -> JsonFetcher:
 
 
 class SigningKeys:
-    """The authority's JWKS, cached; refetched when an unknown kid appears, at most once per interval."""
+    """The authority's JWKS, cached; refetched when an unknown kid appears, at most once per interval.
+
+    The network is never called while holding the lock that readers take: a refresh runs under
+    its own lock (one at a time), and a reader whose key is already known never waits for it.
+    """
 
     def __init__(self, openid_configuration_url: str, fetch: JsonFetcher, *, min_refresh_seconds: float = 60.0,
                  max_age_seconds: float = 24 * 3600.0, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -86,22 +97,45 @@ class SigningKeys:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._failed_at: float | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields above; held only for reads and assignments
+        self._refreshing = threading.Lock()  # one refresh at a time; never taken while holding _lock
         self.fetch_count = 0
 
     def get(self, kid: str) -> jwt.PyJWK | None:
+        need = self._needs_refresh(kid)
+        if need == "no":
+            return self._key(kid)
+        if need == "stale":
+            # Known key, old set: one caller refreshes, the others go on with what they have.
+            if self._refreshing.acquire(blocking=False):
+                try:
+                    self._refresh_if_needed(kid)
+                finally:
+                    self._refreshing.release()
+            return self._key(kid)
+        with self._refreshing:  # an unknown kid, or nothing fetched yet: wait for (or run) one refresh
+            self._refresh_if_needed(kid)
+        return self._key(kid)
+
+    def _key(self, kid: str) -> jwt.PyJWK | None:
         with self._lock:
-            now = self._monotonic()
-            if self._fetched_at is None and self._failed_at is not None and now - self._failed_at < FAILED_FETCH_PAUSE:
-                raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.")
-            stale = self._fetched_at is None or now - self._fetched_at > self._max_age
-            unknown = kid not in self._keys
-            may_refresh = self._fetched_at is None or now - self._fetched_at >= self._min_refresh
-            if stale or (unknown and may_refresh):
-                self._refresh(now)
             return self._keys.get(kid)
 
-    def _refresh(self, now: float) -> None:
+    def _needs_refresh(self, kid: str) -> str:
+        with self._lock:
+            now = self._monotonic()
+            if self._fetched_at is None:
+                if self._failed_at is not None and now - self._failed_at < FAILED_FETCH_PAUSE:
+                    raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.")
+                return "missing"
+            if kid not in self._keys:
+                return "missing" if now - self._fetched_at >= self._min_refresh else "no"
+            return "stale" if now - self._fetched_at > self._max_age else "no"
+
+    def _refresh_if_needed(self, kid: str) -> None:
+        if self._needs_refresh(kid) == "no":  # another caller refreshed while this one waited
+            return
+        now = self._monotonic()
         try:
             config = self._fetch(self._config_url)
             jwks_uri = config.get("jwks_uri")
@@ -111,15 +145,18 @@ class SigningKeys:
             keyset = jwt.PyJWKSet.from_dict(dict(document))
         except (AzureError, ValueError, jwt.PyJWKSetError) as exc:
             logger.warning("Could not refresh the token signing keys from %s: %s", self._config_url, exc)
-            if self._fetched_at is None:
-                self._failed_at = now
-                raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.") from exc
-            self._fetched_at = now  # keep the old keys; do not hammer the authority
+            with self._lock:
+                if self._fetched_at is None:
+                    self._failed_at = now
+                    raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.") from exc
+                self._fetched_at = now  # keep the old keys; do not hammer the authority
             return
-        self.fetch_count += 1
-        self._failed_at = None
-        self._keys = {k.key_id: k for k in keyset.keys if k.key_id}
-        self._fetched_at = now
+        keys = {k.key_id: k for k in keyset.keys if k.key_id}
+        with self._lock:
+            self.fetch_count += 1
+            self._failed_at = None
+            self._keys = keys
+            self._fetched_at = now
 
 
 class TokenValidator:
@@ -156,6 +193,8 @@ class TokenValidator:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={
+                    # `aud` must be this API's audience as a single string, not a list containing it.
+                    "strict_aud": True,
                     "require": ["exp", "iss", "aud", "tid"],
                     # Time is checked below against the app's clock.
                     "verify_exp": False,
@@ -177,14 +216,18 @@ class TokenValidator:
         tid = str(claims.get("tid", "")).lower()
         if tid != self._tenant_id:
             raise Unauthenticated("The bearer token belongs to another tenant.")
+        app_only = _permission(claims)
         wids = claims.get("wids")
-        roles = frozenset(str(w).lower() for w in wids) if isinstance(wids, list) else frozenset()
+        roles = frozenset(str(w).lower() for w in wids) if isinstance(wids, list) and not app_only else frozenset()
         return Principal(
             object_id=_str(claims.get("oid")),
-            upn=_str(claims.get("upn")) or _str(claims.get("preferred_username")) or _str(claims.get("email")),
-            name=_str(claims.get("name")),
+            # Never `email`: it is mutable and can be set to anybody's address.
+            upn=None if app_only else _str(claims.get("upn")) or _str(claims.get("preferred_username")),
+            name=_str(claims.get("name")) or _str(claims.get("app_displayname")),
             tenant_id=tid,
             role_ids=roles,
+            app_only=app_only,
+            app_id=_str(claims.get("azp")) or _str(claims.get("appid")),
         )
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
@@ -197,7 +240,49 @@ class TokenValidator:
             raise Unauthenticated(f"The bearer token is not valid before {_when(_number(nbf, 'nbf'))}.")
 
 
+def _permission(claims: Mapping[str, Any]) -> bool:
+    """Whether the token is app-only; raises when it grants nothing this API accepts.
+
+    An access token for this API is delegated (the `Connector.Access` scope in `scp`) or app-only
+    (an app role of the API in `roles`, and `idtyp` `app` when present; a client-credentials token
+    without a role is app-only too, and refused for want of one). An ID token (a `nonce`, or no
+    `scp`, `roles` or client claim `azp`/`appid`) is not an access token at all.
+    """
+    scopes = claims.get("scp")
+    roles = claims.get("roles")
+    client = claims.get("azp") or claims.get("appid")  # every access token names the client it was issued to
+    if "nonce" in claims or (scopes is None and roles is None and not client):
+        raise Unauthenticated(
+            "The bearer token is not an access token for this API (an ID token?); request an access "
+            f"token for the {API_SCOPE} scope."
+        )
+    if scopes is not None:
+        if claims.get("idtyp") == "app":
+            raise Unauthenticated("The bearer token is app-only but carries delegated scopes.")
+        granted = set(scopes.split()) if isinstance(scopes, str) else set()
+        if API_SCOPE not in granted:
+            raise Forbidden(
+                f"The access token lacks the delegated scope {API_SCOPE} of this API (it has "
+                f"{' '.join(sorted(granted)) or 'none'}); request a token for the {API_SCOPE} scope."
+            )
+        return False
+    if claims.get("idtyp") not in (None, "app"):
+        raise Unauthenticated("The bearer token carries app roles but is not app-only.")
+    granted_roles = {str(r) for r in roles} if isinstance(roles, list) else set()
+    if not granted_roles & APP_ROLES:
+        raise Forbidden(
+            f"The application's token carries no app role of this API; assign the application the "
+            f"{' or '.join(sorted(APP_ROLES))} app role (and grant admin consent)."
+        )
+    return True
+
+
 def require_admin(principal: Principal) -> None:
+    if principal.app_only:
+        raise Forbidden(
+            "Connecting or disconnecting Microsoft Azure needs a signed-in Global Administrator or Security "
+            "Administrator (a delegated token); an application's token cannot do it."
+        )
     if not principal.is_admin:
         needed = " or ".join(ADMIN_ROLES.values())
         raise Forbidden(f"Connecting or disconnecting Microsoft Azure needs the {needed} role in Entra ID.")

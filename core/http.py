@@ -76,13 +76,30 @@ def read_json_body(req: func.HttpRequest, *, required: bool = False) -> dict[str
         if required:
             raise InvalidInput("body", "a JSON object is required")
         return None
-    try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("body", "is not valid JSON") from exc
+    document = parse_json(raw)
     if not isinstance(document, dict):
         raise InvalidInput("body", "must be a JSON object")
     return document
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON (UTF-8, RFC 8259); InvalidInput however it fails to parse.
+
+    Depth is the parser's recursion limit (a deeply nested body is a RecursionError, not a crash),
+    `NaN`/`Infinity` are refused, and so is anything that is not UTF-8.
+    """
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise InvalidInput("body", "is not UTF-8 text") from None
+    except RecursionError:
+        raise InvalidInput("body", "is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or a constant refused above
+        raise InvalidInput("body", f"is not valid JSON ({str(exc).split(':')[0]})") from None
 
 
 Handler = Callable[[func.HttpRequest, Runtime], func.HttpResponse]

@@ -26,7 +26,7 @@ from azure.core.exceptions import AzureError
 from connector.service import describe_arm_failure
 from connector.state import ConnectorStore, StaleWrite, SubscriptionRecord
 from connector.status import iso
-from core.arm import ArmAccessDenied, ArmBadRequest, ArmError, ArmNotFound, ArmThrottled
+from core.arm import ArmAccessDenied, ArmBadRequest, ArmError, ArmLinkRefused, ArmNotFound, ArmThrottled
 from core.clock import Clock
 from core.runtime import Runtime
 from core.settings import Settings
@@ -187,9 +187,21 @@ def pull_subscription(
                 outcome = "backlog"
                 break
             assert sub.next_link is not None and sub.window_end is not None
-            window_end = sub.window_end
-            body = arm.activity_log_page(sub.next_link)
+            window_end, link = sub.window_end, sub.next_link
+            try:
+                arm.check_activity_log_link(sub_id, link)
+            except ArmLinkRefused as exc:
+                # A stored link that does not point at this subscription's Activity Log: never follow
+                # it; read the window again from its start (the re-read stores nothing twice).
+                logger.warning("Pull of %s: the saved position was refused (%s); re-reading the window",
+                               sub_id, exc.message)
+                sub = lease.update(sub, _reopen_window(arm.activity_log_url(sub_id, sub.window_start or
+                                                                            sub.watermark, window_end)))
+                continue
+            body = arm.activity_log_page(sub_id, link)
             items, next_link = parse_page(body, ingested_at=now, subscription_id=sub_id)
+            if next_link:
+                arm.check_activity_log_link(sub_id, next_link)  # ARM's own link: refused is a failed attempt
             result = store.save(sub_id, items)
             pages += 1
             stored += result.stored
@@ -246,6 +258,10 @@ def pull_subscription(
 
 def _open_window(start: datetime, end: datetime, url: str) -> Callable[[SubscriptionRecord], SubscriptionRecord]:
     return lambda r: replace(r, window_start=start, window_end=end, next_link=url)
+
+
+def _reopen_window(url: str) -> Callable[[SubscriptionRecord], SubscriptionRecord]:
+    return lambda r: replace(r, next_link=url)
 
 
 def _next_page(link: str, total: int) -> Callable[[SubscriptionRecord], SubscriptionRecord]:

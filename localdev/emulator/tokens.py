@@ -1,9 +1,12 @@
 """Signing keys, the JWKS, and the tokens the emulated Entra ID issues (and ARM accepts).
 
-User tokens (for the connector's own HTTP API) look like v2.0 Entra access tokens; app tokens from
-the client-credentials grant look like the v1.0 tokens ARM is issued. Forged and broken variants
-exist for tests: expired, not yet valid, wrong audience/issuer/tenant, signed by an unknown key,
-`alg: none`, and HS256 signed with the public key as the secret (the key-confusion attack).
+User tokens (for the connector's own HTTP API) look like v2.0 Entra access tokens with the API's
+delegated scope `Connector.Access` in `scp`; `app` tokens are what an application gets for the API
+with the client-credentials grant (app-only, the API's app role `Activities.Read.All` in `roles`);
+app tokens from the client-credentials grant for ARM look like the v1.0 tokens ARM is issued.
+Forged and broken variants exist for tests: expired, not yet valid, wrong audience/issuer/tenant,
+signed by an unknown key, `alg: none`, HS256 signed with the public key as the secret (the
+key-confusion attack), an app-only token without an app role, and an ID token.
 """
 
 from __future__ import annotations
@@ -38,7 +41,12 @@ TOKEN_KINDS = (
     "unknown_key",
     "alg_none",
     "hs256_public_key",
+    "app",
+    "app_without_role",
+    "id_token",
 )
+API_SCOPE = "Connector.Access"
+API_APP_ROLE = "Activities.Read.All"
 USER_TOKEN_LIFETIME = 3600 + 900
 APP_TOKEN_LIFETIME = 3599
 
@@ -195,7 +203,7 @@ class TokenIssuer:
             "oid": actor.oid,
             "preferred_username": actor.upn,
             "rh": f"0.{secrets.token_urlsafe(40)}.",
-            "scp": "user_impersonation",
+            "scp": API_SCOPE,
             "sub": b64url(hashlib.sha256(f"{self.directory.seed}|{actor.oid}|{self.audience}".encode()).digest()),
             "tid": self.tenant_id,
             "upn": actor.upn,
@@ -215,9 +223,17 @@ class TokenIssuer:
         """A user token of one of TOKEN_KINDS; overrides replace claims (None removes one)."""
         if kind not in TOKEN_KINDS:
             raise ValueError(f"unknown token kind {kind!r}; expected one of {', '.join(TOKEN_KINDS)}")
-        claims = self.user_claims(self.directory.user(kind), now)
+        if kind in ("app", "app_without_role"):
+            claims = self.api_app_claims(now, roles=[API_APP_ROLE] if kind == "app" else None)
+        else:
+            claims = self.user_claims(self.directory.user(kind), now)
         key: SigningKey | None = None
         iat = claims["iat"]
+        if kind == "id_token":
+            # What the sign-in returns beside the access token: for the client, never for an API.
+            for name in ("scp", "wids", "azp", "azpacr", "idtyp", "rh"):
+                claims.pop(name, None)
+            claims.update(nonce=secrets.token_urlsafe(16), ver="2.0")
         if kind == "expired":
             claims.update(iat=iat - 7200, nbf=iat - 7200, exp=iat - 3600)
         elif kind == "not_yet_valid":
@@ -246,6 +262,31 @@ class TokenIssuer:
             mac = hmac.new(self.keys.signing.public_pem, signing_input.encode(), hashlib.sha256).digest()
             return f"{signing_input}.{b64url(mac)}"
         return self._sign(claims, key)
+
+    def api_app_claims(self, now: datetime, roles: list[str] | None) -> dict[str, Any]:
+        """An app-only v2.0 access token for the connector's API (another application of the tenant)."""
+        iat = int(now.timestamp())
+        client_id = stable_guid(self.directory.seed, "service-client")
+        claims: dict[str, Any] = {
+            "aud": self.audience,
+            "iss": self.issuer_v2,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + APP_TOKEN_LIFETIME,
+            "aio": secrets.token_urlsafe(30),
+            "azp": client_id,
+            "azpacr": "1",
+            "idtyp": "app",
+            "oid": stable_guid(self.directory.seed, "service-client", "sp-object-id"),
+            "rh": f"0.{secrets.token_urlsafe(40)}.",
+            "sub": stable_guid(self.directory.seed, "service-client", "sp-object-id"),
+            "tid": self.tenant_id,
+            "uti": secrets.token_urlsafe(16),
+            "ver": "2.0",
+        }
+        if roles:
+            claims["roles"] = roles
+        return claims
 
     def app_token(self, resource: str, now: datetime) -> str:
         """The access token the client-credentials grant returns for the connector (v1.0 shape, like ARM's)."""

@@ -30,6 +30,7 @@ def test_admin_connects_and_reads_connected(app_host: Any, emulator: Any, clock:
     assert body["app"] == "Microsoft Azure"
     assert body["status"] == "Connected", body
     assert body["connectedBy"] == "admin@contoso.com"
+    assert body["connectedById"] == emulator.directory.user("global_admin").oid
     assert body["connectedAt"].startswith("2026-11-26T10:00:00")
     subs = {s["subscriptionId"]: s for s in body["subscriptions"]}
     assert set(subs) == listed_ids(emulator)
@@ -63,8 +64,16 @@ def test_plain_user_gets_403_and_nothing_is_written(app_host: Any, emulator: Any
 
 @pytest.mark.parametrize(
     "kind",
-    ["expired", "not_yet_valid", "wrong_audience", "wrong_issuer", "wrong_tenant", "unknown_key", "alg_none",
-     "hs256_public_key"],
+    [
+        "expired",
+        "not_yet_valid",
+        "wrong_audience",
+        "wrong_issuer",
+        "wrong_tenant",
+        "unknown_key",
+        "alg_none",
+        "hs256_public_key",
+    ],
 )
 def test_bad_tokens_get_401(app_host: Any, emulator: Any, kind: str) -> None:
     for method in ("POST", "GET", "DELETE"):
@@ -75,8 +84,12 @@ def test_bad_tokens_get_401(app_host: Any, emulator: Any, kind: str) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "fragment"),
-    [({}, "Authorization header"), ({"Authorization": "Basic YTpi"}, "Bearer"),
-     ({"Authorization": "Bearer abc"}, "malformed"), ({"Authorization": "Bearer a.b.c"}, "malformed")],
+    [
+        ({}, "Authorization header"),
+        ({"Authorization": "Basic YTpi"}, "Bearer"),
+        ({"Authorization": "Bearer abc"}, "malformed"),
+        ({"Authorization": "Bearer a.b.c"}, "malformed"),
+    ],
 )
 def test_missing_or_malformed_authorization(app_host: Any, headers: dict[str, str], fragment: str) -> None:
     status, body = call(app_host.base_url, "POST", ROUTE, headers=headers)
@@ -94,6 +107,8 @@ def test_bodies_that_are_not_json_or_too_large_are_refused(app_host: Any, emulat
     assert status == 400 and "body" in body["error"]["message"]
     status, body = call(app_host.base_url, "POST", ROUTE, admin, body=b"{" + b" " * (65 * 1024) + b"}")
     assert status == 400 and "64 KiB" in body["error"]["message"]
+    status, body = call(app_host.base_url, "POST", ROUTE, admin, body=b"[" * 30_000 + b"]" * 30_000)
+    assert status == 400 and "nested too deeply" in body["error"]["message"]
 
 
 def test_no_readable_subscription_reads_error_with_the_fix(app_host: Any, emulator: Any) -> None:
@@ -118,6 +133,49 @@ def test_sign_in_refused_is_recorded_as_error(app_host: Any, emulator: Any) -> N
     assert status == 502
     assert body["status"] == "Error" and "sign in" in body["message"]
     assert emulator.client_secret not in str(body)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "fragment"),
+    [
+        ("id_token", 401, "not an access token"),
+        ("app_without_role", 403, "Activities.Read.All"),
+    ],
+)
+def test_tokens_that_are_not_access_tokens_for_this_api_are_refused(
+    app_host: Any, emulator: Any, kind: str, status: int, fragment: str
+) -> None:
+    token = emulator.mint_token(kind)
+    for method, route in (("GET", ROUTE), ("GET", "/api/activities"), ("GET", "/api/accounts"), ("POST", ROUTE)):
+        got, body = call(app_host.base_url, method, route, token)
+        assert got == status and fragment in body["error"]["message"], (kind, method, route, body)
+
+
+def test_scope_and_app_role_rules_through_the_api(app_host: Any, emulator: Any, runtime: Runtime) -> None:
+    other_scope = emulator.mint_token("global_admin", scp="user_impersonation")
+    status, body = call(app_host.base_url, "GET", "/api/activities", other_scope)
+    assert status == 403 and "Connector.Access" in body["error"]["message"]
+    role_only = emulator.mint_token("app_without_role", roles=["Some.Other.Role"])
+    status, body = call(app_host.base_url, "GET", "/api/accounts", role_only)
+    assert status == 403 and "Activities.Read.All" in body["error"]["message"]
+    app = emulator.mint_token("app")
+    status, body = call(app_host.base_url, "GET", "/api/activities", app)
+    assert status == 200 and body == {"items": [], "continuation": None}
+    status, body = call(app_host.base_url, "POST", ROUTE, app)  # an application cannot connect
+    assert status == 403 and "signed-in" in body["error"]["message"]
+    assert ConnectorStore(runtime.storage.table(CONNECTOR_TABLE)).get_connector() is None
+
+
+def test_administrators_are_recorded_by_object_id_never_by_email(app_host: Any, emulator: Any) -> None:
+    admin = emulator.directory.user("global_admin")
+    forged_mail = emulator.mint_token("global_admin", upn=None, preferred_username=None, email="ceo@contoso.com")
+    status, body = call(app_host.base_url, "POST", ROUTE, forged_mail)
+    assert status == 201 and body["connectedBy"] is None and body["connectedById"] == admin.oid
+    sec = emulator.directory.user("security_admin")
+    status, body = call(app_host.base_url, "DELETE", ROUTE, emulator.mint_token("security_admin"))
+    assert status == 200
+    assert (body["disconnectedBy"], body["disconnectedById"]) == (sec.upn, sec.oid)
+    assert body["disconnectedAt"] is not None
 
 
 def test_disconnect_then_reconnect_moves_connected_at(app_host: Any, emulator: Any, clock: Any) -> None:
@@ -187,9 +245,7 @@ def test_tokens_and_secrets_are_never_logged(app_host: Any, emulator: Any, caplo
     assert emulator.client_secret not in text
 
 
-def test_missing_setting_answers_a_clear_message(
-    app_host: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_setting_answers_a_clear_message(app_host: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from core.runtime import install_runtime
 
     install_runtime(None)

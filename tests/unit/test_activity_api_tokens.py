@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -13,13 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from activity_api.query import ActivityQuery
-from activity_api.tokens import ContinuationSigner, LazySigner, fingerprint, load_or_create_key
+from activity_api.tokens import TOKEN_LIFETIME, ContinuationSigner, LazySigner, fingerprint, load_or_create_key
 from core.errors import InvalidInput
 
 pytestmark = pytest.mark.unit
 
 KEY = b"k" * 32
 POSITION = {"pk": "d79738878", "rk": "8204694400000000_abc"}
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+ME = "1f3c5a2e-0d41-4e0b-9a59-3c1c3b1b7e11"
+AS_ME: dict[str, Any] = {"caller": ME, "now": NOW}
 
 
 def _bytes(token: str) -> bytearray:
@@ -32,40 +35,50 @@ def _text(data: bytes | bytearray) -> str:
 
 def test_round_trip_and_url_safe() -> None:
     signer = ContinuationSigner(KEY)
-    token = signer.issue("activities", "q1", POSITION)
+    token = signer.issue("activities", "q1", POSITION, **AS_ME)
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    assert signer.open(token, "activities", "q1") == POSITION
+    assert signer.open(token, "activities", "q1", **AS_ME) == POSITION
     assert "8204694400000000" not in token  # opaque: not readable as text either
     assert b"8204694400000000" not in bytes(_bytes(token)) and b"d79738878" not in bytes(_bytes(token))
 
 
 def test_every_flipped_byte_is_refused() -> None:
     signer = ContinuationSigner(KEY)
-    token = signer.issue("activities", "q1", POSITION)
+    token = signer.issue("activities", "q1", POSITION, **AS_ME)
     data = _bytes(token)
     for index in range(len(data)):
         altered = bytearray(data)
         altered[index] ^= 0x20
         with pytest.raises(InvalidInput) as caught:
-            signer.open(_text(altered), "activities", "q1")
+            signer.open(_text(altered), "activities", "q1", **AS_ME)
         assert caught.value.field == "continuation"
 
 
 @given(st.text(max_size=200))
 def test_garbage_is_refused_never_crashes(garbage: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        ContinuationSigner(KEY).open(garbage, "activities", "q1")
+        ContinuationSigner(KEY).open(garbage, "activities", "q1", **AS_ME)
     assert caught.value.field == "continuation"
 
 
 def test_another_key_kind_or_query_is_refused() -> None:
-    token = ContinuationSigner(KEY).issue("activities", "q1", POSITION)
+    token = ContinuationSigner(KEY).issue("activities", "q1", POSITION, **AS_ME)
     with pytest.raises(InvalidInput, match="altered or was not issued"):
-        ContinuationSigner(b"z" * 32).open(token, "activities", "q1")
+        ContinuationSigner(b"z" * 32).open(token, "activities", "q1", **AS_ME)
     with pytest.raises(InvalidInput, match="another listing"):
-        ContinuationSigner(KEY).open(token, "accounts", "q1")
+        ContinuationSigner(KEY).open(token, "accounts", "q1", **AS_ME)
     with pytest.raises(InvalidInput, match="other filters"):
-        ContinuationSigner(KEY).open(token, "activities", "q2")
+        ContinuationSigner(KEY).open(token, "activities", "q2", **AS_ME)
+
+
+def test_a_token_is_bound_to_its_caller_and_expires() -> None:
+    signer = ContinuationSigner(KEY)
+    token = signer.issue("activities", "q1", POSITION, **AS_ME)
+    assert signer.open(token, "activities", "q1", caller=ME.upper(), now=NOW + TOKEN_LIFETIME) == POSITION
+    with pytest.raises(InvalidInput, match="another caller"):
+        signer.open(token, "activities", "q1", caller="9d0c0c8e-6a4e-4a53-8a0e-3a4b1c2d3e4f", now=NOW)
+    with pytest.raises(InvalidInput, match="expired"):
+        signer.open(token, "activities", "q1", caller=ME, now=NOW + TOKEN_LIFETIME + timedelta(seconds=1))
 
 
 def test_fingerprint_is_canonical() -> None:
@@ -127,7 +140,7 @@ def test_lazy_signer_reads_the_key_only_when_needed() -> None:
         made.append(1)
         return ContinuationSigner(KEY)
 
-    lazy = LazySigner(factory)
+    lazy = LazySigner(factory, caller=ME, now=lambda: NOW)
     assert made == []
     token = lazy.issue("accounts", "q", {"t": 1, "k": "a"})
     assert lazy.open(token, "accounts", "q") == {"t": 1, "k": "a"}

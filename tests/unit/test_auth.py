@@ -12,7 +12,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from core.auth import GLOBAL_ADMINISTRATOR, SECURITY_ADMINISTRATOR, SigningKeys, TokenValidator, require_admin
+from core.auth import (
+    GLOBAL_ADMINISTRATOR,
+    SECURITY_ADMINISTRATOR,
+    KeysUnavailable,
+    SigningKeys,
+    TokenValidator,
+    require_admin,
+)
 from core.clock import FakeClock
 from core.errors import Forbidden, Unauthenticated
 
@@ -51,9 +58,20 @@ class Fetcher:
 
 
 def _claims(**over: Any) -> dict[str, Any]:
-    base = {"iss": ISSUER, "aud": AUDIENCE, "tid": TENANT, "oid": "u1", "upn": "admin@contoso.com",
-            "name": "Admin", "wids": [GLOBAL_ADMINISTRATOR], "iat": int(NOW.timestamp()) - 60,
-            "nbf": int(NOW.timestamp()) - 60, "exp": int(NOW.timestamp()) + 3600}
+    base = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "tid": TENANT,
+        "oid": "u1",
+        "upn": "admin@contoso.com",
+        "name": "Admin",
+        "scp": "Connector.Access",
+        "azp": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+        "wids": [GLOBAL_ADMINISTRATOR],
+        "iat": int(NOW.timestamp()) - 60,
+        "nbf": int(NOW.timestamp()) - 60,
+        "exp": int(NOW.timestamp()) + 3600,
+    }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -138,8 +156,9 @@ def test_small_clock_skew_is_accepted(validator: TokenValidator) -> None:
 
 def test_unknown_kid_refreshes_keys_at_a_bounded_rate(fetcher: Fetcher) -> None:
     ticks = [1000.0]
-    keys = SigningKeys(f"{ISSUER}/.well-known/openid-configuration", fetcher, min_refresh_seconds=60,
-                       monotonic=lambda: ticks[0])
+    keys = SigningKeys(
+        f"{ISSUER}/.well-known/openid-configuration", fetcher, min_refresh_seconds=60, monotonic=lambda: ticks[0]
+    )
     v = TokenValidator(keys=keys, issuer=ISSUER, audience=AUDIENCE, tenant_id=TENANT, clock=FakeClock(NOW))
     v.authenticate(f"Bearer {_token()}")
     assert keys.fetch_count == 1
@@ -170,8 +189,6 @@ def test_a_non_string_kid_is_a_malformed_token(validator: TokenValidator) -> Non
 
 
 def test_unreachable_authority_is_a_503_and_is_not_hammered() -> None:
-    from core.auth import KeysUnavailable
-
     calls = [0]
     ticks = [0.0]
 
@@ -189,3 +206,108 @@ def test_unreachable_authority_is_a_503_and_is_not_hammered() -> None:
     with pytest.raises(KeysUnavailable):
         v.authenticate(f"Bearer {_token()}")
     assert calls[0] == 2
+
+
+# --- what the token grants: the API's scope, an app role, never an ID token ---------------------
+
+APP = {
+    "upn": None,
+    "name": None,
+    "wids": None,
+    "scp": None,
+    "idtyp": "app",
+    "azp": "0f6b3c1a-1111-4c4c-9999-5e5e5e5e5e5e",
+}
+
+
+def test_a_delegated_token_needs_the_api_scope(validator: TokenValidator) -> None:
+    assert not validator.authenticate(f"Bearer {_token(scp='openid Connector.Access')}").app_only
+    for scopes in (None, "", "user_impersonation", "Connector.AccessX", "connector.access"):
+        over = {"scp": scopes} if scopes is not None else {"scp": None, "roles": ["Something"]}
+        with pytest.raises((Forbidden, Unauthenticated)) as caught:
+            validator.authenticate(f"Bearer {_token(**over)}")
+        if scopes is not None:
+            assert caught.type is Forbidden and "Connector.Access" in caught.value.message
+
+
+def test_an_app_only_token_needs_an_app_role_and_cannot_connect(validator: TokenValidator) -> None:
+    principal = validator.authenticate(f"Bearer {_token(**APP, roles=['Activities.Read.All'])}")
+    assert principal.app_only and principal.upn is None and principal.app_id == APP["azp"]
+    with pytest.raises(Forbidden, match="signed-in Global Administrator"):
+        require_admin(principal)
+    # An app's token with a directory role in wids (an app given Global Administrator) is still no admin.
+    elevated = validator.authenticate(
+        f"Bearer {_token(**{**APP, 'wids': [GLOBAL_ADMINISTRATOR]}, roles=['Activities.Read.All'])}"
+    )
+    assert not elevated.is_admin
+    for roles in ([], ["Other.Role"], "Activities.Read.All"):
+        with pytest.raises(Forbidden, match=r"Activities\.Read\.All"):
+            validator.authenticate(f"Bearer {_token(**APP, roles=roles)}")
+    with pytest.raises(Forbidden, match=r"Activities\.Read\.All"):  # client credentials, no role at all
+        validator.authenticate(f"Bearer {_token(**APP)}")
+
+
+def test_mixed_tokens_are_refused(validator: TokenValidator) -> None:
+    with pytest.raises(Unauthenticated, match="app-only but carries delegated"):
+        validator.authenticate(f"Bearer {_token(idtyp='app')}")
+    with pytest.raises(Unauthenticated, match="not app-only"):
+        validator.authenticate(f"Bearer {_token(scp=None, idtyp='user', roles=['Activities.Read.All'])}")
+
+
+def test_an_id_token_is_refused(validator: TokenValidator) -> None:
+    # Same issuer, audience (the portal may sign in with the API's own registration) and signature.
+    with pytest.raises(Unauthenticated, match="not an access token"):
+        validator.authenticate(f"Bearer {_token(scp=None, nonce='n-0S6_WzA2Mj')}")
+    with pytest.raises(Unauthenticated, match="not an access token"):
+        validator.authenticate(f"Bearer {_token(nonce='n-0S6_WzA2Mj')}")
+    with pytest.raises(Unauthenticated, match="not an access token"):  # no nonce, no scp, no roles, no client
+        validator.authenticate(f"Bearer {_token(scp=None, wids=None, azp=None)}")
+
+
+def test_audience_must_be_a_single_matching_string(validator: TokenValidator) -> None:
+    for aud in ([AUDIENCE], [AUDIENCE, "api://other"], AUDIENCE.upper()):
+        with pytest.raises(Unauthenticated, match="another audience"):
+            validator.authenticate(f"Bearer {_token(aud=aud)}")
+
+
+def test_the_recorded_name_is_never_the_email_claim(validator: TokenValidator) -> None:
+    principal = validator.authenticate(f"Bearer {_token(upn=None, email='ceo@contoso.com')}")
+    assert principal.upn is None and principal.object_id == "u1"
+    preferred = validator.authenticate(f"Bearer {_token(upn=None, preferred_username='a@contoso.com')}")
+    assert preferred.upn == "a@contoso.com"
+
+
+def test_a_slow_refresh_does_not_stall_callers_with_known_keys(fetcher: Fetcher) -> None:
+    import threading
+
+    ticks = [1000.0]
+    release = threading.Event()
+    entered = threading.Event()
+    slow = threading.Event()
+
+    def fetch(url: str) -> dict[str, Any]:
+        if slow.is_set():
+            entered.set()
+            assert release.wait(10)
+        return fetcher(url)
+
+    keys = SigningKeys(
+        f"{ISSUER}/.well-known/openid-configuration", fetch, min_refresh_seconds=60, monotonic=lambda: ticks[0]
+    )
+    v = TokenValidator(keys=keys, issuer=ISSUER, audience=AUDIENCE, tenant_id=TENANT, clock=FakeClock(NOW))
+    v.authenticate(f"Bearer {_token()}")
+    ticks[0] += 61
+    slow.set()
+    refresher = threading.Thread(target=lambda: keys.get("rotated-kid"))
+    refresher.start()
+    assert entered.wait(5)
+    # The refresh hangs on the network; a caller whose key is known is answered meanwhile.
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (v.authenticate(f"Bearer {_token()}"), done.set()))
+    worker.start()
+    try:
+        assert done.wait(5), "a caller with a known key waited for another caller's refresh"
+    finally:
+        release.set()
+        refresher.join(5)
+        worker.join(5)

@@ -57,6 +57,31 @@ def test_json_body_rules() -> None:
         read_json_body(_req(b"{}" + b" " * 70_000))
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 30_000 + b"]" * 30_000,  # deeper than the parser's recursion limit
+        b'{"a":' * 20_000 + b"1" + b"}" * 20_000,
+        b'{"a": NaN}',
+        b'{"a": Infinity}',
+        "\ufeff{}".encode(),  # a byte order mark
+        '{"a": "é"}'.encode("utf-16"),
+        b'{"a": "\xc3\x28"}',  # invalid UTF-8 inside a string
+        b'{"a": 1',
+    ],
+)
+def test_any_body_that_is_not_json_is_a_400_without_a_traceback(body: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    def handler(req: func.HttpRequest, runtime: Any) -> func.HttpResponse:
+        read_json_body(req)
+        return func.HttpResponse("accepted", status_code=200)
+
+    response = handle_http(_req(body), handler, runtime=lambda: None)  # type: ignore[arg-type]
+    answer = json.loads(response.get_body())
+    assert response.status_code == 400, answer
+    assert answer["error"]["code"] == "InvalidInput" and answer["error"]["message"].startswith("body:")
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
+
+
 def test_unreachable_storage_is_a_503() -> None:
     from azure.core.exceptions import ServiceRequestError
 
