@@ -9,6 +9,7 @@ Tokens are real RS256 tokens checked by the real validator against a key made fo
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import random
 import uuid
@@ -62,6 +63,9 @@ API_KEYS = {
 
 # --- tokens ------------------------------------------------------------------------------------
 
+READER_OID = "5c0f9e8a-3b2d-4e71-9a6c-1d2e3f405162"
+CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
 
 class Issuer:
     """An Entra-like authority for the test: an RSA key, its JWKS, and tokens signed with it."""
@@ -86,8 +90,9 @@ class Issuer:
 
     def token(self, *, key: Any = None, expires: datetime = NOW + timedelta(hours=1), **extra: Any) -> str:
         claims = {
-            "iss": self.settings.issuer, "aud": AUDIENCE, "tid": TENANT, "oid": str(uuid.uuid4()),
-            "upn": "reader@contoso.com", "nbf": int((NOW - timedelta(minutes=5)).timestamp()),
+            "iss": self.settings.issuer, "aud": AUDIENCE, "tid": TENANT, "oid": READER_OID,
+            "upn": "reader@contoso.com", "scp": "Connector.Access", "azp": CLIENT_ID,
+            "nbf": int((NOW - timedelta(minutes=5)).timestamp()),
             "exp": int(expires.timestamp()), **extra,
         }  # fmt: skip
         return jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": self.kid})
@@ -401,6 +406,24 @@ def test_tampered_or_garbage_continuation_is_400(world: World) -> None:
         _assert_bad(world, {**params, "continuation": garbage}, "continuation")
     status, body = world.call(api.list_activities, {**params, "limit": "5", "continuation": token})
     assert status == 200 and len(body["items"]) == 5
+
+
+def test_continuation_of_another_caller_or_expired_is_400(world: World) -> None:
+    params = {"subscriptionId": SUBS[0], "limit": "5"}
+    token = _first_token(world, params)
+    someone_else = "Bearer " + world.issuer.token(oid="0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70", upn="eve@contoso.com")
+    status, body = world.call(api.list_activities, {**params, "continuation": token}, authorization=someone_else)
+    assert status == 400 and "another caller" in body["error"]["message"]
+    app = "Bearer " + world.issuer.token(scp=None, upn=None, oid=None, idtyp="app", roles=["Activities.Read.All"])
+    status, body = world.call(api.list_activities, {**params, "continuation": token}, authorization=app)
+    assert status == 400 and "another caller" in body["error"]["message"]
+    later = FakeClock(NOW + tokens.TOKEN_LIFETIME + timedelta(seconds=1))
+    an_hour_on = dataclasses.replace(
+        world, runtime=dataclasses.replace(world.runtime, clock=later, tokens=world.issuer.validator(later))
+    )
+    fresh = "Bearer " + world.issuer.token(expires=later.now() + timedelta(hours=1))
+    status, body = an_hour_on.call(api.list_activities, {**params, "continuation": token}, authorization=fresh)
+    assert status == 400 and "expired" in body["error"]["message"]
 
 
 @pytest.mark.parametrize(

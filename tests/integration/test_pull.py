@@ -421,3 +421,51 @@ def test_a_redelivered_message_takes_back_its_own_lease(runtime: Runtime, emulat
     message = message_for(store, sub, clock)
     assert pull_subscription(runtime, message, message_id="m2").outcome == "skipped"
     assert pull_subscription(runtime, message, message_id="m1").outcome == "caught_up"
+
+
+def test_a_disconnect_stops_a_running_pull_before_its_next_page(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    emulator.set_events_per_hour(600)
+    emulator.event_page_size = 50
+    store = connect(runtime)
+    sub = active_ids(emulator)[0]
+    clock.advance(timedelta(hours=1))
+    message = message_for(store, sub, clock)
+    emulator.add_fault("slow", subscription_id=sub, count=-1, seconds=0.4)
+    emulator.reset_request_log()
+
+    def pages_read() -> int:
+        return sum(1 for r in emulator.request_log if sub in r.path.lower() and r.status == 200)
+
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=pull_subscription(runtime, message)))
+    worker.start()
+    deadline = threading.Event()
+    while pages_read() < 2 and worker.is_alive():
+        deadline.wait(0.05)
+    assert pages_read() >= 2, "the pull should still be running"
+    service.disconnect(store, clock, ADMIN)
+    at_disconnect = pages_read()
+    worker.join(60)
+    emulator.clear_faults()
+
+    assert outcome["result"].outcome == "lease_lost"
+    assert pages_read() <= at_disconnect + 1  # at most the page that was in flight
+    record = store.get_subscription(sub)
+    assert record is not None and record.lease_owner is None
+    assert record.last_success_at is None and record.last_pulled_at is None  # no status newer than the disconnect
+    assert service.load_body(store)["status"] == "Disconnected"
+    stored = stored_ids(runtime)
+    assert stored and set(stored.values()) == {1}
+    assert pull_subscription(runtime, message).outcome == "skipped"  # a redelivery after the disconnect
+
+    # A reconnect starts afresh; what the stopped pull stored is neither lost nor counted twice.
+    clock.advance(timedelta(minutes=30))
+    reconnected_at = clock.now()
+    store = connect(runtime)
+    clock.advance(timedelta(minutes=20))
+    run_fanout(runtime)
+    pull_all(runtime)
+    after = stored_ids(runtime)
+    assert set(after.values()) == {1}
+    expected = expected_events(emulator, [sub], reconnected_at, clock.now() - timedelta(seconds=60), clock.now())
+    assert set(expected) <= set(after)

@@ -210,7 +210,7 @@ def test_unreachable_authority_is_a_503_and_is_not_hammered() -> None:
 
 # --- what the token grants: the API's scope, an app role, never an ID token ---------------------
 
-APP = {
+APP: dict[str, Any] = {
     "upn": None,
     "name": None,
     "wids": None,
@@ -223,7 +223,7 @@ APP = {
 def test_a_delegated_token_needs_the_api_scope(validator: TokenValidator) -> None:
     assert not validator.authenticate(f"Bearer {_token(scp='openid Connector.Access')}").app_only
     for scopes in (None, "", "user_impersonation", "Connector.AccessX", "connector.access"):
-        over = {"scp": scopes} if scopes is not None else {"scp": None, "roles": ["Something"]}
+        over: dict[str, Any] = {"scp": scopes} if scopes is not None else {"scp": None, "roles": ["Something"]}
         with pytest.raises((Forbidden, Unauthenticated)) as caught:
             validator.authenticate(f"Bearer {_token(**over)}")
         if scopes is not None:
@@ -303,7 +303,12 @@ def test_a_slow_refresh_does_not_stall_callers_with_known_keys(fetcher: Fetcher)
     assert entered.wait(5)
     # The refresh hangs on the network; a caller whose key is known is answered meanwhile.
     done = threading.Event()
-    worker = threading.Thread(target=lambda: (v.authenticate(f"Bearer {_token()}"), done.set()))
+
+    def known_key_caller() -> None:
+        v.authenticate(f"Bearer {_token()}")
+        done.set()
+
+    worker = threading.Thread(target=known_key_caller)
     worker.start()
     try:
         assert done.wait(5), "a caller with a known key waited for another caller's refresh"

@@ -75,7 +75,7 @@ def test_any_body_that_is_not_json_is_a_400_without_a_traceback(body: bytes, cap
         read_json_body(req)
         return func.HttpResponse("accepted", status_code=200)
 
-    response = handle_http(_req(body), handler, runtime=lambda: None)  # type: ignore[arg-type]
+    response = handle_http(_req(body), handler, runtime=lambda: None)  # type: ignore[arg-type, return-value]
     answer = json.loads(response.get_body())
     assert response.status_code == 400, answer
     assert answer["error"]["code"] == "InvalidInput" and answer["error"]["message"].startswith("body:")
