@@ -6,8 +6,13 @@
 //
 // Everything authenticates with one user-assigned managed identity: the storage account refuses
 // shared keys, Application Insights refuses instrumentation-key-only ingestion, and no app setting
-// holds a secret. Reading Azure (the Reader role over the subscriptions to monitor) is granted
-// separately, with reader-access.bicep: see the README, "Deploying to Azure".
+// holds a secret. Reading Azure (the Activity Log Reader role, or Reader, over the subscriptions to
+// monitor) is granted separately, with reader-access.bicep or the Azure CLI: see the README,
+// "Deploying to Azure".
+//
+// infra/main.parameters.json maps every parameter azd users may set to an azd environment variable
+// of the app setting's name, with the Bicep default as fallback (`${NAME=default}`): an unset or
+// empty variable then deploys the default on every azd version.
 
 targetScope = 'subscription'
 
@@ -20,8 +25,44 @@ targetScope = 'subscription'
 @description('Name of the environment, used to name the resource group and to derive a unique token for every resource name.')
 param environmentName string
 
+// Regions that offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).
+// azd only offers these when it asks for a region; any other is refused before anything is created.
+// When Flex Consumption reaches a new region, add it here.
 @minLength(1)
-@description('Region for every resource. It must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
+@description('Region for every resource. It must offer the Flex Consumption plan: az functionapp list-flexconsumption-locations -o table.')
 @metadata({
   azd: {
     type: 'location'
@@ -40,6 +81,14 @@ param storageAccountName string = ''
 
 @description('Object id of a user who may read and write the connector\'s queues, tables and blobs for debugging. Only used when grantDeveloperDataAccess is true.')
 param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+@description('Type of principalId: User, or ServicePrincipal when azd runs signed in as one (azd sets AZURE_PRINCIPAL_TYPE).')
+param principalType string = 'User'
 
 @description('Also grant principalId the storage data roles and Monitoring Metrics Publisher (development only; production needs false).')
 param grantDeveloperDataAccess bool = false
@@ -67,11 +116,12 @@ param easyAuthClientId string = ''
 @description('CONNECTOR_API_AUDIENCE: the `aud` that callers\' tokens must carry. With access token version 2 this is the API app registration\'s application (client) id; infra/scripts/create-api-app-registration.sh prints it.')
 param connectorApiAudience string
 
-@description('ARM_ENDPOINT: Azure Resource Manager base URL. Default: this cloud\'s.')
-param armEndpoint string = environment().resourceManager
+// Empty means "this cloud's" (an unset azd variable arrives as an empty string on some azd versions).
+@description('ARM_ENDPOINT: Azure Resource Manager base URL (https). Default (empty): this cloud\'s.')
+param armEndpoint string = ''
 
-@description('AZURE_AUTHORITY_HOST: Entra ID authority. Default: this cloud\'s.')
-param azureAuthorityHost string = environment().authentication.loginEndpoint
+@description('AZURE_AUTHORITY_HOST: Entra ID authority (https). Default (empty): this cloud\'s.')
+param azureAuthorityHost string = ''
 
 @minValue(0)
 @description('TOKEN_CLOCK_SKEW_SECONDS: clock skew tolerated when validating callers\' tokens.')
@@ -126,6 +176,9 @@ param storageTablePrefix string = 'azconn'
 // ---------------------------------------------------------------------------------------------
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var armEndpointValue = !empty(armEndpoint) ? armEndpoint : environment().resourceManager
+var azureAuthorityHostValue = !empty(azureAuthorityHost) ? azureAuthorityHost : environment().authentication.loginEndpoint
+var authorityWithSlash = endsWith(azureAuthorityHostValue, '/') ? azureAuthorityHostValue : '${azureAuthorityHostValue}/'
 var tags = { 'azd-env-name': environmentName }
 var appName = !empty(functionAppName) ? functionAppName : 'func-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(toLower(appName), 32)}-${take(toLower(uniqueString(appName, resourceToken)), 7)}'
@@ -185,6 +238,7 @@ module rbac 'rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     managedIdentityPrincipalId: identity.outputs.principalId
     userIdentityPrincipalId: principalId
+    userIdentityPrincipalType: principalType
     allowUserIdentityPrincipal: grantDeveloperDataAccess
   }
 }
@@ -207,8 +261,8 @@ var appSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
 
   // Azure and Entra ID: the managed identity reads ARM (AZURE_CLIENT_ID selects it).
-  ARM_ENDPOINT: armEndpoint
-  AZURE_AUTHORITY_HOST: azureAuthorityHost
+  ARM_ENDPOINT: armEndpointValue
+  AZURE_AUTHORITY_HOST: azureAuthorityHostValue
   AZURE_TENANT_ID: tenant().tenantId
   AZURE_CLIENT_ID: identity.outputs.clientId
   CONNECTOR_API_AUDIENCE: connectorApiAudience
@@ -249,7 +303,7 @@ module api 'app/api.bicep' = {
     appSettings: appSettings
     enableEasyAuth: enableEasyAuth
     easyAuthClientId: !empty(easyAuthClientId) ? easyAuthClientId : connectorApiAudience
-    easyAuthOpenIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+    easyAuthOpenIdIssuer: '${authorityWithSlash}${tenant().tenantId}/v2.0'
   }
   // The app starts using storage at once: create its role assignments first.
   dependsOn: [

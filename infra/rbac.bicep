@@ -1,6 +1,6 @@
 // Role assignments for the connector's managed identity, each at the narrowest scope that works:
 // the storage account for data-plane access and the Application Insights component for telemetry.
-// Reading Azure (Reader) is not granted here: see reader-access.bicep.
+// Reading Azure (Activity Log Reader, or Reader) is not granted here: see reader-access.bicep.
 
 param storageAccountName string
 param applicationInsightsName string
@@ -10,6 +10,14 @@ param managedIdentityPrincipalId string
 
 @description('Object id of a developer who gets the same data roles, when allowUserIdentityPrincipal is true.')
 param userIdentityPrincipalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+@description('Type of userIdentityPrincipalId: User, or ServicePrincipal when the deployment runs as one.')
+param userIdentityPrincipalType string = 'User'
 
 param allowUserIdentityPrincipal bool = false
 
@@ -65,7 +73,7 @@ resource userStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
     principalId: userIdentityPrincipalId
-    principalType: 'User'
+    principalType: userIdentityPrincipalType
   }
 }]
 
@@ -75,6 +83,6 @@ resource userMonitoringRole 'Microsoft.Authorization/roleAssignments@2022-04-01'
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
     principalId: userIdentityPrincipalId
-    principalType: 'User'
+    principalType: userIdentityPrincipalType
   }
 }

@@ -119,8 +119,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // Optional App Service Authentication: the platform rejects requests without a valid Entra ID
   // bearer token for the API before they reach the code (which validates them again, and checks
   // the caller's directory roles). The function key is still required on top.
+  // Written after the app settings: both update the site's configuration, and two concurrent
+  // writes to it can fail (or one can undo the other).
   resource authSettings 'config' = if (enableEasyAuth) {
     name: 'authsettingsV2'
+    dependsOn: [
+      settings
+    ]
     properties: {
       platform: {
         enabled: true

@@ -32,6 +32,11 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
     dnsEndpointType: 'Standard'
+    // Reachable from public networks, on purpose: a Flex Consumption app without virtual network
+    // integration reaches its storage (host storage, deployment package, queues, tables) over the
+    // public endpoints, and the Functions platform is not one of the "trusted services" a storage
+    // firewall lets through. Access is still Entra ID only (no shared keys, no anonymous blobs,
+    // TLS 1.2). Closing it needs VNet integration and private endpoints: see the README.
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
