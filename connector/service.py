@@ -58,7 +58,7 @@ def describe_arm_failure(exc: ArmError | ArmThrottled, *, subscription: str | No
         if subscription:
             return (
                 f"The connector's identity has no read access to {where} (ARM answered {answer}): "
-                "assign it the Reader role on that subscription."
+                "assign it the Activity Log Reader role (or Reader) on that subscription."
             )
         return f"ARM refused to list subscriptions for the connector's identity ({answer}): {READER_FIX}."
     if isinstance(exc, ArmNotFound):

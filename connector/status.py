@@ -10,7 +10,8 @@ from connector.state import ConnectorRecord, SubscriptionRecord
 APP_NAME = "Microsoft Azure"
 
 READER_FIX = (
-    "assign the connector's identity the Reader role on the subscriptions (or on a management group above them)"
+    "assign the connector's identity the Activity Log Reader role (or Reader) on the subscriptions, or on a "
+    "management group above them"
 )
 
 

@@ -613,3 +613,13 @@ def test_custom_role_has_only_the_two_read_actions() -> None:
     access = _strip_bicep_comments((INFRA / "reader-access.bicep").read_text(encoding="utf-8"))
     m = re.search(r"param\s+customRoleName\s+string\s*=\s*'([^']*)'", access)
     assert m and m[1] == role["Name"], "reader-access.bicep's customRoleName must default to the JSON's Name"
+
+
+def test_the_api_scope_and_app_role_are_the_same_in_code_script_and_emulator() -> None:
+    from core.auth import API_SCOPE, APP_ROLES
+    from localdev.emulator import tokens as emulator_tokens
+
+    script = (ROOT / "infra" / "scripts" / "create-api-app-registration.sh").read_text()
+    assert f'SCOPE="{API_SCOPE}"' in script
+    assert {re.search(r'^APP_ROLE="([^"]+)"', script, re.M).group(1)} == set(APP_ROLES)  # type: ignore[union-attr]
+    assert emulator_tokens.API_SCOPE == API_SCOPE and emulator_tokens.API_APP_ROLE in APP_ROLES
