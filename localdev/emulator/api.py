@@ -1,4 +1,8 @@
-"""The HTTP surface: Entra ID endpoints, the ARM endpoints, and the `/_emulator/` control API."""
+"""The HTTP surface: Entra ID endpoints, the ARM endpoints, and the `/_emulator/` control API.
+
+A WSGI app routed with werkzeug. Paths of Entra ID and ARM match case-insensitively; ARM checks
+the bearer token before anything else, then the method (GET or HEAD), then the route.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,28 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
 from .events import JSON_NULL
 from .odata_filter import FilterError, parse_filter
-from .server import Request, Response
 from .tenant import TENANT_DOMAIN, TENANT_INITIAL_DOMAIN, Subscription
 from .timefmt import format_datetime, parse_datetime, to_ticks
 from .tokens import TOKEN_KINDS, TokenRejected, validate_arm_token
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: the emulator imports this module, never the reverse
     from .emulator import Emulator
 
 logger = logging.getLogger(__name__)
+
+MAX_BODY = 4 * 1024 * 1024
+
 
 ACTIVITY_LOG_API_VERSIONS = ("2015-04-01",)
 SUBSCRIPTION_API_VERSIONS = (
@@ -42,8 +53,14 @@ ACTIVITY_LOG_SUFFIX = "/providers/microsoft.insights/eventtypes/management/value
 READ_ACTION = "Microsoft.Insights/eventtypes/values/read"
 
 
+class _Request(Request):
+    max_content_length = MAX_BODY
+
+
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(status, json.dumps(body, separators=(",", ":")).encode(), headers or {})
+    return Response(
+        json.dumps(body, separators=(",", ":")), status, headers, content_type="application/json; charset=utf-8"
+    )
 
 
 def arm_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -58,32 +75,86 @@ def _is_guid(value: str) -> bool:
     return len(value) == 36
 
 
+def _routes(*rules: Rule) -> Map:
+    return Map(list(rules), strict_slashes=False, merge_slashes=False)
+
+
+ENTRA_ROUTES = _routes(
+    Rule("/<tenant>/v2.0/.well-known/openid-configuration", endpoint="openid"),
+    Rule("/<tenant>/discovery/v2.0/keys", endpoint="keys"),
+    Rule("/<tenant>/discovery/keys", endpoint="keys"),
+    Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"], defaults={"v1": False}),
+    Rule("/<tenant>/oauth2/token", endpoint="token", methods=["POST"], defaults={"v1": True}),
+)
+ARM_ROUTES = _routes(
+    Rule("/subscriptions", endpoint="subscriptions"),
+    Rule("/subscriptions/<sub_id>", endpoint="subscription"),
+    Rule(f"/subscriptions/<sub_id>{ACTIVITY_LOG_SUFFIX}", endpoint="activity_log"),
+)
+CONTROL_ROUTES = _routes(
+    Rule("/info", endpoint="info", methods=["GET"]),
+    Rule("/tokens", endpoint="mint", methods=["POST"]),
+    Rule("/faults", endpoint="add_fault", methods=["POST"]),
+    Rule("/faults", endpoint="list_faults", methods=["GET"]),
+    Rule("/faults", endpoint="clear_faults", methods=["DELETE"]),
+    Rule("/subscriptions", endpoint="list_subscriptions", methods=["GET"]),
+    Rule("/subscriptions", endpoint="add_subscription", methods=["POST"]),
+    Rule("/subscriptions/<sub_id>", endpoint="set_subscription", methods=["PATCH"]),
+    Rule("/events", endpoint="inject_event", methods=["POST"]),
+    Rule("/events", endpoint="events", methods=["GET"]),
+    Rule("/sign-in", endpoint="sign_in", methods=["POST"]),
+    Rule("/events-per-hour", endpoint="events_per_hour", methods=["PUT", "POST"]),
+    Rule("/requests", endpoint="requests", methods=["GET"]),
+    Rule("/requests", endpoint="reset_requests", methods=["DELETE"]),
+)
+
+
+def _match(routes: Map, path: str, method: str) -> tuple[str, Mapping[str, Any]]:
+    """The endpoint and values for a path (a trailing slash ignored); raises NotFound or MethodNotAllowed."""
+    endpoint, values = routes.bind("emulator").match(path.rstrip("/") or "/", method)
+    return str(endpoint), values
+
+
 class Api:
-    """Routes one request to Entra ID, ARM or the control API, and records it."""
+    """The WSGI app: routes one request to Entra ID, ARM or the control API, and records it."""
 
     def __init__(self, emulator: Emulator) -> None:
         self.emu = emulator
 
     # -- entry point --------------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> Response:
-        path = unquote(request.path)
-        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
-        if path.startswith("/_emulator/") or path == "/_emulator":
-            return self._control(request, path, query)
-        response = self._route(request, path, query)
-        from .emulator import RequestRecord
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = _Request(environ)
+        try:
+            response = self.handle(request)
+        except RequestEntityTooLarge:
+            response = arm_error(413, "RequestEntityTooLarge", "The request body is too large.")
+        except HTTPException as exc:
+            response = arm_error(exc.code or 400, "BadRequest", exc.description or "Bad request.")
+        except Exception:
+            logger.exception("emulator failed to answer %s %s", request.method, request.path)
+            response = arm_error(500, "InternalServerError", "The emulator failed to answer the request.")
+        return response(environ, start_response)
 
-        self.emu.record_request(RequestRecord(request.method, path, query, response.status, self.emu.clock.now()))
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        if path == "/_emulator" or path.startswith("/_emulator/"):
+            return self._control(request, path[len("/_emulator") :])
+        query = self._query(request)
+        response = self._route(request, path, query)
+        self.emu.record_request(request.method, path, query, response.status_code)
         return response
 
+    @staticmethod
+    def _query(request: Request) -> dict[str, str]:
+        return dict(request.args.items(multi=True))
+
     def _route(self, request: Request, path: str, query: dict[str, str]) -> Response:
-        lowered = path.lower().rstrip("/")
-        if lowered.startswith("/subscriptions") or lowered.startswith("/providers") or lowered.startswith("/tenants"):
+        lowered = path.lower()
+        if lowered.startswith(("/subscriptions", "/providers", "/tenants")):
             return self._arm(request, path, query)
-        parts = [p for p in path.split("/") if p]
-        if len(parts) >= 2:
-            return self._entra(request, parts, query)
+        if len([p for p in path.split("/") if p]) >= 2:
+            return self._entra(request, path)
         return arm_error(404, "NotFound", f"The path '{path}' is not served by this emulator.")
 
     # -- Entra ID -----------------------------------------------------------------------------------
@@ -111,17 +182,15 @@ class Api:
             },
         )
 
-    def _entra(self, request: Request, parts: list[str], query: dict[str, str]) -> Response:
-        tenant, rest = parts[0], "/".join(parts[1:]).lower()
-        known = {
-            "v2.0/.well-known/openid-configuration",
-            "discovery/v2.0/keys",
-            "discovery/keys",
-            "oauth2/v2.0/token",
-            "oauth2/token",
-        }
-        if rest not in known:
-            return self._aad_error(404, "invalid_request", 90010, f"The path '/{'/'.join(parts)}' is not supported.")
+    def _entra(self, request: Request, path: str) -> Response:
+        tenant = path.strip("/").split("/")[0]
+        endpoint: str | None = None
+        try:
+            endpoint, values = _match(ENTRA_ROUTES, path.lower(), request.method)
+        except NotFound:
+            return self._aad_error(404, "invalid_request", 90010, f"The path '{path}' is not supported.")
+        except MethodNotAllowed:
+            pass
         if not self._tenant_matches(tenant):
             return self._aad_error(
                 400,
@@ -130,13 +199,13 @@ class Api:
                 f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing "
                 "into the correct cloud.",
             )
-        if rest == "v2.0/.well-known/openid-configuration":
+        if endpoint == "openid":
             return _json(200, self.openid_configuration())
-        if rest in ("discovery/v2.0/keys", "discovery/keys"):
+        if endpoint == "keys":
             return _json(200, self.emu.keys.jwks(self.emu.issuer.issuer_v2))
-        if request.method != "POST":
+        if endpoint is None:
             return self._aad_error(405, "invalid_request", 900561, "The endpoint only accepts POST requests.")
-        return self._token(request, v1=rest == "oauth2/token")
+        return self._token(request, v1=bool(values["v1"]))
 
     def openid_configuration(self) -> dict[str, Any]:
         base = f"{self.emu.url}/{self.emu.tenant_id}"
@@ -192,7 +261,7 @@ class Api:
         return resource.rstrip("/").lower() in candidates
 
     def _token(self, request: Request, v1: bool) -> Response:
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        form = dict(parse_qsl(request.get_data().decode("utf-8", "replace"), keep_blank_values=True))
         client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("basic "):
@@ -379,37 +448,35 @@ class Api:
     def _arm_authenticated(
         self, request: Request, path: str, query: dict[str, str], claims: dict[str, Any]
     ) -> Response:
-        lowered = path.lower().rstrip("/")
-        parts = [p for p in lowered.split("/") if p]
         if request.method not in ("GET", "HEAD"):
             return arm_error(
                 405,
                 "MethodNotAllowed",
                 f"The requested resource does not support http method '{request.method}'.",
             )
-        if parts == ["subscriptions"]:
-            invalid = self._api_version(query, SUBSCRIPTION_API_VERSIONS, "subscriptions")
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0].lower() == "subscriptions" and not _is_guid(parts[1]):
+            return arm_error(
+                400,
+                "InvalidSubscriptionId",
+                f"The provided subscription identifier '{parts[1]}' is malformed or invalid.",
+            )
+        try:
+            endpoint, values = _match(ARM_ROUTES, path.lower(), "GET")
+        except NotFound:
+            return arm_error(
+                404,
+                "InvalidResourceType",
+                f"The resource type could not be found for the path '{path}': this emulator serves only "
+                "subscriptions and the Activity Log.",
+            )
+        if endpoint == "activity_log":
+            invalid = self._api_version(query, ACTIVITY_LOG_API_VERSIONS, "eventtypes")
+            return invalid or self._activity_log(values["sub_id"], query, claims)
+        invalid = self._api_version(query, SUBSCRIPTION_API_VERSIONS, "subscriptions")
+        if endpoint == "subscriptions":
             return invalid or self._list_subscriptions(query)
-        if len(parts) >= 2 and parts[0] == "subscriptions":
-            sub_id = parts[1]
-            if not _is_guid(sub_id):
-                return arm_error(
-                    400,
-                    "InvalidSubscriptionId",
-                    f"The provided subscription identifier '{path.split('/')[2]}' is malformed or invalid.",
-                )
-            if len(parts) == 2:
-                invalid = self._api_version(query, SUBSCRIPTION_API_VERSIONS, "subscriptions")
-                return invalid or self._get_subscription(sub_id, claims)
-            if lowered == f"/subscriptions/{sub_id}{ACTIVITY_LOG_SUFFIX}":
-                invalid = self._api_version(query, ACTIVITY_LOG_API_VERSIONS, "eventtypes")
-                return invalid or self._activity_log(sub_id, query, claims)
-        return arm_error(
-            404,
-            "InvalidResourceType",
-            f"The resource type could not be found for the path '{path}': this emulator serves only "
-            "subscriptions and the Activity Log.",
-        )
+        return invalid or self._get_subscription(values["sub_id"], claims)
 
     def _subscription_body(self, sub: Subscription) -> dict[str, Any]:
         return {
@@ -554,26 +621,31 @@ class Api:
                 f"{self.emu.url}/subscriptions/{sub_id}/providers/Microsoft.Insights/eventtypes/management/values?"
                 + urlencode(params, quote_via=quote)
             )
-        return Response(200, json.dumps(body, separators=(",", ":")).encode())
+        return _json(200, body)
 
     # -- control API --------------------------------------------------------------------------------
 
-    def _control(self, request: Request, path: str, query: dict[str, str]) -> Response:
+    def _control(self, request: Request, route: str) -> Response:
         try:
-            if not ipaddress.ip_address(request.client_ip.split("%")[0]).is_loopback:
-                return arm_error(403, "Forbidden", "The control API answers loopback clients only.")
+            loopback = ipaddress.ip_address((request.remote_addr or "").split("%")[0]).is_loopback
         except ValueError:
+            loopback = False
+        if not loopback:
             return arm_error(403, "Forbidden", "The control API answers loopback clients only.")
+        data = request.get_data()
         try:
-            body = json.loads(request.body) if request.body.strip() else {}
+            body = json.loads(data) if data.strip() else {}
         except ValueError:
             return arm_error(400, "InvalidJson", "The request body is not valid JSON.")
         if not isinstance(body, dict):
             return arm_error(400, "InvalidJson", "The request body must be a JSON object.")
-        route = path[len("/_emulator") :].rstrip("/")
-        method = request.method
         try:
-            return self._control_route(method, route, body, query)
+            endpoint, values = _match(CONTROL_ROUTES, route, request.method)
+        except (NotFound, MethodNotAllowed):
+            return arm_error(404, "NotFound", f"No control endpoint {request.method} /_emulator{route.rstrip('/')}.")
+        handler: Callable[..., Response] = getattr(self, f"_control_{endpoint}")
+        try:
+            return handler(body, self._query(request), **values)
         except (ValueError, TypeError) as error:
             return arm_error(400, "BadRequest", str(error))
         except KeyError as error:
@@ -589,110 +661,110 @@ class Api:
             "forbidden": sub.forbidden,
         }
 
-    def _control_route(self, method: str, route: str, body: dict[str, Any], query: dict[str, str]) -> Response:
-        emu = self.emu
-        if route == "/info" and method == "GET":
-            return _json(200, emu.info())
-        if route == "/tokens" and method == "POST":
-            kind = str(body.get("kind", "global_admin"))
-            if kind not in TOKEN_KINDS:
-                raise ValueError(f"unknown token kind {kind!r}; expected one of {', '.join(TOKEN_KINDS)}")
-            claims = body.get("claims") or {}
-            if not isinstance(claims, dict):
-                raise ValueError("claims must be an object")
-            return _json(200, {"access_token": emu.mint_token(kind, **claims), "token_type": "Bearer"})
-        if route == "/faults" and method == "POST":
-            fault = emu.add_fault(
-                str(body.get("kind", "")),
-                subscription_id=body.get("subscriptionId"),
-                count=int(body.get("count", 1)),
-                retry_after=int(body.get("retryAfter", 1)),
-                status=int(body.get("status", 503)),
-                seconds=float(body.get("seconds", 1.0)),
-            )
-            return _json(201, self._fault_json(fault))
-        if route == "/faults" and method == "GET":
-            return _json(200, {"faults": [self._fault_json(f) for f in emu.faults]})
-        if route == "/faults" and method == "DELETE":
-            emu.clear_faults()
-            return Response(204)
-        if route == "/subscriptions" and method == "GET":
-            return _json(200, {"subscriptions": [self._subscription_json(s) for s in emu.subscriptions]})
-        if route == "/subscriptions" and method == "POST":
-            if not body.get("displayName"):
-                raise ValueError("displayName is required")
-            created = body.get("createdAt")
-            sub = emu.add_subscription(
-                str(body["displayName"]),
-                state=str(body.get("state", "Enabled")),
-                subscription_id=body.get("subscriptionId"),
-                created_at=parse_datetime(created) if created else None,
-            )
-            return _json(201, self._subscription_json(sub))
-        if route.startswith("/subscriptions/") and method == "PATCH":
-            sub = emu.set_subscription(
-                route[len("/subscriptions/") :],
-                state=body.get("state"),
-                listed=body.get("listed"),
-                forbidden=body.get("forbidden"),
-                display_name=body.get("displayName"),
-            )
-            return _json(200, self._subscription_json(sub))
-        if route == "/events" and method == "POST":
-            sub_id = body.get("subscriptionId")
-            if not sub_id or not body.get("at"):
-                raise ValueError("subscriptionId and at are required")
-            fields = body.get("fields") or {}
-            if not isinstance(fields, dict):
-                raise ValueError("fields must be an object")
-            fields = {k: (JSON_NULL if v is None else v) for k, v in fields.items()}
-            for name in body.get("remove") or []:
-                fields[str(name)] = None
-            event = emu.inject_event(
-                str(sub_id),
-                at=parse_datetime(str(body["at"])),
-                delay=timedelta(seconds=float(body.get("delaySeconds", 0))),
-                **fields,
-            )
-            return _json(201, event)
-        if route == "/events" and method == "GET":
-            sub_id = query.get("subscriptionId")
-            if not sub_id or not query.get("start") or not query.get("end"):
-                raise ValueError("subscriptionId, start and end are required")
-            surfaced = query.get("surfacedBy")
-            events = emu.events(
-                sub_id,
-                parse_datetime(query["start"]),
-                parse_datetime(query["end"]),
-                surfaced_by=parse_datetime(surfaced) if surfaced else None,
-            )
-            return _json(200, {"value": events})
-        if route == "/sign-in" and method == "POST":
-            emu.reject_sign_in(bool(body.get("reject", True)))
-            return _json(200, {"rejected": emu.sign_in_rejected})
-        if route == "/events-per-hour" and method in ("PUT", "POST"):
-            emu.set_events_per_hour(float(body["eventsPerHour"]))
-            return _json(200, {"eventsPerHour": emu.events_per_hour})
-        if route == "/requests" and method == "GET":
-            return _json(
-                200,
-                {
-                    "requests": [
-                        {
-                            "method": r.method,
-                            "path": r.path,
-                            "query": r.query,
-                            "status": r.status,
-                            "time": format_datetime(r.time),
-                        }
-                        for r in emu.request_log
-                    ]
-                },
-            )
-        if route == "/requests" and method == "DELETE":
-            emu.reset_request_log()
-            return Response(204)
-        return arm_error(404, "NotFound", f"No control endpoint {method} /_emulator{route}.")
+    def _control_info(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        return _json(200, self.emu.info())
+
+    def _control_mint(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        kind = str(body.get("kind", "global_admin"))
+        if kind not in TOKEN_KINDS:
+            raise ValueError(f"unknown token kind {kind!r}; expected one of {', '.join(TOKEN_KINDS)}")
+        claims = body.get("claims") or {}
+        if not isinstance(claims, dict):
+            raise ValueError("claims must be an object")
+        return _json(200, {"access_token": self.emu.mint_token(kind, **claims), "token_type": "Bearer"})
+
+    def _control_add_fault(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        fault = self.emu.add_fault(
+            str(body.get("kind", "")),
+            subscription_id=body.get("subscriptionId"),
+            count=int(body.get("count", 1)),
+            retry_after=int(body.get("retryAfter", 1)),
+            status=int(body.get("status", 503)),
+            seconds=float(body.get("seconds", 1.0)),
+        )
+        return _json(201, self._fault_json(fault))
+
+    def _control_list_faults(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        return _json(200, {"faults": [self._fault_json(f) for f in self.emu.faults]})
+
+    def _control_clear_faults(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        self.emu.clear_faults()
+        return Response(status=204)
+
+    def _control_list_subscriptions(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        return _json(200, {"subscriptions": [self._subscription_json(s) for s in self.emu.subscriptions]})
+
+    def _control_add_subscription(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        if not body.get("displayName"):
+            raise ValueError("displayName is required")
+        created = body.get("createdAt")
+        sub = self.emu.add_subscription(
+            str(body["displayName"]),
+            state=str(body.get("state", "Enabled")),
+            subscription_id=body.get("subscriptionId"),
+            created_at=parse_datetime(created) if created else None,
+        )
+        return _json(201, self._subscription_json(sub))
+
+    def _control_set_subscription(self, body: dict[str, Any], query: dict[str, str], sub_id: str) -> Response:
+        sub = self.emu.set_subscription(
+            sub_id,
+            state=body.get("state"),
+            listed=body.get("listed"),
+            forbidden=body.get("forbidden"),
+            display_name=body.get("displayName"),
+        )
+        return _json(200, self._subscription_json(sub))
+
+    def _control_inject_event(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        sub_id = body.get("subscriptionId")
+        if not sub_id or not body.get("at"):
+            raise ValueError("subscriptionId and at are required")
+        fields = body.get("fields") or {}
+        if not isinstance(fields, dict):
+            raise ValueError("fields must be an object")
+        fields = {k: (JSON_NULL if v is None else v) for k, v in fields.items()}
+        for name in body.get("remove") or []:
+            fields[str(name)] = None
+        event = self.emu.inject_event(
+            str(sub_id),
+            at=parse_datetime(str(body["at"])),
+            delay=timedelta(seconds=float(body.get("delaySeconds", 0))),
+            **fields,
+        )
+        return _json(201, event)
+
+    def _control_events(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        sub_id = query.get("subscriptionId")
+        if not sub_id or not query.get("start") or not query.get("end"):
+            raise ValueError("subscriptionId, start and end are required")
+        surfaced = query.get("surfacedBy")
+        events = self.emu.events(
+            sub_id,
+            parse_datetime(query["start"]),
+            parse_datetime(query["end"]),
+            surfaced_by=parse_datetime(surfaced) if surfaced else None,
+        )
+        return _json(200, {"value": events})
+
+    def _control_sign_in(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        self.emu.reject_sign_in(bool(body.get("reject", True)))
+        return _json(200, {"rejected": self.emu.sign_in_rejected})
+
+    def _control_events_per_hour(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        self.emu.set_events_per_hour(float(body["eventsPerHour"]))
+        return _json(200, {"eventsPerHour": self.emu.events_per_hour})
+
+    def _control_requests(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        records = [
+            {"method": r.method, "path": r.path, "query": r.query, "status": r.status, "time": format_datetime(r.time)}
+            for r in self.emu.request_log
+        ]
+        return _json(200, {"requests": records})
+
+    def _control_reset_requests(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        self.emu.reset_request_log()
+        return Response(status=204)
 
     @staticmethod
     def _fault_json(fault: Any) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from typing import Any
 import trustme
 
 from core.clock import Clock, SystemClock
+from localdev.serving import LocalServer
 
+from .api import Api
 from .events import EventGenerator, EventStore, copy_event
-from .server import HttpsServer
 from .tenant import (
     SUBSCRIPTION_STATES,
     Directory,
@@ -132,7 +133,7 @@ class Emulator:
         )
         self.store = EventStore(self.generator, events_per_hour, self.lock)
 
-        self._server: HttpsServer | None = None
+        self._server: LocalServer | None = None
         self._issuer: TokenIssuer | None = None
         self._keys: KeySet | None = None
         self._url: str | None = None
@@ -143,8 +144,6 @@ class Emulator:
     def start(self) -> Emulator:
         if self._server is not None:
             return self
-        from .api import Api  # late import: api depends on this module
-
         if self._state_dir_arg is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="azure-emulator-")
             self._state_dir = Path(self._tmp.name)
@@ -159,13 +158,13 @@ class Emulator:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         ca.issue_cert(*identities).configure_cert(context)
         self._keys = KeySet(self._state_dir)
-        self._server = HttpsServer(self.host, self._port, context, Api(self).handle)
+        self._server = LocalServer(Api(self), self.host, self._port, context)
         url_host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
         if ":" in url_host and not url_host.startswith("["):
             url_host = f"[{url_host}]"
         self._url = f"https://{url_host}:{self._server.port}"
         self._issuer = TokenIssuer(self._keys, self.directory, self._url, self.audience)
-        self._server.start()
+        self._server.start("emulator-https")
         self.write_info()
         logger.info("emulator listening on %s (tenant %s)", self._url, self.tenant_id)
         return self
@@ -495,7 +494,8 @@ class Emulator:
         with self.lock:
             self._state.request_log.clear()
 
-    def record_request(self, record: RequestRecord) -> None:
+    def record_request(self, method: str, path: str, query: dict[str, str], status: int) -> None:
+        record = RequestRecord(method, path, query, status, self.clock.now())
         with self.lock:
             self._state.request_log.append(record)
 

@@ -21,12 +21,13 @@ from azure.functions import queue as func_queue
 
 from localdev.host.errors import HostStartupError
 from localdev.host.hostjson import HostConfig
-from localdev.host.http_server import AdminError, HttpDispatcher, HttpServer
+from localdev.host.http_server import AdminError, HttpDispatcher
 from localdev.host.invoker import Invoker
 from localdev.host.loader import LoadedFunction, find_app, import_app_module, load_functions
 from localdev.host.models import HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, FunctionInfo, InvocationLog
 from localdev.host.queues import QueueListener
 from localdev.host.timers import TimerRunner, timer_request
+from localdev.serving import LocalServer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def load_local_settings(app_dir: Path) -> dict[str, str]:
         raise HostStartupError(f"{path} is encrypted; the local host reads only plain settings")
     values = data.get("Values") or {}
     if not isinstance(values, dict):
-        raise HostStartupError(f"{path}: \"Values\" must be an object")
+        raise HostStartupError(f'{path}: "Values" must be an object')
     loaded = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     for key, value in loaded.items():
         os.environ.setdefault(key, value)
@@ -100,7 +101,8 @@ class LocalHost:
         self._loaded: list[LoadedFunction] | None = None
         self._config: HostConfig | None = None
         self._invoker: Invoker | None = None
-        self._server: HttpServer | None = None
+        self._server: LocalServer | None = None
+        self._dispatcher: HttpDispatcher | None = None
         self._listeners: list[QueueListener] = []
         self._timers: list[TimerRunner] = []
         self._abandon = threading.Event()
@@ -121,13 +123,7 @@ class LocalHost:
                 self._config = HostConfig.load(self.app_dir / "host.json")
             app = self._app if self._app is not None else find_app(import_app_module(self.app_dir))
             loaded = load_functions(app, self.settings)
-            self._invoker = Invoker(
-                self.invocations,
-                self._config.queues,
-                str(self.app_dir),
-                on_enqueued=self._on_enqueued,
-                function_timeout=self._config.function_timeout,
-            )
+            self._invoker = Invoker(self.invocations, function_timeout=self._config.function_timeout)
             self._loaded = loaded
             return loaded
 
@@ -180,15 +176,19 @@ class LocalHost:
             if azure_logger.level == logging.NOTSET:
                 azure_logger.setLevel(logging.WARNING)
             try:
-                self._invoker.runner.start()
-                self._server = HttpServer(self._dispatcher(loaded), self._requested_port, self._bind)
-                self._server.start()
+                self._dispatcher = self._make_dispatcher(loaded)
+                try:
+                    self._server = LocalServer(self._dispatcher, self._bind, self._requested_port)
+                except OSError as exc:
+                    raise HostStartupError(
+                        f"cannot listen on {self._bind}:{self._requested_port}: {exc.strerror or exc}"
+                    ) from None
+                self._server.start("localhost-http")
                 self._started_monotonic = time.monotonic()
                 self._state = "running"
                 for fn in loaded:
                     if fn.info.trigger == QUEUE_TRIGGER:
                         listener = QueueListener(fn, self._config.queues, self._invoker)
-                        listener.on_enqueued = self._on_enqueued
                         self._listeners.append(listener)
                         listener.start()
                 for fn in loaded:
@@ -204,7 +204,7 @@ class LocalHost:
                 logger.debug("  %s: %s %s", info.name, info.trigger, info.target)
             return self
 
-    def _dispatcher(self, loaded: list[LoadedFunction]) -> HttpDispatcher:
+    def _make_dispatcher(self, loaded: list[LoadedFunction]) -> HttpDispatcher:
         assert self._config is not None and self._invoker is not None
         return HttpDispatcher(
             loaded,
@@ -239,8 +239,9 @@ class LocalHost:
             runner.stop()
         for listener in self._listeners:
             listener.stop_polling()
+        if self._dispatcher is not None:
+            self._dispatcher.closed = True  # a request already accepted gets 503 from now on
         if self._server is not None:
-            self._server.dispatcher.closed = True  # a kept-alive connection gets 503 from now on
             self._server.stop()
         drained = self._wait_drained(timeout)
         if not drained:
@@ -249,8 +250,6 @@ class LocalHost:
             busy = self._invoker.busy if self._invoker else 0
             if busy:
                 logger.warning("Stopped with %d invocation(s) still running; their results are ignored", busy)
-        if self._invoker is not None and drained:
-            self._invoker.runner.stop()
         with self._lock:
             self._state = "stopped"
         logger.info("Local Functions host stopped")
@@ -277,11 +276,6 @@ class LocalHost:
         self.stop()
 
     # -- queues -------------------------------------------------------------------------------
-
-    def _on_enqueued(self, account_key: str, queue_name: str) -> None:
-        for listener in self._listeners:
-            if listener.queue_name == queue_name and listener.account_key == account_key:
-                listener.notify()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """True once every watched queue is empty and nothing runs; False if `timeout` s pass first."""

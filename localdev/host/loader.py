@@ -23,16 +23,15 @@ from azure.functions import timer as func_timer
 
 from localdev.host.errors import HostStartupError
 from localdev.host.models import HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, FunctionInfo
-from localdev.host.ncrontab import CronSchedule, IntervalSchedule, parse_schedule
-from localdev.host.routes import RouteTemplate
+from localdev.host.schedule import Schedule, ScheduleError, parse_schedule
 from localdev.host.storage import StorageAccount, resolve_account
 
 logger = logging.getLogger(__name__)
 
 SCRIPT_FILE = "function_app.py"
 SUPPORTED_TRIGGERS = (HTTP_TRIGGER, TIMER_TRIGGER, QUEUE_TRIGGER)
-SUPPORTED_OUTPUTS = ("http", "queue")
 _SETTING_REF = re.compile(r"%([^%]+)%")
+_ROUTE_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 # The concrete object each trigger delivers, to check the parameter's annotation against.
@@ -62,9 +61,7 @@ def resolve_setting_refs(value: str, settings: Mapping[str, str], what: str) -> 
         name = match.group(1)
         resolved = lookup_setting(settings, name)
         if resolved is None:
-            raise HostStartupError(
-                f"{what}: {value!r} refers to the app setting {name!r}, which is not set"
-            )
+            raise HostStartupError(f"{what}: {value!r} refers to the app setting {name!r}, which is not set")
         return resolved
 
     return _SETTING_REF.sub(replace, value)
@@ -94,14 +91,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class OutputBinding:
-    """An output binding the host writes after a successful invocation."""
+def route_rule(route: str) -> str:
+    """The werkzeug rule for a route template: literal segments (lower-cased) and `{name}` parameters.
 
-    name: str  # parameter name, or "$return"
-    type: str  # "http" or "queue"
-    queue_name: str | None = None
-    account: StorageAccount | None = None
+    Route constraints (`{id:int}`), optional (`{id?}`), default and catch-all (`{*rest}`) parameters,
+    which the app does not use, are refused with a start error.
+    """
+    rule = []
+    for segment in route.split("/") if route else []:
+        parameter = _ROUTE_PARAMETER.fullmatch(segment)
+        if parameter:
+            rule.append(f"<{parameter.group(1)}>")
+        elif not segment or "{" in segment or "}" in segment:
+            raise HostStartupError(
+                f"route {route!r}: the local host supports literal segments and whole-segment parameters "
+                "such as {id} only (no empty segments, constraints, optional or catch-all parameters)"
+            )
+        else:
+            rule.append(segment.lower())
+    parameters = [r for r in rule if r.startswith("<")]
+    if len(set(parameters)) != len(parameters):
+        raise HostStartupError(f"route {route!r}: a parameter appears twice")
+    return "/" + "/".join(rule)
 
 
 @dataclass
@@ -110,12 +121,7 @@ class LoadedFunction:
 
     info: FunctionInfo
     user_function: Callable[..., Any]
-    is_async: bool
-    parameters: tuple[str, ...]
-    has_context: bool
-    outputs: tuple[OutputBinding, ...] = ()
-    schedule: CronSchedule | IntervalSchedule | None = None
-    route: RouteTemplate | None = None
+    schedule: Schedule | None = None
     account: StorageAccount | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -192,9 +198,7 @@ def _indexed(app: func.FunctionRegister) -> list[func.Function]:
             try:
                 functions = list(app.get_functions())
             except Exception as exc:
-                raise HostStartupError(
-                    f"indexing the app's functions failed: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise HostStartupError(f"indexing the app's functions failed: {type(exc).__name__}: {exc}") from exc
             _INDEXED[app] = functions
         return functions
 
@@ -227,39 +231,20 @@ def _load_one(function: func.Function, settings: Mapping[str, str]) -> LoadedFun
     bindings = [_plain(b.get_dict_repr()) for b in function.get_bindings()]
     trigger_param = str(tdict["name"])
     user = function.get_user_function()
-    parameters = tuple(inspect.signature(user).parameters)
-
-    outputs: list[OutputBinding] = []
+    if inspect.iscoroutinefunction(user):
+        raise HostStartupError(f"function {name!r} is async; the local host runs plain (def) functions only")
     for binding in bindings:
         btype, bname, direction = binding.get("type"), binding.get("name"), binding.get("direction")
-        if btype == ttype and bname == trigger_param:
+        if (btype, bname) == (ttype, trigger_param) or (btype, bname, ttype) == ("http", "$return", HTTP_TRIGGER):
             continue
-        if direction != "out" or btype not in SUPPORTED_OUTPUTS:
-            kind = "output" if direction == "out" else "input"
-            raise HostStartupError(
-                f"function {name!r} uses a {btype!r} {kind} binding ({bname!r}); the local host supports "
-                "only HTTP, timer and queue triggers with HTTP and queue output bindings"
-            )
-        if btype == "http":
-            if ttype != HTTP_TRIGGER:
-                raise HostStartupError(f"function {name!r}: an HTTP output binding needs an HTTP trigger")
-            outputs.append(OutputBinding(str(bname), "http"))
-        else:
-            what = f"function {name!r}, queue output {bname!r}"
-            queue_name = validate_queue_name(
-                resolve_setting_refs(str(binding.get("queueName", "")), settings, what), what
-            )
-            account = resolve_account(binding.get("connection"), settings, name)
-            outputs.append(OutputBinding(str(bname), "queue", queue_name, account))
-
-    bound = {trigger_param} | {o.name for o in outputs if o.name != "$return"}
-    for missing in sorted(bound - set(parameters)):
-        raise HostStartupError(f"function {name!r}: binding {missing!r} has no parameter of that name")
-    for extra in parameters:
-        if extra not in bound and extra != "context":
-            raise HostStartupError(
-                f"function {name!r}: parameter {extra!r} is not bound by any binding (only 'context' may be unbound)"
-            )
+        kind = "output" if direction == "out" else "input"
+        raise HostStartupError(
+            f"function {name!r} uses a {btype!r} {kind} binding ({bname!r}); the local host supports only "
+            "HTTP, timer and queue triggers (and an HTTP function's return value)"
+        )
+    for extra in inspect.signature(user).parameters:
+        if extra != trigger_param:
+            raise HostStartupError(f"function {name!r}: parameter {extra!r} is not bound by the trigger")
     problem = _annotation_error(user, trigger_param, ttype, name)
     if problem:
         raise HostStartupError(problem)
@@ -267,10 +252,6 @@ def _load_one(function: func.Function, settings: Mapping[str, str]) -> LoadedFun
     item = LoadedFunction(
         info=FunctionInfo(name=name, trigger=ttype, binding_name=trigger_param, bindings=tuple(bindings)),
         user_function=user,
-        is_async=inspect.iscoroutinefunction(user),
-        parameters=parameters,
-        has_context="context" in parameters and "context" not in bound,
-        outputs=tuple(outputs),
     )
     if ttype == HTTP_TRIGGER:
         _load_http(item, tdict, settings)
@@ -288,7 +269,10 @@ def _load_http(item: LoadedFunction, tdict: Mapping[str, Any], settings: Mapping
     auth = str(tdict.get("authLevel") or "function").lower()
     if auth not in ("anonymous", "function", "admin"):
         raise HostStartupError(f"function {item.name!r}: unknown authLevel {auth!r}")
-    item.route = RouteTemplate.parse(route)
+    try:
+        route_rule(route)
+    except HostStartupError as exc:
+        raise HostStartupError(f"function {item.name!r}: {exc}") from None
     item.info = replace(
         item.info,
         route=route,
@@ -302,7 +286,7 @@ def _load_timer(item: LoadedFunction, tdict: Mapping[str, Any], settings: Mappin
     schedule = resolve_setting_refs(str(tdict.get("schedule", "")), settings, what)
     try:
         item.schedule = parse_schedule(schedule)
-    except HostStartupError as exc:
+    except ScheduleError as exc:
         raise HostStartupError(f"function {item.name!r}: {exc}") from None
     item.info = replace(item.info, schedule=schedule, run_on_startup=bool(tdict.get("runOnStartup", False)))
 

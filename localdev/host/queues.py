@@ -87,12 +87,10 @@ class QueueListener:
         self.invoker = invoker
         self.queue_name = fn.info.queue_name
         self.poison_name = self.queue_name + POISON_SUFFIX
-        self.account_key = fn.account.key
         self.client = fn.account.queue(self.queue_name)  # raw text: no encode/decode policy
         # Polling backs off on its own; without SDK retries a stop is never held up by a dead account.
         self.poll_client = fn.account.queue(self.queue_name, retry=False)
         self.poison_client = fn.account.queue(self.poison_name)
-        self.on_enqueued: Any = None  # callable(account_key, queue_name), set by the host
         self._backoff = Backoff(MIN_POLLING_INTERVAL, options.max_polling_interval)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -112,10 +110,6 @@ class QueueListener:
         for thread in self._threads:
             thread.start()
 
-    def notify(self) -> None:
-        """A message was just added to this queue: poll now instead of after the back-off."""
-        self._wake.set()
-
     def stop_polling(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -123,16 +117,6 @@ class QueueListener:
             self._cond.notify_all()
         for thread in self._threads[:1]:  # the poller; the renewer runs on while messages are in flight
             thread.join(timeout=2)
-
-    def wait_in_flight(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
 
     def abandon_in_flight(self) -> int:
         """Make every message still being processed visible again; its outcome will be ignored."""
@@ -150,11 +134,15 @@ class QueueListener:
                 except AzureError as exc:
                     logger.warning(
                         "Could not release message %s on queue '%s' (it reappears when its visibility "
-                        "timeout ends): %s", entry.message_id, self.queue_name, exc,
+                        "timeout ends): %s",
+                        entry.message_id,
+                        self.queue_name,
+                        exc,
                     )
         if abandoned:
-            logger.warning("Abandoned %d in-flight message(s) on queue '%s'; they are visible again",
-                           abandoned, self.queue_name)
+            logger.warning(
+                "Abandoned %d in-flight message(s) on queue '%s'; they are visible again", abandoned, self.queue_name
+            )
         return abandoned
 
     @property
@@ -183,7 +171,9 @@ class QueueListener:
             if not self._warned:
                 logger.warning(
                     "Queue '%s' for function '%s' is not reachable yet (%s); retrying",
-                    self.queue_name, self.fn.name, exc,
+                    self.queue_name,
+                    self.fn.name,
+                    exc,
                 )
                 self._warned = True
             return False
@@ -301,9 +291,7 @@ class QueueListener:
         try:
             body = decode_message(message.content or "", self.options.message_encoding)
         except ValueError:
-            logger.warning(
-                "Message decoding has failed! Check MessageEncoding settings. MessageId=%s.", message.id
-            )
+            logger.warning("Message decoding has failed! Check MessageEncoding settings. MessageId=%s.", message.id)
             self._poison(message, entry)
             return
         trigger_value = func_queue.QueueMessage(
@@ -326,7 +314,8 @@ class QueueListener:
             if entry.abandoned:
                 logger.warning(
                     "Message %s finished after it was abandoned; it stays on queue '%s'",
-                    message.id, self.queue_name,
+                    message.id,
+                    self.queue_name,
                 )
                 return
             entry.done = True
@@ -358,7 +347,8 @@ class QueueListener:
     def _poison(self, message: Any, entry: _InFlight) -> None:
         logger.warning(
             "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
-            self.options.max_dequeue_count, self.poison_name,
+            self.options.max_dequeue_count,
+            self.poison_name,
         )
         content = message.content or ""
         try:
@@ -370,5 +360,3 @@ class QueueListener:
         with entry.lock:
             entry.done = True
         self._delete(entry)
-        if self.on_enqueued is not None:
-            self.on_enqueued(self.account_key, self.poison_name)

@@ -12,13 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from azure.storage.queue import (
-    BinaryBase64EncodePolicy,
-    LinearRetry,
-    QueueClient,
-    QueueServiceClient,
-    TextBase64EncodePolicy,
-)
+from azure.storage.queue import LinearRetry, QueueClient
 
 from localdev.host.errors import HostStartupError
 
@@ -45,8 +39,7 @@ def _retry(retry: bool = True) -> LinearRetry:
 
 def _is_dev_storage(value: str) -> bool:
     parts = dict(
-        (k.strip().lower(), v.strip().lower())
-        for k, _, v in (p.partition("=") for p in value.split(";") if p.strip())
+        (k.strip().lower(), v.strip().lower()) for k, _, v in (p.partition("=") for p in value.split(";") if p.strip())
     )
     return parts.get("usedevelopmentstorage") == "true"
 
@@ -59,49 +52,20 @@ class StorageAccount:
     connection_string: str | None = None
     service_uri: str | None = None
 
-    @property
-    def key(self) -> str:
-        """Identifies the account, to tell whether two bindings watch the same queue."""
-        return self.service().url.rstrip("/")
-
-    def service(self) -> QueueServiceClient:
-        if self.connection_string is not None:
-            return QueueServiceClient.from_connection_string(
-                self.connection_string, retry_policy=_retry(), **_CLIENT_OPTIONS
-            )
-        from azure.identity import DefaultAzureCredential
-
-        assert self.service_uri is not None
-        return QueueServiceClient(
-            self.service_uri, credential=DefaultAzureCredential(), retry_policy=_retry(), **_CLIENT_OPTIONS
-        )
-
-    def queue(self, name: str, encoding: str = "none", binary: bool = False, retry: bool = True) -> QueueClient:
-        """A client for one queue; `encoding` "base64" encodes what is sent (text or, if binary, bytes).
+    def queue(self, name: str, retry: bool = True) -> QueueClient:
+        """A client for one queue, sending and receiving raw text (no encode or decode policy).
 
         Without `retry` a failing call fails at once (for polling, which backs off on its own).
         """
-        policy: Any = None
-        if encoding == "base64":
-            policy = BinaryBase64EncodePolicy() if binary else TextBase64EncodePolicy()
         if self.connection_string is not None:
             return QueueClient.from_connection_string(
-                self.connection_string,
-                name,
-                message_encode_policy=policy,
-                retry_policy=_retry(retry),
-                **_CLIENT_OPTIONS,
+                self.connection_string, name, retry_policy=_retry(retry), **_CLIENT_OPTIONS
             )
         from azure.identity import DefaultAzureCredential
 
         assert self.service_uri is not None
         return QueueClient(
-            self.service_uri,
-            name,
-            credential=DefaultAzureCredential(),
-            message_encode_policy=policy,
-            retry_policy=_retry(retry),
-            **_CLIENT_OPTIONS,
+            self.service_uri, name, credential=DefaultAzureCredential(), retry_policy=_retry(retry), **_CLIENT_OPTIONS
         )
 
 

@@ -16,11 +16,9 @@ from azure.functions import timer as func_timer
 
 from localdev.host.invoker import Invoker
 from localdev.host.loader import LoadedFunction
+from localdev.host.schedule import is_past_due
 
 logger = logging.getLogger(__name__)
-
-# A firing later than this after its scheduled time is reported as past due.
-PAST_DUE_TOLERANCE = 1.0
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -59,10 +57,9 @@ class TimerRunner:
 
     def _fire(self, scheduled: datetime, last: datetime | None) -> None:
         now = datetime.now(UTC)
-        past_due = (now - scheduled).total_seconds() > PAST_DUE_TOLERANCE
         self.invoker.invoke(
             self.fn,
-            timer_request(past_due, last, self.schedule.next_after(now)),
+            timer_request(is_past_due(scheduled, now), last, self.schedule.next_after(now)),
             reason=f"Timer fired at {now.isoformat()}",
         )
 
@@ -75,9 +72,6 @@ class TimerRunner:
             while not self._stop.is_set():
                 upcoming = self.schedule.next_after(datetime.now(UTC))
                 self.next_occurrence = upcoming
-                if upcoming is None:
-                    logger.warning("Timer '%s' has no further occurrences", self.fn.name)
-                    return
                 while True:
                     remaining = (upcoming - datetime.now(UTC)).total_seconds()
                     if remaining <= 0:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import importlib.util
 import itertools
 import json
+import logging
 import os
 import queue
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -78,10 +81,10 @@ def test_http_functions_are_described(http_host: LocalHost) -> None:
     by_name = {f.name: f for f in http_host.functions}
     item = by_name["get_item"]
     assert item.trigger == "httpTrigger"
-    assert item.route == "items/{id:int}"
+    assert item.route == "items/{id}"
     assert item.methods == ("GET", "PUT")
     assert item.auth_level == "function"
-    assert item.url == f"{http_host.base_url}/api/items/{{id:int}}"
+    assert item.url == f"{http_host.base_url}/api/items/{{id}}"
     assert by_name["ping"].auth_level == "anonymous"  # registered through a blueprint
     assert by_name["ping"].methods is None
     assert by_name["resolved"].route == "resolved-segment/resolved"
@@ -123,28 +126,26 @@ def test_route_query_headers_and_body_are_delivered(http_host: LocalHost) -> Non
     assert echoed["url"] == f"{http_host.base_url}/api/items/42?code={FUNCTION_KEY}&tag=a&tag=b&q=x%20y"
 
 
-def test_routes_match_by_precedence_and_constraint(http_host: LocalHost) -> None:
+def test_routes_match_literals_first_case_insensitively(http_host: LocalHost) -> None:
     key = {"x-functions-key": FUNCTION_KEY}
     status, _, body = call(http_host, "GET", "/api/items/latest", headers=key)
-    assert status == 200 and json.loads(body)["function"] == "latest_item"  # a literal beats {id:int}
-    status, _, body = call(http_host, "POST", "/api/items/books", body=b"b", headers=key)
+    assert status == 200 and json.loads(body)["function"] == "latest_item"  # a literal beats {id}
+    status, _, body = call(http_host, "POST", "/api/Items/Books/dune/", body=b"b", headers=key)
     assert status == 201
-    assert json.loads(body)["route_params"] == {"category": "books"}  # optional {name?} absent
-    status, _, body = call(http_host, "POST", "/api/Items/books/dune/", body=b"b", headers=key)
-    assert json.loads(body)["route_params"] == {"category": "books", "name": "dune"}
+    assert json.loads(body)["route_params"] == {"category": "Books", "name": "dune"}  # values keep their case
+    assert call(http_host, "POST", "/api/items/books", body=b"b", headers=key)[0] == 405  # GET/PUT items/{id}
 
 
 def test_wrong_method_is_405_and_unknown_route_is_404(http_host: LocalHost) -> None:
     key = {"x-functions-key": FUNCTION_KEY}
     status, headers, _ = call(http_host, "DELETE", "/api/items/1", headers=key)
     assert status == 405
-    assert headers["Allow"] == "GET, POST, PUT"
-    assert call(http_host, "GET", "/api/items/abc", headers=key)[0] == 405  # {id:int} fails; POST route matches
+    assert headers["Allow"] == "GET, PUT"
     assert call(http_host, "GET", "/api/no/such/route", headers=key)[0] == 404
     assert call(http_host, "GET", "/items/1", headers=key)[0] == 404  # outside the route prefix
 
 
-def test_anonymous_async_function_returning_text(http_host: LocalHost) -> None:
+def test_anonymous_function_from_a_blueprint_returning_text(http_host: LocalHost) -> None:
     status, headers, body = call(http_host, "GET", "/api/public/ping")
     assert (status, body) == (200, b"pong")
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
@@ -159,13 +160,8 @@ def test_exception_is_a_generic_500_and_a_failed_invocation(http_host: LocalHost
     assert failed[0].trigger == "httpTrigger"
 
 
-def test_none_is_204_and_context_is_passed(http_host: LocalHost) -> None:
+def test_none_is_204(http_host: LocalHost) -> None:
     assert call(http_host, "GET", "/api/nothing")[:1] == (204,)
-    status, _, body = call(http_host, "POST", "/api/context", body=b"")
-    assert status == 201
-    payload = json.loads(body)
-    assert payload["function_name"] == "with_context"
-    assert http_host.invocations.find(payload["invocation_id"]) is not None
 
 
 def test_setting_in_route_and_binary_response(http_host: LocalHost) -> None:
@@ -191,6 +187,54 @@ def test_route_prefix_from_host_json_and_no_key_check_by_default() -> None:
         assert status == 200 and json.loads(body)["route_params"] == {"id": "7"}
         assert call(host, "GET", "/api/items/7")[0] == 404
         assert call(host, "GET", "/admin/host/status")[0] == 200  # no master key: open
+
+
+def test_a_path_with_control_characters_or_an_empty_segment_reaches_no_function(http_host: LocalHost) -> None:
+    key = {"x-functions-key": FUNCTION_KEY}
+    before = len(http_host.invocations)
+    for path in (
+        "/api/public/ping%0a",
+        "/api/public/ping/%0A",
+        "/api/items/%0a",
+        "/api/items/latest/%0d%0a",
+        "/api/items/a%00b",
+        "/api/public//ping",
+        "/api/items//",
+    ):
+        assert call(http_host, "GET", path, headers=key)[0] == 404, path
+    assert len(http_host.invocations) == before
+
+
+def test_function_and_master_keys_are_never_logged(http_host: LocalHost, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert call(http_host, "GET", f"/api/items/1?code={FUNCTION_KEY}&x=1")[0] == 200
+    assert call(http_host, "GET", "/api/items/1", headers={"x-functions-key": FUNCTION_KEY})[0] == 200
+    assert call(http_host, "GET", f"/admin/host/status?code={MASTER_KEY}")[0] == 200
+    assert call(http_host, "GET", f"/api/boom?code={FUNCTION_KEY}")[0] == 500
+    assert call(http_host, "GET", "/nothing%0a?code=" + FUNCTION_KEY)[0] == 404
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert "/api/items/1" in logged  # the requests were logged, ...
+    assert FUNCTION_KEY not in logged and MASTER_KEY not in logged  # ... their keys were not
+
+
+def test_a_round_trip_takes_no_delayed_ack_wait(http_host: LocalHost) -> None:
+    """Nagle's algorithm with the client's delayed ACK would add about 40 ms to every answer."""
+
+    def once() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", http_host.port, timeout=10)
+        try:
+            connection.request("GET", "/api/public/ping")
+            assert connection.getresponse().read() == b"pong"
+        finally:
+            connection.close()
+
+    once()
+    times = []
+    for _ in range(20):
+        started = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - started)
+    assert statistics.median(times) < 0.015, times
 
 
 # -- timers -----------------------------------------------------------------------------------
@@ -229,8 +273,9 @@ def test_run_on_startup(timer_app: tuple[LocalHost, ModuleType]) -> None:
 def test_timer_run_through_the_admin_api(timer_app: tuple[LocalHost, ModuleType]) -> None:
     host, module = timer_app
     assert module.manual_runs == []
-    status, _, _ = call(host, "POST", "/admin/functions/manual", body=b'{"input": ""}',
-                        headers={"Content-Type": "application/json"})
+    status, _, _ = call(
+        host, "POST", "/admin/functions/manual", body=b'{"input": ""}', headers={"Content-Type": "application/json"}
+    )
     assert status == 202
     runs = host.invocations.wait_for("manual", timeout=5)
     assert len(runs) == 1 and runs[0].outcome == "Succeeded"
@@ -239,9 +284,7 @@ def test_timer_run_through_the_admin_api(timer_app: tuple[LocalHost, ModuleType]
 
 def test_a_timer_never_overlaps_itself(timer_app: tuple[LocalHost, ModuleType]) -> None:
     host, module = timer_app
-    threads = [
-        threading.Thread(target=call, args=(host, "POST", "/admin/functions/slow", b"{}")) for _ in range(3)
-    ]
+    threads = [threading.Thread(target=call, args=(host, "POST", "/admin/functions/slow", b"{}")) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -256,7 +299,7 @@ def test_a_timer_never_overlaps_itself(timer_app: tuple[LocalHost, ModuleType]) 
 # -- queues -----------------------------------------------------------------------------------
 
 
-QUEUE_SETTINGS = ("OK_QUEUE", "FAIL_QUEUE", "FLAKY_QUEUE", "RELAY_QUEUE", "HOLD_QUEUE")
+QUEUE_SETTINGS = ("OK_QUEUE", "FAIL_QUEUE", "FLAKY_QUEUE", "HOLD_QUEUE")
 
 
 @pytest.fixture
@@ -367,14 +410,6 @@ def test_message_dequeued_too_often_goes_straight_to_poison(queue_env: dict[str,
     assert [base64.b64decode(m.content) for m in drain(conn, f"{name}-poison")] == [b"old"]
 
 
-def test_queue_output_binding_feeds_another_trigger(queue_app: tuple[LocalHost, ModuleType, dict[str, str]]) -> None:
-    host, module, env = queue_app
-    encoded(env["AzureWebJobsStorage"], env["RELAY_QUEUE"]).send_message("r1")
-    assert host.wait_idle(timeout=15)
-    assert module.relayed == ["r1"]
-    assert [m["body"] for m in module.received] == [b"relayed:r1"]  # written base64, read back decoded
-
-
 def test_queue_function_run_through_the_admin_api(queue_app: tuple[LocalHost, ModuleType, dict[str, str]]) -> None:
     host, module, _ = queue_app
     status, _, _ = call(host, "POST", "/admin/functions/record", body=json.dumps({"input": "direct"}).encode())
@@ -440,9 +475,24 @@ def test_command_line_host_serves_and_stops_on_sigterm_without_losing_messages(
     env = {**os.environ, **queue_env, "HOLD_SECONDS": "60", "PYTHONPATH": str(ROOT)}
     stderr = (tmp_path / "stderr.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "localdev.host", "--app-dir", str(SAMPLES / "queue_app"), "--port", "0",
-         "--shutdown-timeout", "1", "--master-key", MASTER_KEY],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        [
+            sys.executable,
+            "-m",
+            "localdev.host",
+            "--app-dir",
+            str(SAMPLES / "queue_app"),
+            "--port",
+            "0",
+            "--shutdown-timeout",
+            "1",
+            "--master-key",
+            MASTER_KEY,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
@@ -488,6 +538,7 @@ def test_command_line_host_serves_and_stops_on_sigterm_without_losing_messages(
         assert process.wait(timeout=15) == 0
         log = (tmp_path / "stderr.log").read_text()
         assert "Executing 'Functions.hold'" in log
+        assert MASTER_KEY not in log
         assert [(base64.b64decode(m.content), m.dequeue_count) for m in drain(conn, name)] == [(b"keep me", 2)]
     finally:
         if process.poll() is None:

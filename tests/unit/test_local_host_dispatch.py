@@ -1,24 +1,25 @@
-"""Request dispatch, keys, invocation records, message decoding and back-off, without sockets or storage."""
+"""Request dispatch, keys, invocation records, message decoding and back-off, without sockets or storage.
+
+The dispatcher is a WSGI app: werkzeug's test client drives it in-process.
+"""
 
 from __future__ import annotations
 
 import base64
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.functions.timer import TimerRequest
+from werkzeug.test import Client, TestResponse
 
-from localdev.host.hostjson import QueuesOptions
-from localdev.host.http_server import AdminError, HttpDispatcher, HttpResult
+from localdev.host.http_server import AdminError, HttpDispatcher
 from localdev.host.invoker import Invoker
 from localdev.host.loader import load_functions
 from localdev.host.models import Invocation, InvocationLog
 from localdev.host.queues import Backoff, decode_message
-from localdev.host.timers import PAST_DUE_TOLERANCE, TimerRunner
 
 pytestmark = pytest.mark.unit
 
@@ -50,12 +51,21 @@ def app() -> func.FunctionApp:
         response.headers.add("Set-Cookie", "b=2")
         return response
 
+    # The shape of the activities API: a list route and an item route under the same literal.
+    @app.route(route="activities", methods=["GET"])
+    def activities_list(req: func.HttpRequest) -> str:
+        return "list"
+
+    @app.route(route="activities/{id}", methods=["GET"])
+    def activity_get(req: func.HttpRequest) -> str:
+        return "item " + req.route_params["id"]
+
     return app
 
 
 def dispatcher(function_key: str | None, master_key: str | None) -> tuple[HttpDispatcher, InvocationLog, list[Any]]:
     log = InvocationLog()
-    invoker = Invoker(log, QueuesOptions(), ".")
+    invoker = Invoker(log)
     admin_calls: list[Any] = []
 
     def admin_invoke(name: str, value: str | None) -> str:
@@ -77,14 +87,15 @@ def dispatcher(function_key: str | None, master_key: str | None) -> tuple[HttpDi
     return d, log, admin_calls
 
 
-def get(d: HttpDispatcher, path: str, headers: Mapping[str, str] | None = None, method: str = "GET",
-        body: bytes = b"") -> HttpResult:
-    return d.handle(method, path, list((headers or {}).items()), body, BASE)
+def get(
+    d: HttpDispatcher, path: str, headers: Mapping[str, str] | None = None, method: str = "GET", body: bytes = b""
+) -> TestResponse:
+    return Client(d).open(path, method=method, headers=dict(headers or {}), data=body, base_url=BASE)
 
 
 def test_without_a_function_key_nothing_is_checked() -> None:
     d, _, _ = dispatcher(None, None)
-    assert [get(d, p).status for p in ("/api/fn", "/api/anon", "/api/adm")] == [200, 200, 200]
+    assert [get(d, p).status_code for p in ("/api/fn", "/api/anon", "/api/adm")] == [200, 200, 200]
 
 
 def test_key_matrix() -> None:
@@ -100,19 +111,19 @@ def test_key_matrix() -> None:
         ("/api/adm", "mk", 200),
     ]:
         headers = {"x-functions-key": key} if key else {}
-        assert get(d, path, headers).status == status, (path, key)
+        assert get(d, path, headers).status_code == status, (path, key)
 
 
 def test_admin_level_with_only_a_function_key_needs_that_key() -> None:
     d, _, _ = dispatcher("fk", None)
-    assert get(d, "/api/adm").status == 401
-    assert get(d, "/api/adm?code=fk").status == 200
+    assert get(d, "/api/adm").status_code == 401
+    assert get(d, "/api/adm?code=fk").status_code == 200
 
 
 def test_a_wrong_return_type_fails_the_invocation() -> None:
     d, log, _ = dispatcher(None, None)
     result = get(d, "/api/bytes")
-    assert result.status == 500
+    assert result.status_code == 500
     (invocation,) = log.for_function("wrong_type")
     assert invocation.outcome == "Failed"
     assert "must return azure.functions.HttpResponse or str" in (invocation.error or "")
@@ -121,25 +132,43 @@ def test_a_wrong_return_type_fails_the_invocation() -> None:
 def test_status_and_repeated_headers_pass_through() -> None:
     d, _, _ = dispatcher(None, None)
     result = get(d, "/api/teapot")
-    assert result.status == 418
-    assert [v for k, v in result.headers if k == "Set-Cookie"] == ["a=1", "b=2"]
-    assert ("Content-Type", "text/plain; charset=utf-8") in result.headers
-    assert result.body == b"tea"
+    assert result.status_code == 418
+    assert result.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    assert result.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert result.data == b"tea"
+
+
+def test_a_control_character_never_reaches_a_route_without_a_parameter_there() -> None:
+    d, log, _ = dispatcher(None, None)
+    assert get(d, "/api/activities").data == b"list"
+    assert get(d, "/api/Activities/").data == b"list"
+    assert get(d, "/api/activities/A1").data == b"item A1"
+    for path in (
+        "/api/activities/%0a",
+        "/api/activities%0a",
+        "/api/activities/%0d%0a",
+        "/api/activities/%7f",
+        "/api/activities/x%00",
+        "/api/activities//",
+        "/api//activities",
+    ):
+        assert get(d, path).status_code == 404, path
+    assert [i.function for i in log] == ["activities_list", "activities_list", "activity_get"]
 
 
 def test_admin_api() -> None:
     d, _, calls = dispatcher(None, "mk")
-    assert get(d, "/admin/host/status").status == 401
-    assert get(d, "/admin/host/status?code=mk").status == 200
-    assert get(d, "/admin/host/status?code=mk", method="POST").status == 405
-    assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b'{"input": "x"}').status == 202
-    assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b"").status == 202
-    assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b'{"input": {"a": 1}}').status == 202
+    assert get(d, "/admin/host/status").status_code == 401
+    assert get(d, "/admin/host/status?code=mk").status_code == 200
+    assert get(d, "/admin/host/status?code=mk", method="POST").status_code == 405
+    assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b'{"input": "x"}').status_code == 202
+    assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b"").status_code == 202
+    assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b'{"input": {"a": 1}}').status_code == 202
     assert calls == [("fn", "x"), ("fn", None), ("fn", '{"a": 1}')]
-    assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b"{bad").status == 400
-    assert get(d, "/admin/functions/missing?code=mk", method="POST", body=b"{}").status == 404
-    assert get(d, "/admin/functions/fn?code=mk").status == 200
-    assert get(d, "/admin/nothing?code=mk").status == 404
+    assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b"{bad").status_code == 400
+    assert get(d, "/admin/functions/missing?code=mk", method="POST", body=b"{}").status_code == 404
+    assert get(d, "/admin/functions/fn?code=mk").status_code == 200
+    assert get(d, "/admin/nothing?code=mk").status_code == 404
 
 
 def test_decode_message() -> None:
@@ -174,27 +203,3 @@ def test_invocation_log_waits_for_invocations() -> None:
     assert len(log) == 2 and log[0].function == "a" and [i.function for i in log] == ["a", "b"]
     assert log.wait_for("c", timeout=0.05) == []
     assert log.find("a") is not None and log.for_function("B")[0].succeeded
-
-
-def test_a_timer_fired_late_is_past_due() -> None:
-    timers = func.FunctionApp()
-
-    @timers.timer_trigger(schedule="0 */5 * * * *", arg_name="timer", use_monitor=False)
-    def every_five(timer: func.TimerRequest) -> None:
-        pass
-
-    (loaded,) = load_functions(timers, {})
-    seen: list[TimerRequest] = []
-
-    class Recording:
-        def invoke(self, fn: Any, trigger_value: TimerRequest, *, reason: str) -> None:
-            seen.append(trigger_value)
-
-    runner = TimerRunner(loaded, Recording())  # type: ignore[arg-type]
-    now = datetime.now(UTC)
-    runner._fire(now - timedelta(seconds=PAST_DUE_TOLERANCE + 5), None)
-    runner._fire(now, now - timedelta(minutes=5))
-    assert [t.past_due for t in seen] == [True, False]
-    assert seen[1].schedule_status["Last"] == (now - timedelta(minutes=5)).isoformat()
-    upcoming = datetime.fromisoformat(seen[1].schedule_status["Next"])
-    assert upcoming > now and upcoming.minute % 5 == 0 and upcoming.second == 0

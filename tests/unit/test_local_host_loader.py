@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def sample_app() -> func.FunctionApp:
         return func.HttpResponse("x")
 
     @app.route(auth_level=func.AuthLevel.ANONYMOUS)
-    async def health(req: func.HttpRequest, context: func.Context) -> str:
+    def health(req: func.HttpRequest) -> str:
         return "ok"
 
     @app.timer_trigger(arg_name="timer", schedule="%SCHEDULE%", run_on_startup=True)
@@ -44,8 +45,7 @@ def sample_app() -> func.FunctionApp:
         pass
 
     @app.queue_trigger(arg_name="msg", queue_name="%PREFIX%-Jobs", connection="")
-    @app.queue_output(arg_name="out", queue_name="%PREFIX%-done", connection="Other")
-    def work(msg: func.QueueMessage, out: func.Out[str]) -> None:
+    def work(msg: func.QueueMessage) -> None:
         pass
 
     return app
@@ -55,7 +55,6 @@ SETTINGS = {
     "SCHEDULE": "0 */5 * * * *",
     "PREFIX": "acme",
     "AzureWebJobsStorage": CONN,
-    "Other": CONN,
 }
 
 
@@ -63,20 +62,23 @@ def test_functions_are_described_with_settings_resolved() -> None:
     loaded = {f.name: f for f in load_functions(sample_app(), SETTINGS)}
     things = loaded["things"].info
     assert (things.trigger, things.binding_name, things.route, things.methods, things.auth_level) == (
-        "httpTrigger", "req", "things/{id}", ("GET", "POST"), "function",
+        "httpTrigger",
+        "req",
+        "things/{id}",
+        ("GET", "POST"),
+        "function",
     )
-    health = loaded["health"]
-    assert (health.info.route, health.info.methods, health.info.auth_level) == ("health", None, "anonymous")
-    assert health.is_async and health.has_context
+    health = loaded["health"].info
+    assert (health.route, health.methods, health.auth_level) == ("health", None, "anonymous")
     tick = loaded["tick"].info
     assert (tick.trigger, tick.schedule, tick.run_on_startup) == ("timerTrigger", "0 */5 * * * *", True)
     work = loaded["work"]
     assert (work.info.trigger, work.info.queue_name, work.info.connection) == (
-        "queueTrigger", "acme-jobs", "AzureWebJobsStorage",  # lower-cased, default connection
+        "queueTrigger",
+        "acme-jobs",
+        "AzureWebJobsStorage",  # lower-cased, default connection
     )
-    (output,) = work.outputs
-    assert (output.name, output.type, output.queue_name) == ("out", "queue", "acme-done")
-    assert output.account is not None and output.account.connection == "Other"
+    assert work.account is not None and work.account.connection_string == DEV_CONNECTION_STRING
 
 
 def test_an_app_object_is_indexed_once_and_can_be_hosted_again() -> None:
@@ -181,15 +183,46 @@ def test_bad_schedule_names_the_function() -> None:
         load_functions(sample_app(), {**SETTINGS, "SCHEDULE": "every minute"})
 
 
-def test_unknown_route_constraint_is_refused() -> None:
+@pytest.mark.parametrize("route", ["r/{id:int}", "r/{id?}", "r/{id=1}", "r/{*rest}", "r/{a}.{b}", "r//x", "{a}/{a}"])
+def test_routes_beyond_literals_and_whole_segment_parameters_are_refused(route: str) -> None:
     app = func.FunctionApp()
 
-    @app.route(route="r/{id:whatever}")
+    @app.route(route=route)
     def constrained(req: func.HttpRequest) -> str:
         return "x"
 
-    with pytest.raises(HostStartupError, match="route constraint 'whatever'"):
+    with pytest.raises(HostStartupError, match=f"function 'constrained': route '{re.escape(route)}'"):
         load_functions(app, SETTINGS)
+
+
+def test_features_the_app_does_not_use_are_refused_clearly() -> None:
+    asynchronous = func.FunctionApp()
+
+    @asynchronous.route(route="r")
+    async def coroutine(req: func.HttpRequest) -> str:
+        return "x"
+
+    with pytest.raises(HostStartupError, match="'coroutine' is async"):
+        load_functions(asynchronous, SETTINGS)
+
+    output = func.FunctionApp()
+
+    @output.queue_trigger(arg_name="msg", queue_name="jobs", connection="AzureWebJobsStorage")
+    @output.queue_output(arg_name="out", queue_name="done", connection="AzureWebJobsStorage")
+    def relay(msg: func.QueueMessage, out: func.Out[str]) -> None:
+        pass
+
+    with pytest.raises(HostStartupError, match="'relay' uses a 'queue' output binding"):
+        load_functions(output, SETTINGS)
+
+    context = func.FunctionApp()
+
+    @context.route(route="r")
+    def with_context(req: func.HttpRequest, context: func.Context) -> str:
+        return "x"
+
+    with pytest.raises(HostStartupError, match="parameter 'context' is not bound"):
+        load_functions(context, SETTINGS)
 
 
 # -- importing function_app.py ----------------------------------------------------------------

@@ -23,12 +23,12 @@ def echo(req: func.HttpRequest, name: str, status: int = 200) -> func.HttpRespon
     )
 
 
-@app.route(route="items/{id:int}", methods=["GET", "PUT"])
+@app.route(route="items/{id}", methods=["GET", "PUT"])
 def get_item(req: func.HttpRequest) -> func.HttpResponse:
     return echo(req, "get_item")
 
 
-@app.route(route="items/{category}/{name?}", methods=["POST"])
+@app.route(route="items/{category}/{name}", methods=["POST"])
 def post_item(req: func.HttpRequest) -> func.HttpResponse:
     return echo(req, "post_item", status=201)
 
@@ -39,7 +39,7 @@ def latest_item(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="public/ping", auth_level=func.AuthLevel.ANONYMOUS)
-async def ping(req: func.HttpRequest) -> str:
+def ping(req: func.HttpRequest) -> str:
     return "pong"
 
 
@@ -56,12 +56,6 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="nothing", auth_level=func.AuthLevel.ANONYMOUS)
 def nothing(req: func.HttpRequest) -> None:
     return None
-
-
-@app.route(route="context", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-def with_context(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    body = {"invocation_id": context.invocation_id, "function_name": context.function_name}
-    return func.HttpResponse(json.dumps(body), status_code=201, mimetype="application/json")
 
 
 @app.route(route="%SAMPLE_SEGMENT%/resolved", auth_level=func.AuthLevel.ANONYMOUS)

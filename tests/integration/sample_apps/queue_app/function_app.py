@@ -11,7 +11,6 @@ _lock = threading.Lock()
 received: list[dict[str, object]] = []
 failures: list[int] = []
 flaky: list[int] = []
-relayed: list[str] = []
 held: list[int] = []
 hold_started = threading.Event()
 hold_release = threading.Event()
@@ -43,20 +42,11 @@ def always_fails(msg: func.QueueMessage) -> None:
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%FLAKY_QUEUE%", connection="AzureWebJobsStorage")
-async def fails_once(msg: func.QueueMessage) -> None:
+def fails_once(msg: func.QueueMessage) -> None:
     with _lock:
         flaky.append(int(msg.dequeue_count or 0))
     if msg.dequeue_count == 1:
         raise RuntimeError("first attempt fails")
-
-
-@app.queue_trigger(arg_name="msg", queue_name="%RELAY_QUEUE%", connection="AzureWebJobsStorage")
-@app.queue_output(arg_name="out", queue_name="%OK_QUEUE%", connection="AzureWebJobsStorage")
-def relay(msg: func.QueueMessage, out: func.Out[str]) -> None:
-    text = msg.get_body().decode("utf-8")
-    with _lock:
-        relayed.append(text)
-    out.set(f"relayed:{text}")
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%HOLD_QUEUE%", connection="AzureWebJobsStorage")

@@ -25,7 +25,7 @@ def manual(timer: func.TimerRequest) -> None:
 
 
 @app.timer_trigger(schedule="0 0 0 1 1 *", arg_name="timer", run_on_startup=True, use_monitor=False)
-async def on_startup(timer: func.TimerRequest) -> None:
+def on_startup(timer: func.TimerRequest) -> None:
     startup_runs.append(timer)
 
 
