@@ -20,18 +20,18 @@ from typing import Any
 from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.queue import QueueServiceClient
 
-from bench.bench_parse import make_page
-from core.storage import Storage
-from ingestion.entities import (
+from activities.layout import (
     account_key,
     activity_entity,
     ledger_entity,
     safe_key,
     time_index_entity,
 )
+from activities.writer import ActivityStore
+from bench.bench_parse import make_page
+from core.storage import Storage
 from ingestion.models import Activity
 from ingestion.normalize import parse_page
-from ingestion.store import ActivityStore
 from localdev.azurite import Azurite
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -4,14 +4,14 @@
 
 Starts its own Azurite (in memory), stores N activities by writing the index rows the measured
 queries read (``activitiesbyuser``, ``activitiesbysub``, ``activitiesbytime``, the UPN alias
-rows) straight through the entity mapping of ``ingestion.entities`` with batch transactions
+rows) straight through the entity mapping of ``activities.layout`` with batch transactions
 (see ``submit_batch``), plus a "naive" table: the same rows in one table keyed by id, as
 ``activities`` is, with no raw event. Every measured answer is first checked against the
 dataset. Azurite's own per-row cost dominates the set-up (about 0.3 ms per row on one core).
 
 Then it measures, side by side:
 
-* the first page of 100 activities of one user through ``activity_api.query`` (the account's
+* the first page of 100 activities of one user through ``activities.reader`` (the account's
   ledger partition), against the naive approach: filter the naive table on ``user_key``, read
   every match and sort newest first in the app (a table keyed by id has no time order);
 * the same naive filter on the time-ordered table (stops after 100 matches, but still a scan);
@@ -48,10 +48,7 @@ from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from activity_api.query import ActivityQueries, ActivityQuery
-from core.clock import SystemClock
-from core.storage import ACCOUNTS_TABLE, BY_SUBSCRIPTION_TABLE, BY_TIME_TABLE, BY_USER_TABLE, Storage
-from ingestion.entities import (
+from activities.layout import (
     BATCH_LIMIT,
     UPN_ALIAS_PK,
     account_key,
@@ -63,6 +60,9 @@ from ingestion.entities import (
     safe_key,
     time_index_entity,
 )
+from activities.reader import ActivityQueries, ActivityQuery
+from core.clock import SystemClock
+from core.storage import ACCOUNTS_TABLE, BY_SUBSCRIPTION_TABLE, BY_TIME_TABLE, BY_USER_TABLE, Storage
 from ingestion.models import ActionType, Activity, ActivityUser
 from localdev.azurite import Azurite
 
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             f"in {loaded - generated:.1f} s ({counter.count} storage requests)\n"
         )
 
-        queries = ActivityQueries(storage, caller="bench", clock=SystemClock())
+        queries = ActivityQueries(storage, clock=SystemClock())
         user = data.users[0]
         assert user.upn is not None and user.id is not None
         upn, oid, key = user.upn, user.id, safe_key(user.id)
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def layer(query: ActivityQuery) -> Callable[[], tuple[int, int]]:
             def run() -> tuple[int, int]:
-                page = queries.search(query, PAGE)
+                page = queries.search(query, PAGE, None, caller="bench")
                 return len(page.items), len(page.items)
 
             return run
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             return [a.id for a in chosen[:PAGE]]
 
         def ids(query: ActivityQuery) -> list[str]:
-            return [item["id"] for item in queries.search(query, PAGE).items]
+            return [item["id"] for item in queries.search(query, PAGE, None, caller="bench").items]
 
         want_user = newest(lambda a: a.user.id == oid)
         assert ids(ActivityQuery(user=upn)) == ids(ActivityQuery(user=oid)) == want_user

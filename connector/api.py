@@ -1,42 +1,36 @@
-"""HTTP handlers of the connector API. Each takes the request and the runtime; the blueprint wires them."""
+"""HTTP handlers of the connector API: authenticate, call the service, pick the status code."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from connector import service
-from connector.state import ConnectorStore
-from connector.status import connector_body
+from connector.status import ConnectorView, connector_body
 from core.http import authenticate, json_response, read_json_body
 from core.runtime import Runtime
-from core.storage import CONNECTOR_TABLE
+
+CONNECT_STATUS = {"connected": 201, "already_connected": 200, "probe_failed": 502}
 
 
-def store_of(runtime: Runtime) -> ConnectorStore:
-    return ConnectorStore(runtime.storage.table(CONNECTOR_TABLE))
-
-
-def connect(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, runtime, admin=True)
+def connect(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
+    principal = authenticate(req, rt, admin=True)
     read_json_body(req)  # no fields today, but a body that is not JSON or too large is refused
-    answer = service.connect(store_of(runtime), runtime.arm, runtime.clock, principal)
-    return json_response(answer.status, answer.body)
+    result = service.connect(rt.connector, rt.subscriptions, rt.arm, rt.clock, principal)
+    return json_response(CONNECT_STATUS[result.outcome], connector_body(result.view))
 
 
-def get_connector(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
-    return json_response(200, service.load_body(store_of(runtime)))
+def get_connector(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
+    authenticate(req, rt)
+    return json_response(200, connector_body(service.current_view(rt.connector, rt.subscriptions)))
 
 
-def disconnect(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, runtime, admin=True)
-    answer = service.disconnect(store_of(runtime), runtime.clock, principal)
-    return json_response(answer.status, answer.body)
+def disconnect(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
+    principal = authenticate(req, rt, admin=True)
+    return json_response(200, connector_body(service.disconnect(rt.connector, rt.subscriptions, rt.clock, principal)))
 
 
-def list_connectors(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
-    store = store_of(runtime)
-    connector = store.get_connector()
-    items = [] if connector is None else [connector_body(connector, store.list_subscriptions())]
+def list_connectors(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
+    authenticate(req, rt)
+    record = rt.connector.get()
+    items = [] if record is None else [connector_body(ConnectorView(record, rt.subscriptions.list()))]
     return json_response(200, {"items": items})

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
-from connector.state import ConnectorRecord, SubscriptionRecord
+from core.arm import READER_FIX
+from core.timefmt import wire_time_or_none as wire
+from state.records import ConnectorRecord, SubscriptionRecord
 
 APP_NAME = "Microsoft Azure"
 
-READER_FIX = (
-    "assign the connector's identity the Activity Log Reader role (or Reader) on the subscriptions, or on a "
-    "management group above them"
-)
 
 
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".") + "Z"
+@dataclass(frozen=True)
+class ConnectorView:
+    """The connector record with its subscriptions: what the status body is made of."""
+
+    connector: ConnectorRecord
+    subscriptions: list[SubscriptionRecord]
 
 
 def subscription_status(sub: SubscriptionRecord) -> tuple[str, str | None]:
@@ -37,7 +37,7 @@ def rollup(connector: ConnectorRecord, subs: list[SubscriptionRecord]) -> tuple[
         if connector.disconnected_at is not None:
             who = f" by {connector.disconnected_by}" if connector.disconnected_by else ""
             return "Disconnected", (
-                f"Disconnected{who} at {iso(connector.disconnected_at)}. Stored data is kept; "
+                f"Disconnected{who} at {wire(connector.disconnected_at)}. Stored data is kept; "
                 "connect again to resume monitoring."
             )
         return "Error", connector.error or "The connection was not completed; connect again."
@@ -56,7 +56,8 @@ def rollup(connector: ConnectorRecord, subs: list[SubscriptionRecord]) -> tuple[
     return "Warning", f"Some subscriptions cannot be pulled: {names}. {details}".strip()
 
 
-def connector_body(connector: ConnectorRecord, subs: list[SubscriptionRecord]) -> dict[str, Any]:
+def connector_body(view: ConnectorView) -> dict[str, Any]:
+    connector, subs = view.connector, view.subscriptions
     status, message = rollup(connector, subs)
     successes = [s.last_success_at for s in subs if s.last_success_at is not None]
     items = []
@@ -69,22 +70,23 @@ def connector_body(connector: ConnectorRecord, subs: list[SubscriptionRecord]) -
                 "state": sub.state,
                 "status": sub_status,
                 "message": sub_message,
-                "watermark": iso(sub.watermark),
-                "lastPulledAt": iso(sub.last_pulled_at),
+                "watermark": wire(sub.watermark),
+                "lastPulledAt": wire(sub.last_pulled_at),
                 "activities": sub.activities,
+                "skippedEvents": sub.skipped_events,
             }
         )
     return {
         "app": APP_NAME,
         "status": status,
         "message": message,
-        "connectedAt": iso(connector.connected_at),
+        "connectedAt": wire(connector.connected_at),
         "connectedBy": connector.connected_by,
         "connectedById": connector.connected_by_id,
-        "disconnectedAt": iso(connector.disconnected_at),
+        "disconnectedAt": wire(connector.disconnected_at),
         "disconnectedBy": connector.disconnected_by,
         "disconnectedById": connector.disconnected_by_id,
-        "lastFanoutAt": iso(connector.last_fanout_at),
-        "lastSuccessAt": iso(max(successes)) if successes else None,
+        "lastFanoutAt": wire(connector.last_fanout_at),
+        "lastSuccessAt": wire(max(successes)) if successes else None,
         "subscriptions": items,
     }

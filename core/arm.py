@@ -260,6 +260,43 @@ class ArmClient:
         return self._get(self.check_activity_log_link(subscription_id, url))
 
 
+READER_FIX = (
+    "assign the connector's identity the Activity Log Reader role (or Reader) on the subscriptions, or on a "
+    "management group above them"
+)
+
+
+def describe_arm_failure(exc: ArmError | ArmThrottled, *, subscription: str | None = None) -> str:
+    """A message for an administrator: what is wrong and how to fix it."""
+    where = f"subscription {subscription}" if subscription else "the subscription list"
+    if isinstance(exc, ArmThrottled):
+        return f"ARM is throttling the connector's reads of {where}; it retries after {exc.retry_after:.0f} s."
+    if isinstance(exc, ArmSignInFailed):
+        return (
+            f"{exc.message}. Check AZURE_TENANT_ID and AZURE_CLIENT_ID (and the client secret, or that the "
+            "Function App's managed identity exists)."
+        )
+    if isinstance(exc, ArmAccessDenied):
+        answer = " ".join(part for part in (str(exc.status or ""), exc.arm_code or "") if part)
+        if subscription:
+            return (
+                f"The connector's identity has no read access to {where} (ARM answered {answer}): "
+                "assign it the Activity Log Reader role (or Reader) on that subscription."
+            )
+        return f"ARM refused to list subscriptions for the connector's identity ({answer}): {READER_FIX}."
+    if isinstance(exc, ArmNotFound):
+        return f"ARM no longer knows {where}; it may have been deleted or moved to another tenant."
+    if isinstance(exc, ArmBadRequest):
+        return f"ARM refused the request for {where}: {exc.message}"
+    if isinstance(exc, ArmUnavailable):
+        return f"ARM could not be read for {where}: {exc.message}. The connector retries on its next run."
+    return f"ARM could not be read for {where}: {exc.message}"
+
+
+def no_subscription_message() -> str:
+    return f"The connector's identity can read no subscription: {READER_FIX}."
+
+
 def _json(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)

@@ -1,7 +1,8 @@
-"""The one place where settings are validated and clients are built, once per worker.
+"""The composition root: settings validated and every port built here, once per worker.
 
-Triggers call `get_runtime()`; tests and the local tooling may `install_runtime()` one they built
-themselves (Azurite-backed, emulator-backed, with a fake clock) instead of patching modules.
+Triggers call `get_runtime()` and hand its typed ports (`core.ports`) to plain handlers; tests and
+the local tooling may `install_runtime()` one they built themselves (Azurite-backed,
+emulator-backed, with a fake clock) instead of patching modules.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from azure.data.tables import TableServiceClient
 from azure.identity import ClientSecretCredential, DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import QueueServiceClient
 
+from activities.reader import ActivityQueries
+from activities.writer import ActivityStore
 from core.arm import ArmClient
 from core.auth import SigningKeys, TokenValidator, pipeline_fetcher
 from core.clock import Clock, SystemClock
+from core.ports import ActivityReader, ActivityWriter, Arm, ConnectorState, PullQueue, SubscriptionState
 from core.settings import Settings, load_settings
-from core.storage import Storage
+from core.storage import CONNECTOR_TABLE, Storage
+from ingestion.messages import StoragePullQueue
+from ingestion.pull import PullPorts
+from state.tables import TableConnectorState, TableSubscriptionState
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +35,19 @@ logger = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     clock: Clock
-    arm: ArmClient
-    storage: Storage
     tokens: TokenValidator
+    arm: Arm
+    connector: ConnectorState
+    subscriptions: SubscriptionState
+    activities: ActivityWriter
+    reader: ActivityReader
+    pull_queue: PullQueue
+    storage: Storage  # the clients behind the storage ports (tables created at start, closed at the end)
+
+    @property
+    def pull(self) -> PullPorts:
+        return PullPorts(self.connector, self.subscriptions, self.arm, self.activities, self.pull_queue,
+                         self.clock, self.settings)  # fmt: skip
 
 
 def arm_credential(settings: Settings) -> TokenCredential:
@@ -91,7 +108,6 @@ def build_runtime(
     settings.require("AZURE_TENANT_ID", "CONNECTOR_API_AUDIENCE")
     assert settings.tenant_id and settings.api_audience
     clock = clock or SystemClock()
-    arm = build_arm(settings, credential)
     keys = SigningKeys(settings.openid_configuration_url, pipeline_fetcher())
     tokens = TokenValidator(
         keys=keys,
@@ -101,7 +117,20 @@ def build_runtime(
         clock=clock,
         leeway_seconds=settings.token_leeway_seconds,
     )
-    return Runtime(settings=settings, clock=clock, arm=arm, storage=storage or build_storage(settings), tokens=tokens)
+    storage = storage or build_storage(settings)
+    connector_table = storage.table(CONNECTOR_TABLE)
+    return Runtime(
+        settings=settings,
+        clock=clock,
+        tokens=tokens,
+        arm=build_arm(settings, credential),
+        connector=TableConnectorState(connector_table),
+        subscriptions=TableSubscriptionState(connector_table),
+        activities=ActivityStore(storage),
+        reader=ActivityQueries(storage, clock=clock),
+        pull_queue=StoragePullQueue(storage.pull_queue),
+        storage=storage,
+    )
 
 
 _lock = threading.Lock()

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from azure.storage.queue import QueueClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from core.storage import Storage
 
 
 class PullMessage(BaseModel):
@@ -37,6 +36,11 @@ def decode(body: bytes) -> PullMessage:
         raise MalformedMessage(errors) from exc
 
 
-def enqueue(storage: Storage, message: PullMessage, *, delay_seconds: int = 0) -> None:
-    """Send to the pull queue (base64-encoded, as host.json's messageEncoding expects)."""
-    storage.pull_queue.send_message(message.encode(), visibility_timeout=delay_seconds or None)
+class StoragePullQueue:
+    """The pull queue in Queue Storage (the client encodes base64, as host.json's messageEncoding expects)."""
+
+    def __init__(self, queue: QueueClient) -> None:
+        self._queue = queue
+
+    def send(self, message: PullMessage, *, delay_seconds: int = 0) -> None:
+        self._queue.send_message(message.encode(), visibility_timeout=delay_seconds or None)

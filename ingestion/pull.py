@@ -1,39 +1,46 @@
 """The pull: one subscription's Activity Log, from its watermark, in bounded steps.
 
-A message reads the window `[watermark - overlap, now - lag]` (never before the connection,
-never past the 90 days ARM keeps), page by page. Every page is stored before the position is
-saved; the watermark moves only once every page of the window is stored. The position (the
-window and the next page's link) lives on the subscription record, so a crash, a timeout or
-a throttled pause resumes where it stopped, and a re-read costs nothing but the reading.
-
-A lease on the subscription record keeps two messages for the same subscription from working
-at once; every write to the record is conditional on its ETag.
+A message acquires the subscription's lease, then steps page by page through the window
+`[watermark - overlap, now - lag]` (never before the connection, never past the 90 days ARM
+keeps): fetch a page, store it, save the position. The watermark moves only when every page of
+the window is stored (`state.subscriptions.close_window`); the position lives on the
+subscription record, so a crash, a timeout or a throttled pause resumes where it stopped, and a
+re-read costs nothing but the reading. How each failure is answered is one table, `FAILURES`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from azure.core.exceptions import AzureError
 
-from connector.service import describe_arm_failure
-from connector.state import ConnectorStore, StaleWrite, SubscriptionRecord
-from connector.status import iso
-from core.arm import ArmAccessDenied, ArmBadRequest, ArmError, ArmLinkRefused, ArmNotFound, ArmThrottled
+from activities.writer import LedgerContention
+from core.arm import (
+    ArmAccessDenied,
+    ArmBadRequest,
+    ArmError,
+    ArmLinkRefused,
+    ArmNotFound,
+    ArmThrottled,
+    describe_arm_failure,
+)
 from core.clock import Clock
-from core.runtime import Runtime
+from core.optimistic import WriteContention
+from core.ports import ActivityWriter, Arm, ConnectorState, PullQueue, SubscriptionState
 from core.settings import Settings
-from core.storage import CONNECTOR_TABLE
-from ingestion.messages import MalformedMessage, PullMessage, decode, enqueue
+from core.timefmt import wire_time
+from ingestion.messages import MalformedMessage, PullMessage, decode
 from ingestion.normalize import InvalidPage, parse_page
-from ingestion.store import ActivityStore, LedgerContention
+from state import subscriptions as state
+from state.records import SubscriptionRecord
+from state.subscriptions import Lease, LeaseLost
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +59,26 @@ class PullResult:
     stored: int = 0
 
 
-class LeaseLost(Exception):
-    """Another pull holds the subscription now, or the connection changed; stop quietly."""
+@dataclass(frozen=True)
+class PullPorts:
+    """What a pull needs; built once per worker by `core.runtime`."""
+
+    connector: ConnectorState
+    subscriptions: SubscriptionState
+    arm: Arm
+    activities: ActivityWriter
+    queue: PullQueue
+    clock: Clock
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The queue message as the host delivered it."""
+
+    message_id: str | None = None
+    dequeue_count: int = 1
+    max_dequeue_count: int = 5
 
 
 def next_window(
@@ -64,8 +89,8 @@ def next_window(
     if sub.watermark < floor - timedelta(seconds=settings.pull_overlap_seconds):
         logger.warning(
             "Subscription %s was last read up to %s, beyond what ARM keeps; reading from %s",
-            sub.subscription_id, iso(sub.watermark), iso(floor),
-        )
+            sub.subscription_id, wire_time(sub.watermark), wire_time(floor),
+        )  # fmt: skip
     start = max(sub.watermark - timedelta(seconds=settings.pull_overlap_seconds), floor)
     end = min(
         now - timedelta(seconds=settings.pull_lag_seconds),
@@ -76,78 +101,20 @@ def next_window(
     return start, end
 
 
-class _Lease:
-    """The subscription's lease, owned by one queue message (a redelivery of it may take it back)."""
-
-    def __init__(
-        self, store: ConnectorStore, clock: Clock, seconds: int, connection_id: str, owner: str | None = None
-    ) -> None:
-        self.owner = owner or uuid.uuid4().hex
-        self._store = store
-        self._clock = clock
-        self._seconds = seconds
-        self._connection_id = connection_id
-
-    def acquire(self, sub: SubscriptionRecord) -> SubscriptionRecord | None:
-        current: SubscriptionRecord | None = sub
-        for _ in range(8):
-            if current is None or not current.active or current.connection_id != self._connection_id:
-                return None
-            now = self._clock.now()
-            held = current.lease_owner and current.lease_until and current.lease_until > now
-            if held and current.lease_owner != self.owner:
-                return None
-            try:
-                return self._store.replace_subscription(
-                    replace(current, lease_owner=self.owner, lease_until=now + timedelta(seconds=self._seconds))
-                )
-            except StaleWrite:
-                current = self._store.get_subscription(sub.subscription_id)
-        return None
-
-    def update(
-        self, sub: SubscriptionRecord, change: Callable[[SubscriptionRecord], SubscriptionRecord], *,
-        release: bool = False,
-    ) -> SubscriptionRecord:
-        current = sub
-        for _ in range(8):
-            changed = change(current)
-            if release:
-                changed = replace(changed, lease_owner=None, lease_until=None)
-            else:
-                changed = replace(changed, lease_until=self._clock.now() + timedelta(seconds=self._seconds))
-            try:
-                return self._store.replace_subscription(changed)
-            except StaleWrite:
-                fresh = self._store.get_subscription(sub.subscription_id)
-                if fresh is None or fresh.lease_owner != self.owner or fresh.connection_id != self._connection_id:
-                    raise LeaseLost() from None
-                current = fresh
-        raise LeaseLost()
-
-
-def run_pull(
-    runtime: Runtime, body: bytes, *, message_id: str | None = None, dequeue_count: int = 1,
-    max_dequeue_count: int = 5,
-) -> PullResult:
+def run_pull(ports: PullPorts, body: bytes, delivery: Delivery = Delivery()) -> PullResult:
     """Handle one pull-queue message. Raises (so the host retries) only on transient failures."""
     try:
         message = decode(body)
     except MalformedMessage as exc:
         logger.error("Dropping a malformed pull message: %s", exc)
         return PullResult("skipped")
-    logger.info("Pull message for %s (%s, attempt %s)", message.subscription_id, message.reason, dequeue_count)
-    return pull_subscription(runtime, message, message_id=message_id, dequeue_count=dequeue_count,
-                             max_dequeue_count=max_dequeue_count)
+    logger.info("Pull message for %s (%s, attempt %s)", message.subscription_id, message.reason,
+                delivery.dequeue_count)  # fmt: skip
+    return pull_subscription(ports, message, delivery)
 
 
-def pull_subscription(
-    runtime: Runtime, message: PullMessage, *, message_id: str | None = None, dequeue_count: int = 1,
-    max_dequeue_count: int = 5,
-) -> PullResult:
-    settings, clock, arm = runtime.settings, runtime.clock, runtime.arm
-    cstore = ConnectorStore(runtime.storage.table(CONNECTOR_TABLE))
-    connector = cstore.get_connector()
+def pull_subscription(ports: PullPorts, message: PullMessage, delivery: Delivery = Delivery()) -> PullResult:
+    connector = ports.connector.get()
     if (
         connector is None
         or not connector.connected
@@ -157,142 +124,171 @@ def pull_subscription(
         logger.info("Pull of %s skipped: not connected, or from an earlier connection", message.subscription_id)
         return PullResult("skipped")
     sub_id = message.subscription_id.lower()
-    record = cstore.get_subscription(sub_id)
-    lease = _Lease(cstore, clock, settings.pull_lease_seconds, connector.connection_id, owner=message_id)
-    sub = lease.acquire(record) if record is not None else None
+    lease = Lease(ports.subscriptions, ports.clock, ports.settings.pull_lease_seconds, connector.connection_id,
+                  owner=delivery.message_id)  # fmt: skip
+    sub = lease.acquire(sub_id)
     if sub is None:
         logger.info("Pull of %s skipped: inactive, unknown, or already being pulled", sub_id)
         return PullResult("skipped")
-
-    store = ActivityStore(runtime.storage)
-    pages = stored = 0
-    started = time.monotonic()
-    outcome: Outcome = "caught_up"
-    # After a window closes, another is read in the same message only if it is worth it (a backlog);
-    # otherwise a message would chase `now` forever, re-reading the overlap each time.
-    worth_another = timedelta(seconds=max(60, settings.pull_lag_seconds))
-    windows = 0
+    job = PullJob(ports, lease, sub, connector.connected_at)
     try:
+        outcome = job.run()
+    except Exception as exc:  # noqa: BLE001 - every failure goes through the table below; most raise again
+        return _on_failure(job, message, delivery, exc)
+    if outcome == "backlog":
+        ports.queue.send(message.model_copy(update={"reason": "backlog", "enqueued_at": ports.clock.now()}))
+    logger.info("Pulled %s: %s pages, %s new activities, %s", sub_id, job.pages, job.stored, outcome)
+    return PullResult(outcome, job.pages, job.stored)
+
+
+class PullJob:
+    """One message's work on one leased subscription: open a window, step through its pages, finish."""
+
+    def __init__(self, ports: PullPorts, lease: Lease, sub: SubscriptionRecord, connected_at: datetime) -> None:
+        self.ports = ports
+        self.lease = lease
+        self.sub = sub
+        self.connected_at = connected_at
+        self.pages = 0
+        self.stored = 0
+        self._windows = 0
+        self._started = time.monotonic()
+
+    @property
+    def sub_id(self) -> str:
+        return self.sub.subscription_id
+
+    def run(self) -> Literal["caught_up", "backlog"]:
+        """Step until caught up or out of budget; then release the lease with status OK."""
+        outcome: Literal["caught_up", "backlog"] = "caught_up"
         while True:
-            now = clock.now()
-            if sub.next_link is None or sub.window_end is None:
-                window = next_window(sub, connector.connected_at, now, settings)
-                if window is None or (windows and window[1] - sub.watermark < worth_another):
-                    break
-                windows += 1
-                start, end = window
-                url = arm.activity_log_url(sub_id, start, end)
-                sub = lease.update(sub, _open_window(start, end, url))
-            if pages >= settings.pull_max_pages or time.monotonic() - started > WALL_CLOCK_BUDGET_SECONDS:
+            window_open = self.sub.next_link is not None and self.sub.window_end is not None
+            if not window_open and not self._open_next_window():
+                break
+            if self._out_of_budget():
                 outcome = "backlog"
                 break
-            assert sub.next_link is not None and sub.window_end is not None
-            window_end, link = sub.window_end, sub.next_link
-            try:
-                arm.check_activity_log_link(sub_id, link)
-            except ArmLinkRefused as exc:
-                # A stored link that does not point at this subscription's Activity Log: never follow
-                # it; read the window again from its start (the re-read stores nothing twice).
-                logger.warning("Pull of %s: the saved position was refused (%s); re-reading the window",
-                               sub_id, exc.message)
-                sub = lease.update(sub, _reopen_window(arm.activity_log_url(sub_id, sub.window_start or
-                                                                            sub.watermark, window_end)))
-                continue
-            body = arm.activity_log_page(sub_id, link)
-            items, next_link = parse_page(body, ingested_at=now, subscription_id=sub_id)
-            if next_link:
-                arm.check_activity_log_link(sub_id, next_link)  # ARM's own link: refused is a failed attempt
-            result = store.save(sub_id, items)
-            pages += 1
-            stored += result.stored
-            total = result.subscription_total
-            if next_link:
-                sub = lease.update(sub, _next_page(next_link, total))
-            else:
-                sub = lease.update(sub, _close_window(window_end, total))
-        finished = clock.now()
-        lease.update(sub, lambda r: replace(
-            r, status="OK", message=None, failures=0, last_pulled_at=finished, last_success_at=finished),
-            release=True)
-    except LeaseLost:
-        logger.warning("Pull of %s stopped: another pull took over the subscription", sub_id)
-        return PullResult("lease_lost", pages, stored)
-    except ArmThrottled as exc:
-        delay = min(max(1, math.ceil(exc.retry_after)), MAX_QUEUE_DELAY_SECONDS)
-        resume = clock.now() + timedelta(seconds=delay)
-        _release(lease, sub, status="OK", message=f"ARM is throttling reads; the pull resumes at {iso(resume)}.",
-                 clock=clock)
-        enqueue(runtime.storage, replace_reason(message, "throttled", clock.now()), delay_seconds=delay)
-        logger.warning("Pull of %s throttled by ARM; re-enqueued with a %s s delay", sub_id, delay)
-        return PullResult("throttled", pages, stored)
-    except (ArmAccessDenied, ArmNotFound) as exc:
-        text = describe_arm_failure(exc, subscription=f"{sub.display_name} ({sub_id})")
-        _release(lease, sub, status="Error", message=text, clock=clock, failed=True)
-        logger.warning("Pull of %s refused: %s", sub_id, text)
-        return PullResult("denied", pages, stored)
-    except (ArmError, AzureError, InvalidPage, LedgerContention) as exc:
-        if isinstance(exc, ArmBadRequest):
-            sub = _forget_window(lease, sub)
-        final = dequeue_count >= max_dequeue_count
-        reason = getattr(exc, "message", None) or str(exc).split("\n")[0]
-        text = (
-            f"Pulling failed {dequeue_count} times (last error: {reason}); the message was moved to "
-            f"{settings.pull_queue}-poison and the next fan-out tries again."
-            if final
-            else f"Pulling failed (attempt {dequeue_count} of {max_dequeue_count}; it is retried): {reason}"
+            self._step()
+        self.sub = self.lease.update(self.sub, state.succeeded(self.ports.clock.now()), release=True)
+        return outcome
+
+    def _open_next_window(self) -> bool:
+        settings = self.ports.settings
+        window = next_window(self.sub, self.connected_at, self.ports.clock.now(), settings)
+        # After a window closes, another is read in the same message only if it is worth it (a
+        # backlog); otherwise a message would chase `now` forever, re-reading the overlap each time.
+        worth_another = timedelta(seconds=max(60, settings.pull_lag_seconds))
+        if window is None or (self._windows and window[1] - self.sub.watermark < worth_another):
+            return False
+        self._windows += 1
+        start, end = window
+        url = self.ports.arm.activity_log_url(self.sub_id, start, end)
+        self.sub = self.lease.update(self.sub, state.open_window(start, end, url))
+        return True
+
+    def _out_of_budget(self) -> bool:
+        return (
+            self.pages >= self.ports.settings.pull_max_pages
+            or time.monotonic() - self._started > WALL_CLOCK_BUDGET_SECONDS
         )
-        _release(lease, sub, status="Error", message=text, clock=clock, failed=True)
-        logger.warning("Pull of %s failed (attempt %s): %s", sub_id, dequeue_count, reason)
-        raise
-    except Exception as exc:  # a defect: free the subscription and say so, then let the host retry
-        _release(lease, sub, status="Error", clock=clock, failed=True,
-                 message=f"Pulling failed unexpectedly ({type(exc).__name__}); see the Function App's logs.")
-        logger.exception("Pull of %s failed unexpectedly (attempt %s)", sub_id, dequeue_count)
-        raise
 
-    if outcome == "backlog":
-        enqueue(runtime.storage, replace_reason(message, "backlog", clock.now()))
-    logger.info("Pulled %s: %s pages, %s new activities, %s", sub_id, pages, stored, outcome)
-    return PullResult(outcome, pages, stored)
-
-
-def _open_window(start: datetime, end: datetime, url: str) -> Callable[[SubscriptionRecord], SubscriptionRecord]:
-    return lambda r: replace(r, window_start=start, window_end=end, next_link=url)
-
-
-def _reopen_window(url: str) -> Callable[[SubscriptionRecord], SubscriptionRecord]:
-    return lambda r: replace(r, next_link=url)
-
-
-def _next_page(link: str, total: int) -> Callable[[SubscriptionRecord], SubscriptionRecord]:
-    return lambda r: replace(r, next_link=link, activities=total)
-
-
-def _close_window(end: datetime, total: int) -> Callable[[SubscriptionRecord], SubscriptionRecord]:
-    """The whole window is stored: the watermark moves to its end (never backwards)."""
-    return lambda r: replace(r, watermark=max(r.watermark, end), window_start=None, window_end=None,
-                             next_link=None, activities=total)
-
-
-def replace_reason(message: PullMessage, reason: Literal["backlog", "throttled"], now: datetime) -> PullMessage:
-    return message.model_copy(update={"reason": reason, "enqueued_at": now})
+    def _step(self) -> None:
+        """One page: check where the saved position points, fetch, store, save the new position."""
+        arm, sub = self.ports.arm, self.sub
+        assert sub.next_link is not None and sub.window_end is not None
+        window_end, link = sub.window_end, sub.next_link
+        try:
+            arm.check_activity_log_link(self.sub_id, link)
+        except ArmLinkRefused as exc:
+            # A stored link that does not point at this subscription's Activity Log: never follow
+            # it; read the window again from its start (the re-read stores nothing twice).
+            logger.warning("Pull of %s: the saved position was refused (%s); re-reading the window",
+                           self.sub_id, exc.message)  # fmt: skip
+            first = arm.activity_log_url(self.sub_id, sub.window_start or sub.watermark, window_end)
+            self.sub = self.lease.update(sub, state.reread_window(first))
+            return
+        now = self.ports.clock.now()
+        items, next_link = parse_page(arm.activity_log_page(self.sub_id, link), ingested_at=now,
+                                      subscription_id=self.sub_id)  # fmt: skip
+        skipped = 0
+        if next_link:
+            arm.check_activity_log_link(self.sub_id, next_link)  # ARM's own link: refused is a failed attempt
+        result = self.ports.activities.save(self.sub_id, items)
+        self.pages += 1
+        self.stored += result.stored
+        if next_link:
+            change = state.next_page(next_link, result.subscription_total, skipped)
+        else:
+            change = state.close_window(window_end, result.subscription_total, skipped)
+        self.sub = self.lease.update(self.sub, change)
 
 
-def _release(
-    lease: _Lease, sub: SubscriptionRecord, *, status: Literal["OK", "Error", "Inactive"], message: str,
-    clock: Clock, failed: bool = False,
-) -> None:
-    now = clock.now()
-    try:
-        lease.update(sub, lambda r: replace(
-            r, status=status, message=message, failures=r.failures + 1 if failed else r.failures,
-            last_pulled_at=now), release=True)
-    except LeaseLost:
-        logger.info("Lease on %s was already taken over; status not written", sub.subscription_id)
+# --- failures: one table, one policy each --------------------------------------------------------
+
+Policy = Callable[[PullJob, PullMessage, Delivery, Exception], PullResult]
 
 
-def _forget_window(lease: _Lease, sub: SubscriptionRecord) -> SubscriptionRecord:
-    try:
-        return lease.update(sub, lambda r: replace(r, window_start=None, window_end=None, next_link=None))
-    except LeaseLost:
-        return sub
+def _stop(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
+    logger.warning("Pull of %s stopped: another pull took over the subscription, or it was disconnected", job.sub_id)
+    return PullResult("lease_lost", job.pages, job.stored)
+
+
+def _re_enqueue(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
+    assert isinstance(exc, ArmThrottled)
+    clock = job.ports.clock
+    delay = min(max(1, math.ceil(exc.retry_after)), MAX_QUEUE_DELAY_SECONDS)
+    resume = wire_time(clock.now() + timedelta(seconds=delay))
+    job.lease.release(job.sub, status="OK", message=f"ARM is throttling reads; the pull resumes at {resume}.")
+    job.ports.queue.send(message.model_copy(update={"reason": "throttled", "enqueued_at": clock.now()}),
+                         delay_seconds=delay)  # fmt: skip
+    logger.warning("Pull of %s throttled by ARM; re-enqueued with a %s s delay", job.sub_id, delay)
+    return PullResult("throttled", job.pages, job.stored)
+
+
+def _deny(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
+    assert isinstance(exc, ArmError)
+    text = describe_arm_failure(exc, subscription=f"{job.sub.display_name} ({job.sub_id})")
+    job.lease.release(job.sub, status="Error", message=text, failed=True)
+    logger.warning("Pull of %s refused: %s", job.sub_id, text)
+    return PullResult("denied", job.pages, job.stored)
+
+
+def _retry(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
+    if isinstance(exc, ArmBadRequest):  # the window itself was refused: open it anew next time
+        with contextlib.suppress(LeaseLost):
+            job.sub = job.lease.update(job.sub, state.forget_window)
+    settings = job.ports.settings
+    final = delivery.dequeue_count >= delivery.max_dequeue_count
+    reason = getattr(exc, "message", None) or str(exc).split("\n")[0]
+    text = (
+        f"Pulling failed {delivery.dequeue_count} times (last error: {reason}); the message was moved to "
+        f"{settings.pull_queue}-poison and the next fan-out tries again."
+        if final
+        else f"Pulling failed (attempt {delivery.dequeue_count} of {delivery.max_dequeue_count}; it is retried): "
+        f"{reason}"
+    )
+    job.lease.release(job.sub, status="Error", message=text, failed=True)
+    logger.warning("Pull of %s failed (attempt %s): %s", job.sub_id, delivery.dequeue_count, reason)
+    raise exc
+
+
+def _retry_unexpected(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
+    """A defect: free the subscription and say so, then let the host retry."""
+    text = f"Pulling failed unexpectedly ({type(exc).__name__}); see the Function App's logs."
+    job.lease.release(job.sub, status="Error", message=text, failed=True)
+    logger.error("Pull of %s failed unexpectedly (attempt %s)", job.sub_id, delivery.dequeue_count, exc_info=exc)
+    raise exc
+
+
+FAILURES: list[tuple[tuple[type[Exception], ...], Policy]] = [
+    ((LeaseLost,), _stop),
+    ((ArmThrottled,), _re_enqueue),
+    ((ArmAccessDenied, ArmNotFound), _deny),
+    ((ArmError, AzureError, InvalidPage, LedgerContention, WriteContention), _retry),
+    ((Exception,), _retry_unexpected),
+]
+
+
+def _on_failure(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
+    policy = next(policy for kinds, policy in FAILURES if isinstance(exc, kinds))
+    return policy(job, message, delivery, exc)

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from activities.layout import account_api, activity_from_properties, epoch_us, raw_from_entity
+from activities.writer import ActivityStore
 from core.runtime import Runtime
-from ingestion.entities import account_api, activity_from_properties, epoch_us, raw_from_entity
 from ingestion.normalize import normalize_event
-from ingestion.store import ActivityStore
 from localdev.azurite import ROOT
 from tests.support.platform import FUNCTION_KEY, call, fresh_function_app
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import azure.functions as func
 import jwt
@@ -25,18 +25,19 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from activity_api import api, tokens
-from core.arm import ArmClient
+from activities import tokens
+from activities.layout import epoch_us, safe_key
+from activities.reader import ActivityQueries
+from activities.writer import ActivityStore
+from activity_api import api
 from core.auth import SigningKeys, TokenValidator
 from core.clock import FakeClock
 from core.http import handle_http
 from core.runtime import Runtime
 from core.settings import load_settings
 from core.storage import Storage
-from ingestion.entities import epoch_us, safe_key
 from ingestion.models import Activity
 from ingestion.normalize import normalize_event
-from ingestion.store import ActivityStore
 from tests.support.events import USERS, make_event
 
 pytestmark = pytest.mark.integration
@@ -193,9 +194,11 @@ def world(storage_connection_string: str) -> Iterator[World]:
             activities.append(activity)
     issuer = Issuer()
     clock = FakeClock(NOW)
+    unused: Any = None  # the API reads through `reader` only
     runtime = Runtime(
-        settings=issuer.settings, clock=clock, arm=cast(ArmClient, None), storage=storage,
-        tokens=issuer.validator(clock),
+        settings=issuer.settings, clock=clock, tokens=issuer.validator(clock), arm=unused, connector=unused,
+        subscriptions=unused, activities=store, reader=ActivityQueries(storage, clock=clock), pull_queue=unused,
+        storage=storage,
     )  # fmt: skip
     yield World(runtime, issuer, storage, raw, activities, requests, storage_connection_string)
     storage.close()
@@ -418,9 +421,9 @@ def test_continuation_of_another_caller_or_expired_is_400(world: World) -> None:
     status, body = world.call(api.list_activities, {**params, "continuation": token}, authorization=app)
     assert status == 400 and "another caller" in body["error"]["message"]
     later = FakeClock(NOW + tokens.TOKEN_LIFETIME + timedelta(seconds=1))
-    an_hour_on = dataclasses.replace(
-        world, runtime=dataclasses.replace(world.runtime, clock=later, tokens=world.issuer.validator(later))
-    )
+    reader = ActivityQueries(world.storage, clock=later)
+    runtime = dataclasses.replace(world.runtime, clock=later, tokens=world.issuer.validator(later), reader=reader)
+    an_hour_on = dataclasses.replace(world, runtime=runtime)
     fresh = "Bearer " + world.issuer.token(expires=later.now() + timedelta(hours=1))
     status, body = an_hour_on.call(api.list_activities, {**params, "continuation": token}, authorization=fresh)
     assert status == 400 and "expired" in body["error"]["message"]

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from core.arm import ArmLinkRefused
+from core.arm import ArmClient, ArmLinkRefused
 from core.runtime import Runtime
 from ingestion import pull as pull_module
-from ingestion.fanout import run_fanout
 from ingestion.pull import pull_subscription
-from tests.integration.test_pull import active_ids, connect, expected_events, message_for, stored_ids
+from tests.integration.test_pull import active_ids, connect, expected_events, fanout, message_for, stored_ids
 from tests.support.trap import Trap, trap_server
 
 pytestmark = pytest.mark.integration
@@ -58,20 +57,20 @@ def test_a_stored_link_elsewhere_is_never_followed_and_the_window_is_read_again(
     clock.advance(timedelta(hours=1))
     base = trap.base_url if scheme_host == "trap" else trap.base_url.replace("https://", "http://")
     planted = f"{base}{_log_path(sub)}?api-version=2015-04-01&$skipToken=secret-position"
-    record = store.get_subscription(sub)
+    record = store.subscriptions.get(sub)
     assert record is not None
     window_end = clock.now() - timedelta(seconds=runtime.settings.pull_lag_seconds)
-    store.replace_subscription(replace(record, window_start=connected_at, window_end=window_end, next_link=planted))
+    store.subscriptions.replace(replace(record, window_start=connected_at, window_end=window_end, next_link=planted))
 
     with caplog.at_level(logging.WARNING):
-        result = pull_subscription(runtime, message_for(store, sub, clock))
+        result = pull_subscription(runtime.pull, message_for(store, sub, clock))
 
     assert trap.requests == []
     assert result.outcome == "caught_up"
     expected = expected_events(emulator, [sub], connected_at, window_end, clock.now())
     got = stored_ids(runtime)
     assert set(got) == set(expected) and set(got.values()) == {1}
-    done = store.get_subscription(sub)
+    done = store.subscriptions.get(sub)
     assert done is not None and done.watermark == window_end and done.next_link is None and done.status == "OK"
     assert "refused" in caplog.text and "secret-position" not in caplog.text
 
@@ -92,9 +91,9 @@ def test_a_next_link_from_arm_pointing_elsewhere_fails_the_attempt(
 
     monkeypatch.setattr(pull_module, "parse_page", answer_with_a_foreign_link)
     with pytest.raises(ArmLinkRefused):
-        pull_subscription(runtime, message_for(store, sub, clock), dequeue_count=1)
+        pull_subscription(runtime.pull, message_for(store, sub, clock))
     assert trap.requests == []
-    record = store.get_subscription(sub)
+    record = store.subscriptions.get(sub)
     assert record is not None and record.status == "Error" and "paging link" in (record.message or "")
     assert record.next_link is not None and record.next_link.startswith(emulator.url)  # the refused one not saved
 
@@ -103,6 +102,7 @@ def test_a_subscription_list_next_link_pointing_elsewhere_is_refused(
     runtime: Runtime, emulator: Any, trap: Trap, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     connect(runtime)
+    assert isinstance(runtime.arm, ArmClient)
     real_get = runtime.arm._get
 
     def listing_with_a_foreign_link(url: str) -> bytes:
@@ -111,6 +111,6 @@ def test_a_subscription_list_next_link_pointing_elsewhere_is_refused(
         return json.dumps(document).encode()
 
     monkeypatch.setattr(runtime.arm, "_get", listing_with_a_foreign_link)
-    result = run_fanout(runtime)
+    result = fanout(runtime)
     assert trap.requests == []
     assert result.error is not None and "paging link" in result.error

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from connector.state import ConnectorStore
 from core.runtime import Runtime
-from core.storage import CONNECTOR_TABLE
 from tests.support.platform import call
 
 pytestmark = pytest.mark.integration
@@ -55,7 +53,7 @@ def test_plain_user_gets_403_and_nothing_is_written(app_host: Any, emulator: Any
     status, body = call(app_host.base_url, "POST", ROUTE, emulator.mint_token("user"))
     assert status == 403
     assert "Global Administrator" in body["error"]["message"] and "Security Administrator" in body["error"]["message"]
-    assert ConnectorStore(runtime.storage.table(CONNECTOR_TABLE)).get_connector() is None
+    assert runtime.connector.get() is None
     status, body = call(app_host.base_url, "GET", ROUTE, emulator.mint_token("global_admin"))
     assert status == 404 and body["error"]["code"] == "NotFound"
     status, body = call(app_host.base_url, "GET", "/api/connectors", emulator.mint_token("user"))
@@ -163,7 +161,7 @@ def test_scope_and_app_role_rules_through_the_api(app_host: Any, emulator: Any, 
     assert status == 200 and body == {"items": [], "continuation": None}
     status, body = call(app_host.base_url, "POST", ROUTE, app)  # an application cannot connect
     assert status == 403 and "signed-in" in body["error"]["message"]
-    assert ConnectorStore(runtime.storage.table(CONNECTOR_TABLE)).get_connector() is None
+    assert runtime.connector.get() is None
 
 
 def test_administrators_are_recorded_by_object_id_never_by_email(app_host: Any, emulator: Any) -> None:
@@ -208,11 +206,10 @@ def test_concurrent_connects_leave_one_record(app_host: Any, emulator: Any, runt
     for t in threads:
         t.join()
     assert sorted(results) == [200] * 5 + [201]
-    store = ConnectorStore(runtime.storage.table(CONNECTOR_TABLE))
-    record = store.get_connector()
+    record = runtime.connector.get()
     assert record is not None and record.connected
-    assert {s.subscription_id for s in store.list_subscriptions()} == listed_ids(emulator)
-    assert all(s.connection_id == record.connection_id for s in store.list_subscriptions())
+    assert {s.subscription_id for s in runtime.subscriptions.list()} == listed_ids(emulator)
+    assert all(s.connection_id == record.connection_id for s in runtime.subscriptions.list())
 
 
 def test_connect_and_disconnect_at_once_stay_consistent(app_host: Any, emulator: Any, runtime: Runtime) -> None:
@@ -231,7 +228,7 @@ def test_connect_and_disconnect_at_once_stay_consistent(app_host: Any, emulator:
     assert all(status in (200, 201) for _, status in outcomes), outcomes
     status, body = call(app_host.base_url, "GET", ROUTE, admin)
     assert status == 200 and body["status"] in ("Connected", "Disconnected")
-    record = ConnectorStore(runtime.storage.table(CONNECTOR_TABLE)).get_connector()
+    record = runtime.connector.get()
     assert record is not None and record.connected == (body["status"] == "Connected")
 
 

@@ -12,18 +12,18 @@ from typing import Any
 import pytest
 from azure.storage.queue import QueueClient
 
+from activities.layout import account_api
+from activities.writer import ActivityStore
 from connector import service
-from connector.state import ConnectorStore, SubscriptionRecord
+from connector.status import connector_body
 from core.arm import ArmUnavailable
 from core.auth import Principal
 from core.runtime import Runtime
-from core.storage import CONNECTOR_TABLE
-from ingestion.entities import account_api
-from ingestion.fanout import run_fanout
+from ingestion.fanout import FanoutResult, run_fanout
 from ingestion.messages import PullMessage
 from ingestion.normalize import normalize_event
-from ingestion.pull import pull_subscription, run_pull
-from ingestion.store import ActivityStore
+from ingestion.pull import Delivery, pull_subscription, run_pull
+from state.records import SubscriptionRecord
 from tests.support.platform import make_runtime
 
 pytestmark = pytest.mark.integration
@@ -31,11 +31,24 @@ pytestmark = pytest.mark.integration
 ADMIN = Principal(object_id="a", upn="admin@contoso.com", name="Admin", tenant_id="t", role_ids=frozenset())
 
 
-def connect(runtime: Runtime) -> ConnectorStore:
-    store = ConnectorStore(runtime.storage.table(CONNECTOR_TABLE))
-    answer = service.connect(store, runtime.arm, runtime.clock, ADMIN)
-    assert answer.status == 201, answer.body
-    return store
+def connect(runtime: Runtime) -> Runtime:
+    result = service.connect(runtime.connector, runtime.subscriptions, runtime.arm, runtime.clock, ADMIN)
+    assert result.outcome == "connected", connector_body(result.view)
+    return runtime
+
+
+def body_of(runtime: Runtime) -> dict[str, Any]:
+    return connector_body(service.current_view(runtime.connector, runtime.subscriptions))
+
+
+def retention(runtime: Runtime) -> int:
+    from ingestion.retention import run_retention
+
+    return run_retention(runtime.subscriptions, runtime.activities, runtime.clock, runtime.settings)
+
+
+def fanout(runtime: Runtime) -> FanoutResult:
+    return run_fanout(runtime.connector, runtime.subscriptions, runtime.arm, runtime.pull_queue, runtime.clock)
 
 
 def drain(runtime: Runtime) -> list[PullMessage]:
@@ -55,14 +68,14 @@ def pull_all(runtime: Runtime, *, rounds: int = 50) -> int:
         if not batch:
             return handled
         for message in batch:
-            pull_subscription(runtime, message)
+            pull_subscription(runtime.pull, message)
             handled += 1
     raise AssertionError("the pull queue did not drain")
 
 
-def message_for(store: ConnectorStore, subscription_id: str, clock: Any) -> PullMessage:
+def message_for(store: Runtime, subscription_id: str, clock: Any) -> PullMessage:
     """The message the fan-out would enqueue for this subscription now."""
-    connector = store.get_connector()
+    connector = store.connector.get()
     assert connector is not None
     return PullMessage(subscription_id=subscription_id, connection_id=connector.connection_id,
                        enqueued_at=clock.now())
@@ -89,12 +102,12 @@ def test_fanout_and_pulls_store_exactly_the_events_since_connection(
     store = connect(runtime)
     for _ in range(6):  # half an hour of fan-outs every five minutes
         clock.advance(timedelta(minutes=5))
-        assert run_fanout(runtime).enqueued == len(active_ids(emulator))
+        assert fanout(runtime).enqueued == len(active_ids(emulator))
         pull_all(runtime)
     emulator.set_events_per_hour(0)
     stop = clock.now()
     clock.advance(timedelta(minutes=10))  # every event has surfaced
-    run_fanout(runtime)
+    fanout(runtime)
     pull_all(runtime)
 
     # Up to the last window's end: the end events of operations started before `stop` come after it.
@@ -105,7 +118,7 @@ def test_fanout_and_pulls_store_exactly_the_events_since_connection(
 
     acts = ActivityStore(runtime.storage)
     for sub in active_ids(emulator):
-        record = store.get_subscription(sub)
+        record = store.subscriptions.get(sub)
         assert record is not None and record.status == "OK" and record.next_link is None
         n = sum(1 for e in expected.values() if e["subscriptionId"].lower() == sub)
         assert acts.subscription_count(sub) == n == record.activities
@@ -123,24 +136,24 @@ def test_forbidden_subscription_is_marked_and_others_go_on(runtime: Runtime, emu
     emulator.set_subscription(denied, forbidden=True)
     store = connect(runtime)
     clock.advance(timedelta(minutes=30))
-    run_fanout(runtime)
+    fanout(runtime)
     handled = pull_all(runtime)
     assert handled == len(active_ids(emulator)) + 1  # the forbidden one was handled once, not retried
-    record = store.get_subscription(denied)
+    record = store.subscriptions.get(denied)
     assert record is not None and record.status == "Error"
     assert "Reader role" in (record.message or "")
-    body = service.load_body(store)
+    body = body_of(store)
     assert body["status"] == "Warning" and denied in body["message"]
-    others = [store.get_subscription(s) for s in active_ids(emulator)]
+    others = [store.subscriptions.get(s) for s in active_ids(emulator)]
     assert all(o is not None and o.status == "OK" and o.activities > 0 for o in others)
 
     emulator.set_subscription(denied, forbidden=False)  # the fix: the next run clears the failure
     clock.advance(timedelta(minutes=5))
-    run_fanout(runtime)
+    fanout(runtime)
     pull_all(runtime)
-    record = store.get_subscription(denied)
+    record = store.subscriptions.get(denied)
     assert record is not None and record.status == "OK" and record.message is None
-    assert service.load_body(store)["status"] == "Connected"
+    assert body_of(store)["status"] == "Connected"
 
 
 def test_crash_between_pages_resumes_without_loss_or_duplicates(
@@ -167,19 +180,19 @@ def test_crash_between_pages_resumes_without_loss_or_duplicates(
 
     with monkeypatch.context() as patch, pytest.raises(ArmUnavailable, match="500"):
         patch.setattr(emulator, "take_fault", one_page_then_fail)
-        pull_subscription(runtime, message, dequeue_count=1)
+        pull_subscription(runtime.pull, message, Delivery(dequeue_count=1))
     emulator.clear_faults()
-    mid: SubscriptionRecord | None = store.get_subscription(sub)
+    mid: SubscriptionRecord | None = store.subscriptions.get(sub)
     assert mid is not None and mid.next_link is not None  # position saved after the stored page
     assert mid.watermark == connected_at  # not moved past unstored events
     assert mid.lease_owner is None and "attempt 1 of 5" in (mid.message or "")
     assert 0 < sum(stored_ids(runtime).values()) <= 50
 
-    pull_subscription(runtime, message, dequeue_count=2)
+    pull_subscription(runtime.pull, message, Delivery(dequeue_count=2))
     expected = expected_events(emulator, [sub], connected_at, clock.now() - timedelta(seconds=60), clock.now())
     got = stored_ids(runtime)
     assert set(got) == set(expected) and set(got.values()) == {1}
-    done = store.get_subscription(sub)
+    done = store.subscriptions.get(sub)
     assert done is not None and done.status == "OK" and done.activities == len(expected)
 
 
@@ -190,11 +203,11 @@ def test_failing_message_reports_poison_on_the_last_attempt(runtime: Runtime, em
     message = message_for(store, sub, clock)
     emulator.add_fault("5xx", subscription_id=sub, count=-1, status=503)
     with pytest.raises(Exception):  # noqa: B017 - the host only needs it to raise
-        pull_subscription(runtime, message, dequeue_count=5, max_dequeue_count=5)
-    record = store.get_subscription(sub)
+        pull_subscription(runtime.pull, message, Delivery(dequeue_count=5, max_dequeue_count=5))
+    record = store.subscriptions.get(sub)
     assert record is not None and record.status == "Error"
     assert f"{runtime.settings.pull_queue}-poison" in (record.message or "")
-    assert service.load_body(store)["status"] == "Warning"
+    assert body_of(store)["status"] == "Warning"
 
 
 def test_throttling_re_enqueues_with_a_visibility_delay(runtime: Runtime, emulator: Any, clock: Any) -> None:
@@ -203,16 +216,16 @@ def test_throttling_re_enqueues_with_a_visibility_delay(runtime: Runtime, emulat
     clock.advance(timedelta(minutes=10))
     message = message_for(store, sub, clock)
     emulator.add_fault("429", subscription_id=sub, count=1, retry_after=3600)
-    result = pull_subscription(runtime, message)
+    result = pull_subscription(runtime.pull, message)
     assert result.outcome == "throttled"
     assert list(runtime.storage.pull_queue.receive_messages(visibility_timeout=1)) == []  # hidden for an hour
     assert runtime.storage.pull_queue.get_queue_properties().approximate_message_count == 1
-    record = store.get_subscription(sub)
+    record = store.subscriptions.get(sub)
     assert record is not None and record.status == "OK" and "throttling" in (record.message or "")
     assert record.lease_owner is None
 
     emulator.add_fault("429", subscription_id=sub, count=2, retry_after=1)  # short: retried inline
-    assert pull_subscription(runtime, message).outcome == "caught_up"
+    assert pull_subscription(runtime.pull, message).outcome == "caught_up"
 
 
 def test_backlog_is_worked_off_in_bounded_steps(emulator: Any, clock: Any, environ: Any) -> None:
@@ -223,11 +236,11 @@ def test_backlog_is_worked_off_in_bounded_steps(emulator: Any, clock: Any, envir
     sub = active_ids(emulator)[0]
     clock.advance(timedelta(days=2))  # an outage of two days
     message = message_for(store, sub, clock)
-    first = pull_subscription(runtime, message)
+    first = pull_subscription(runtime.pull, message)
     assert first.outcome == "backlog" and first.pages <= runtime.settings.pull_max_pages
     steps = 1 + pull_all(runtime)
     assert steps > 1
-    record = store.get_subscription(sub)
+    record = store.subscriptions.get(sub)
     assert record is not None and record.watermark >= clock.now() - timedelta(minutes=2)
 
 
@@ -244,7 +257,7 @@ def test_concurrent_messages_for_one_subscription(runtime: Runtime, emulator: An
 
     def pull() -> None:
         together.wait(timeout=30)
-        outcomes.append(pull_subscription(runtime, message).outcome)
+        outcomes.append(pull_subscription(runtime.pull, message).outcome)
 
     threads = [threading.Thread(target=pull) for _ in range(4)]
     for t in threads:
@@ -252,28 +265,28 @@ def test_concurrent_messages_for_one_subscription(runtime: Runtime, emulator: An
     for t in threads:
         t.join()
     assert "caught_up" in outcomes and outcomes.count("skipped") >= 1
-    pull_subscription(runtime, message)  # and once more, as a redelivery
+    pull_subscription(runtime.pull, message)  # and once more, as a redelivery
     expected = expected_events(emulator, [sub], connected_at, clock.now() - timedelta(seconds=60), clock.now())
     got = stored_ids(runtime)
     assert set(got) == set(expected) and set(got.values()) == {1}
-    record = store.get_subscription(sub)
+    record = store.subscriptions.get(sub)
     assert record is not None and record.activities == len(expected)
 
 
 def test_malformed_messages_are_dropped(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
     for body in (b"not json", b"{}", json.dumps({"subscriptionId": "x", "connectionId": "c"}).encode()):
-        assert run_pull(runtime, body).outcome == "skipped"
+        assert run_pull(runtime.pull, body).outcome == "skipped"
     assert "malformed" in caplog.text
 
 
 def test_disconnected_connector_enqueues_and_pulls_nothing(runtime: Runtime, emulator: Any, clock: Any) -> None:
     store = connect(runtime)
-    connection = store.get_connector().connection_id  # type: ignore[union-attr]
-    service.disconnect(store, clock, ADMIN)
+    connection = store.connector.get().connection_id  # type: ignore[union-attr]
+    service.disconnect(store.connector, store.subscriptions, clock, ADMIN)
     clock.advance(timedelta(minutes=5))
-    assert run_fanout(runtime).enqueued == 0
+    assert fanout(runtime).enqueued == 0
     message = PullMessage(subscription_id=active_ids(emulator)[0], connection_id=connection, enqueued_at=clock.now())
-    assert pull_subscription(runtime, message).outcome == "skipped"
+    assert pull_subscription(runtime.pull, message).outcome == "skipped"
     assert sum(stored_ids(runtime).values()) == 0
 
 
@@ -285,23 +298,23 @@ def test_fanout_adds_new_marks_inactive_and_reports_listing_failure(
     new = emulator.add_subscription("Contoso Analytics")
     gone = active_ids(emulator)[1]
     emulator.set_subscription(gone, state="Disabled")
-    result = run_fanout(runtime)
+    result = fanout(runtime)
     assert result.enqueued == len(active_ids(emulator))
-    added = store.get_subscription(new.subscription_id)
+    added = store.subscriptions.get(new.subscription_id)
     assert added is not None and added.watermark == clock.now()
-    body = service.load_body(store)
+    body = body_of(store)
     states = {s["subscriptionId"]: s for s in body["subscriptions"]}
     assert states[gone]["status"] == "Inactive" and states[gone]["state"] == "Disabled"
     assert body["lastFanoutAt"] is not None
 
     emulator.reject_sign_in(True)
     fresh = _fresh_arm(runtime)
-    failed = run_fanout(fresh)
+    failed = fanout(fresh)
     assert failed.error and "sign in" in failed.error
-    assert service.load_body(store)["status"] == "Error"
+    assert body_of(store)["status"] == "Error"
     emulator.reject_sign_in(False)
-    run_fanout(_fresh_arm(runtime))
-    assert service.load_body(store)["status"] == "Connected"
+    fanout(_fresh_arm(runtime))
+    assert body_of(store)["status"] == "Connected"
 
 
 def _fresh_arm(runtime: Runtime) -> Runtime:
@@ -315,7 +328,7 @@ def _fresh_arm(runtime: Runtime) -> Runtime:
 
 def test_queue_messages_are_base64_json(runtime: Runtime, emulator: Any, clock: Any, environ: Any) -> None:
     connect(runtime)
-    run_fanout(runtime)
+    fanout(runtime)
     plain = QueueClient.from_connection_string(environ["AzureWebJobsStorage"], runtime.settings.pull_queue)
     raw = plain.receive_messages(visibility_timeout=1)
     first = next(iter(raw))
@@ -340,7 +353,7 @@ def test_a_caught_up_pull_does_not_chase_the_moving_now(runtime: Runtime, emulat
     clock.advance(timedelta(minutes=5))
     ticking = replace(runtime, clock=TickingClock(clock))
     message = message_for(store, active_ids(emulator)[0], clock)
-    result = pull_subscription(ticking, message)
+    result = pull_subscription(ticking.pull, message)
     assert result.outcome == "caught_up" and result.pages == 1
     assert drain(runtime) == []  # no follow-up message
 
@@ -348,11 +361,10 @@ def test_a_caught_up_pull_does_not_chase_the_moving_now(runtime: Runtime, emulat
 def test_retention_timer_deletes_old_activities_and_keeps_accounts(
     runtime: Runtime, emulator: Any, clock: Any, environ: Any
 ) -> None:
-    from ingestion.retention import run_retention
 
     store = connect(runtime)
     clock.advance(timedelta(hours=1))
-    run_fanout(runtime)
+    fanout(runtime)
     pull_all(runtime)
     acts = ActivityStore(runtime.storage)
     stored = sum(stored_ids(runtime).values())
@@ -360,32 +372,30 @@ def test_retention_timer_deletes_old_activities_and_keeps_accounts(
     assert stored > 0 and accounts_before
 
     clock.advance(timedelta(days=runtime.settings.retention_days - 1))
-    assert run_retention(runtime) == 0  # nothing is old enough yet
+    assert retention(runtime) == 0  # nothing is old enough yet
     clock.advance(timedelta(days=2))
-    assert run_retention(runtime) == stored
+    assert retention(runtime) == stored
     assert sum(stored_ids(runtime).values()) == 0
     assert list(acts.accounts.query_entities("PartitionKey eq 'account'")) == accounts_before
-    assert store.get_connector() is not None
+    assert store.connector.get() is not None
 
 
 def test_retention_never_deletes_what_a_backlog_may_still_re_read(
     emulator: Any, clock: Any, environ: Any
 ) -> None:
-    from ingestion.retention import run_retention
-
     runtime = make_runtime({**environ, "ACTIVITY_RETENTION_DAYS": "10"}, clock)
     emulator.set_events_per_hour(6)
     connect(runtime)
     clock.advance(timedelta(hours=2))
-    run_fanout(runtime)
+    fanout(runtime)
     pull_all(runtime)
     stored = sum(stored_ids(runtime).values())
     assert stored > 0
     clock.advance(timedelta(days=11))  # no pull for 11 days: the next one re-reads the overlap
-    first = run_retention(runtime)
+    first = retention(runtime)
     assert 0 < first < stored  # the last PULL_OVERLAP_SECONDS before the watermark are kept
     clock.advance(timedelta(days=80))  # now beyond what ARM keeps: nothing can be re-read
-    assert run_retention(runtime) == stored - first
+    assert retention(runtime) == stored - first
 
 
 def test_an_unexpected_error_frees_the_subscription_and_says_so(
@@ -401,11 +411,11 @@ def test_an_unexpected_error_frees_the_subscription_and_says_so(
 
     with monkeypatch.context() as patch, pytest.raises(RuntimeError):
         patch.setattr(ActivityStore, "save", broken)
-        pull_subscription(runtime, message, message_id="m1")
-    record = store.get_subscription(sub)
+        pull_subscription(runtime.pull, message, Delivery(message_id="m1"))
+    record = store.subscriptions.get(sub)
     assert record is not None and record.lease_owner is None
     assert record.status == "Error" and "unexpectedly" in (record.message or "")
-    assert pull_subscription(runtime, message, message_id="m1").outcome == "caught_up"
+    assert pull_subscription(runtime.pull, message, Delivery(message_id="m1")).outcome == "caught_up"
 
 
 def test_a_redelivered_message_takes_back_its_own_lease(runtime: Runtime, emulator: Any, clock: Any) -> None:
@@ -414,13 +424,13 @@ def test_a_redelivered_message_takes_back_its_own_lease(runtime: Runtime, emulat
     store = connect(runtime)
     sub = active_ids(emulator)[0]
     clock.advance(timedelta(minutes=30))
-    record = store.get_subscription(sub)
+    record = store.subscriptions.get(sub)
     assert record is not None
     # The worker that held the lease for message m1 died without releasing it.
-    store.replace_subscription(replace(record, lease_owner="m1", lease_until=clock.now() + timedelta(minutes=10)))
+    store.subscriptions.replace(replace(record, lease_owner="m1", lease_until=clock.now() + timedelta(minutes=10)))
     message = message_for(store, sub, clock)
-    assert pull_subscription(runtime, message, message_id="m2").outcome == "skipped"
-    assert pull_subscription(runtime, message, message_id="m1").outcome == "caught_up"
+    assert pull_subscription(runtime.pull, message, Delivery(message_id="m2")).outcome == "skipped"
+    assert pull_subscription(runtime.pull, message, Delivery(message_id="m1")).outcome == "caught_up"
 
 
 def test_a_disconnect_stops_a_running_pull_before_its_next_page(runtime: Runtime, emulator: Any, clock: Any) -> None:
@@ -437,33 +447,33 @@ def test_a_disconnect_stops_a_running_pull_before_its_next_page(runtime: Runtime
         return sum(1 for r in emulator.request_log if sub in r.path.lower() and r.status == 200)
 
     outcome: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: outcome.update(result=pull_subscription(runtime, message)))
+    worker = threading.Thread(target=lambda: outcome.update(result=pull_subscription(runtime.pull, message)))
     worker.start()
     deadline = threading.Event()
     while pages_read() < 2 and worker.is_alive():
         deadline.wait(0.05)
     assert pages_read() >= 2, "the pull should still be running"
-    service.disconnect(store, clock, ADMIN)
+    service.disconnect(store.connector, store.subscriptions, clock, ADMIN)
     at_disconnect = pages_read()
     worker.join(60)
     emulator.clear_faults()
 
     assert outcome["result"].outcome == "lease_lost"
     assert pages_read() <= at_disconnect + 1  # at most the page that was in flight
-    record = store.get_subscription(sub)
+    record = store.subscriptions.get(sub)
     assert record is not None and record.lease_owner is None
     assert record.last_success_at is None and record.last_pulled_at is None  # no status newer than the disconnect
-    assert service.load_body(store)["status"] == "Disconnected"
+    assert body_of(store)["status"] == "Disconnected"
     stored = stored_ids(runtime)
     assert stored and set(stored.values()) == {1}
-    assert pull_subscription(runtime, message).outcome == "skipped"  # a redelivery after the disconnect
+    assert pull_subscription(runtime.pull, message).outcome == "skipped"  # a redelivery after the disconnect
 
     # A reconnect starts afresh; what the stopped pull stored is neither lost nor counted twice.
     clock.advance(timedelta(minutes=30))
     reconnected_at = clock.now()
     store = connect(runtime)
     clock.advance(timedelta(minutes=20))
-    run_fanout(runtime)
+    fanout(runtime)
     pull_all(runtime)
     after = stored_ids(runtime)
     assert set(after.values()) == {1}

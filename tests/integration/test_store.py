@@ -13,10 +13,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from activities.layout import account_api, raw_from_entity
+from activities.writer import ActivityStore
 from core.storage import Storage
-from ingestion.entities import account_api, raw_from_entity
 from ingestion.normalize import normalize_event
-from ingestion.store import ActivityStore
 from tests.support.events import make_event
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ from azure.data.tables import TableClient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from activity_api.query import ActivityQuery, Plan, plan_activities, run_plan
+from activities.layout import ACCOUNT_SUMMARY_RK, SUBSCRIPTION_SUMMARY_RK, day_partition, inverted_time, safe_key
+from activities.reader import ActivityQuery, Plan, plan_activities, run_plan
 from core.storage import BY_SUBSCRIPTION_TABLE, BY_TIME_TABLE, BY_USER_TABLE
-from ingestion.entities import ACCOUNT_SUMMARY_RK, SUBSCRIPTION_SUMMARY_RK, day_partition, inverted_time, safe_key
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,8 @@ from azure.data.tables import TableClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from activity_api.query import ActivityQuery
-from activity_api.tokens import TOKEN_LIFETIME, ContinuationSigner, LazySigner, fingerprint, load_or_create_key
+from activities.reader import ActivityQuery
+from activities.tokens import TOKEN_LIFETIME, ContinuationSigner, LazySigner, fingerprint, load_or_create_key
 from core.errors import InvalidInput
 
 pytestmark = pytest.mark.unit

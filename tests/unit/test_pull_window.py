@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.state import SubscriptionRecord
 from core.settings import load_settings
 from ingestion.pull import ARM_RETENTION, next_window
+from state.records import SubscriptionRecord
 
 pytestmark = pytest.mark.unit
 

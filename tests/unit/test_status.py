@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from connector.state import ConnectorRecord, SubscriptionRecord
-from connector.status import connector_body, rollup
+from connector.status import ConnectorView, connector_body, rollup
+from state.records import ConnectorRecord, SubscriptionRecord
 
 pytestmark = pytest.mark.unit
 
@@ -17,16 +18,16 @@ CONNECTED = ConnectorRecord(connected=True, connection_id="c", connected_at=NOW,
                             attempted_at=NOW)
 
 
-def sub(name: str, **over: object) -> SubscriptionRecord:
+def sub(name: str, **over: Any) -> SubscriptionRecord:
     base = SubscriptionRecord(subscription_id=f"id-{name}", display_name=name, state="Enabled", discovered_at=NOW,
                               connection_id="c", watermark=NOW)
-    return replace(base, **over)  # type: ignore[arg-type]
+    return replace(base, **over)
 
 
 def test_connected_when_every_active_subscription_pulls() -> None:
     subs = [sub("Prod"), sub("Dev"), sub("Old", state="Disabled")]
     assert rollup(CONNECTED, subs) == ("Connected", None)
-    body = connector_body(CONNECTED, subs)
+    body = connector_body(ConnectorView(CONNECTED, subs))
     assert [s["status"] for s in body["subscriptions"]] == ["OK", "OK", "Inactive"]
 
 
@@ -52,7 +53,7 @@ def test_disconnected_and_failed_first_attempt() -> None:
 
 
 def test_vanished_subscription_is_inactive_with_the_fix() -> None:
-    body = connector_body(CONNECTED, [sub("Prod"), sub("Gone", visible=False)])
+    body = connector_body(ConnectorView(CONNECTED, [sub("Prod"), sub("Gone", visible=False)]))
     gone = body["subscriptions"][1]
     assert gone["status"] == "Inactive" and "Reader role" in gone["message"]
     assert body["status"] == "Connected"

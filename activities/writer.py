@@ -28,15 +28,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from core.storage import (
-    ACCOUNTS_TABLE,
-    ACTIVITIES_TABLE,
-    BY_SUBSCRIPTION_TABLE,
-    BY_TIME_TABLE,
-    BY_USER_TABLE,
-    Storage,
-)
-from ingestion.entities import (
+from activities.layout import (
     ACCOUNT_COPY_PK,
     ACCOUNT_SUMMARY_RK,
     BATCH_BYTES,
@@ -55,6 +47,15 @@ from ingestion.entities import (
     merge_account,
     safe_key,
     time_index_entity,
+)
+from core.optimistic import AlreadyExists, StaleWrite, write_optimistically
+from core.storage import (
+    ACCOUNTS_TABLE,
+    ACTIVITIES_TABLE,
+    BY_SUBSCRIPTION_TABLE,
+    BY_TIME_TABLE,
+    BY_USER_TABLE,
+    Storage,
 )
 from ingestion.models import Activity
 
@@ -236,17 +237,18 @@ class ActivityStore:
         """Keep the listing copy at the newest version of the summary (never older)."""
         key = summary["PartitionKey"]
         copy = {**summary, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": key}
-        for _ in range(MAX_CONFLICT_RETRIES):
+
+        def attempt() -> None:
             try:
                 current = self.accounts.get_entity(ACCOUNT_COPY_PK, key)
             except ResourceNotFoundError:
                 try:
                     self.accounts.create_entity(copy)
-                except ResourceExistsError:
-                    continue
-                break
+                except ResourceExistsError as exc:
+                    raise AlreadyExists() from exc
+                return
             if int(current.get("version", 0)) >= int(copy.get("version", 0)):
-                break
+                return
             try:
                 self.accounts.update_entity(
                     copy,
@@ -254,9 +256,10 @@ class ActivityStore:
                     etag=current.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
                 )
-            except (ResourceModifiedError, ResourceNotFoundError):
-                continue
-            break
+            except (ResourceModifiedError, ResourceNotFoundError) as exc:
+                raise StaleWrite() from exc
+
+        write_optimistically(attempt, what=f"The account {key}", jitter=True)
         upn = summary.get("upn")
         if upn:  # every time: idempotent, and an interrupted earlier write is repaired
             self.accounts.upsert_entity(

@@ -1,4 +1,4 @@
-"""Query planning and execution over the storage layout of `ingestion.entities`.
+"""Query planning and execution over the storage layout of `activities.layout`.
 
 One access path per search, never a scan of a whole table:
 
@@ -24,19 +24,7 @@ from typing import Any, Literal
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from activity_api.tokens import ContinuationSigner, LazySigner, Position, fingerprint, signer_for
-from core.clock import Clock
-from core.errors import InvalidInput
-from core.storage import (
-    ACCOUNTS_TABLE,
-    ACTIVITIES_TABLE,
-    BY_SUBSCRIPTION_TABLE,
-    BY_TIME_TABLE,
-    BY_USER_TABLE,
-    CONNECTOR_TABLE,
-    Storage,
-)
-from ingestion.entities import (
+from activities.layout import (
     ACCOUNT_COPY_PK,
     ACCOUNT_SUMMARY_RK,
     ACTIVITY_PROPERTIES,
@@ -50,6 +38,18 @@ from ingestion.entities import (
     inverted_time,
     raw_from_entity,
     safe_key,
+)
+from activities.tokens import ContinuationSigner, LazySigner, Position, fingerprint, signer_for
+from core.clock import Clock
+from core.errors import InvalidInput
+from core.storage import (
+    ACCOUNTS_TABLE,
+    ACTIVITIES_TABLE,
+    BY_SUBSCRIPTION_TABLE,
+    BY_TIME_TABLE,
+    BY_USER_TABLE,
+    CONNECTOR_TABLE,
+    Storage,
 )
 from ingestion.models import format_utc
 
@@ -295,25 +295,26 @@ def _from_storage_token(token: Any) -> Position | None:
 
 
 class ActivityQueries:
-    """Searches over what `ingestion.store.ActivityStore` wrote."""
+    """Searches over what `activities.writer.ActivityStore` wrote."""
 
     def __init__(
         self,
         storage: Storage,
         *,
-        caller: str,
         clock: Clock,
         signer: ContinuationSigner | None = None,
         max_requests: int = MAX_STORAGE_REQUESTS,
     ) -> None:
-        """`caller` (the principal's object id) is what continuation tokens are bound to."""
         self._storage = storage
-        self._signer = LazySigner(
-            (lambda: signer) if signer is not None else (lambda: signer_for(storage.table(CONNECTOR_TABLE))),
-            caller=caller,
-            now=clock.now,
+        self._clock = clock
+        self._signer_factory = (
+            (lambda: signer) if signer is not None else (lambda: signer_for(storage.table(CONNECTOR_TABLE)))
         )
         self._max_requests = max_requests
+
+    def _signer(self, caller: str) -> LazySigner:
+        """The tokens of one caller (the principal's object id binds them), the key read only if needed."""
+        return LazySigner(self._signer_factory, caller=caller, now=self._clock.now)
 
     # activities --------------------------------------------------------------------------------
 
@@ -329,9 +330,10 @@ class ActivityQueries:
             return (key if isinstance(key, str) and key else safe_key(value)), 1
         return safe_key(value), 0
 
-    def search(self, query: ActivityQuery, limit: int, continuation: str | None = None) -> Page:
+    def search(self, query: ActivityQuery, limit: int, continuation: str | None, *, caller: str) -> Page:
+        signer = self._signer(caller)
         query_hash = query.fingerprint()
-        position = self._signer.open(continuation, ACTIVITIES_KIND, query_hash) if continuation else None
+        position = signer.open(continuation, ACTIVITIES_KIND, query_hash) if continuation else None
         requests = 0
         account: str | None = None
         if query.user is not None:
@@ -348,7 +350,7 @@ class ActivityQueries:
             select=ACTIVITY_PROPERTIES,
         )
         items = [activity_from_properties(row).to_api() for row in found.rows]
-        token = self._signer.issue(ACTIVITIES_KIND, query_hash, found.position) if found.position else None
+        token = signer.issue(ACTIVITIES_KIND, query_hash, found.position) if found.position else None
         return Page(items=items, continuation=token, requests=requests + found.requests, plan=plan)
 
     def get_activity(self, activity_id: str) -> dict[str, Any] | None:
@@ -361,7 +363,9 @@ class ActivityQueries:
 
     # accounts ----------------------------------------------------------------------------------
 
-    def list_accounts(self, limit: int, continuation: str | None = None, account_type: str | None = None) -> Page:
+    def list_accounts(
+        self, limit: int, continuation: str | None, account_type: str | None, *, caller: str
+    ) -> Page:
         """Accounts, most recently active first (lastSeen descending, then the account key).
 
         The account copies live in one partition; they are read whole and ordered here (a tenant has
@@ -374,7 +378,8 @@ class ActivityQueries:
             if canonical_type is None:
                 raise InvalidInput("type", f"must be one of {', '.join(ACCOUNT_TYPES.values())}")
         query_hash = fingerprint(ACCOUNTS_KIND, {"type": canonical_type})
-        position = self._signer.open(continuation, ACCOUNTS_KIND, query_hash) if continuation else None
+        signer = self._signer(caller)
+        position = signer.open(continuation, ACCOUNTS_KIND, query_hash) if continuation else None
         after: tuple[int, str] | None = None
         if position is not None:
             t, k = position.get("t"), position.get("k")
@@ -404,7 +409,7 @@ class ActivityQueries:
         token = None
         if start + limit < len(keyed) and chosen:
             last_key = chosen[-1][0]
-            token = self._signer.issue(ACCOUNTS_KIND, query_hash, {"t": last_key[0], "k": last_key[1]})
+            token = signer.issue(ACCOUNTS_KIND, query_hash, {"t": last_key[0], "k": last_key[1]})
         return Page(items=[account_api(row) for _, row in chosen], continuation=token, requests=requests)
 
     def get_account(self, account_id: str) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from core.errors import InvalidInput
+from core.optimistic import AlreadyExists, write_optimistically
 
 FIELD = "continuation"
 VERSION = 1
@@ -143,20 +144,17 @@ _cache_lock = threading.Lock()
 
 def load_or_create_key(table: TableClient) -> bytes:
     """Read the shared key; create it when missing (the first writer wins, everyone reads that one)."""
-    for _ in range(3):
+
+    def attempt() -> bytes:
         try:
             row = table.get_entity(SECRET_PK, SECRET_RK)
         except ResourceNotFoundError:
-            entity = {
-                "PartitionKey": SECRET_PK,
-                "RowKey": SECRET_RK,
-                "key": _b64encode(secrets.token_bytes(KEY_BYTES)),
-            }
+            key = secrets.token_bytes(KEY_BYTES)
             try:
-                table.create_entity(entity)
-            except ResourceExistsError:
-                continue  # someone else won: read theirs
-            return _b64decode(entity["key"])
+                table.create_entity({"PartitionKey": SECRET_PK, "RowKey": SECRET_RK, "key": _b64encode(key)})
+            except ResourceExistsError as exc:
+                raise AlreadyExists() from exc  # someone else won: read theirs
+            return key
         value = row.get("key")
         if isinstance(value, str):
             try:
@@ -164,7 +162,8 @@ def load_or_create_key(table: TableClient) -> bytes:
             except (ValueError, binascii.Error):
                 pass
         raise RuntimeError("the continuation key row in the connector table is malformed; delete it to renew")
-    raise RuntimeError("the continuation key could not be read")
+
+    return write_optimistically(attempt, what="The continuation key")
 
 
 def signer_for(table: TableClient) -> ContinuationSigner:

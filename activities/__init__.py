@@ -1,0 +1,1 @@
+"""Stored activities and accounts: the Table layout (`layout`), the writer the pull uses, the reader the API uses."""
