@@ -1,0 +1,214 @@
+"""In-memory fakes of the ports in `core.ports`, for testing orchestration logic in milliseconds.
+
+They keep the adapters' contracts: conditional writes raise `StaleWrite` / `AlreadyExists` on a
+stale ETag or an existing row, the activity writer stores each event once and counts exactly,
+and the fake ARM pages an event list the way the Activity Log does (`nextLink` until the last
+page) and checks links with the real adapter's rules. Each fake counts what it was asked, so a
+test can assert the work done (pages read, writes made, messages sent).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from activities.writer import SaveResult
+from core.arm import ArmClient, ArmSubscription
+from core.optimistic import AlreadyExists, StaleWrite
+from core.timefmt import wire_time
+from ingestion.messages import PullMessage
+from ingestion.models import Activity, parse_timestamp
+from state.records import ConnectorRecord, SubscriptionRecord
+
+R = TypeVar("R", ConnectorRecord, SubscriptionRecord)
+_etags = itertools.count(1)
+
+
+class _Row:
+    """One conditionally written row; `before_write` lets a test slip in a concurrent writer."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Any] = {}
+        self.writes = 0
+        self.before_write: Callable[[], None] | None = None
+
+    def _get(self, key: str) -> Any:
+        found = self.rows.get(key)
+        return None if found is None else replace(found)
+
+    def _insert(self, key: str, record: R) -> R:
+        self._interfere()
+        if key in self.rows:
+            raise AlreadyExists()
+        return self._store(key, record)
+
+    def _replace(self, key: str, record: R) -> R:
+        self._interfere()
+        current = self.rows.get(key)
+        if record.etag is None:
+            raise ValueError("a replace needs the ETag of the record that was read")
+        if current is None or current.etag != record.etag:
+            raise StaleWrite()
+        return self._store(key, record)
+
+    def _store(self, key: str, record: R) -> R:
+        self.writes += 1
+        stored = replace(record, etag=f"W/{next(_etags)}")
+        self.rows[key] = stored
+        return replace(stored)
+
+    def _interfere(self) -> None:
+        hook, self.before_write = self.before_write, None
+        if hook is not None:
+            hook()
+
+
+class FakeConnectorState(_Row):
+    def get(self) -> ConnectorRecord | None:
+        return self._get("azure")
+
+    def insert(self, record: ConnectorRecord) -> ConnectorRecord:
+        return self._insert("azure", record)
+
+    def replace(self, record: ConnectorRecord) -> ConnectorRecord:
+        return self._replace("azure", record)
+
+
+class FakeSubscriptionState(_Row):
+    def list(self) -> list[SubscriptionRecord]:
+        return sorted((replace(r) for r in self.rows.values()), key=lambda s: s.display_name.lower())
+
+    def get(self, subscription_id: str) -> SubscriptionRecord | None:
+        return self._get(subscription_id)
+
+    def insert(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        return self._insert(record.subscription_id, record)
+
+    def replace(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        return self._replace(record.subscription_id, record)
+
+
+class FakeActivityWriter:
+    """Keeps each activity once (by id) and exact per-subscription counts."""
+
+    def __init__(self) -> None:
+        self.activities: dict[str, Activity] = {}
+        self.by_subscription: dict[str, set[str]] = defaultdict(set)
+        self.saves = 0
+        self.fail_with: Exception | None = None
+
+    def save(self, subscription_id: str, items: Iterable[tuple[dict[str, Any], Activity]]) -> SaveResult:
+        self.saves += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        received = stored = 0
+        for _, activity in items:
+            received += 1
+            if activity.id not in self.by_subscription[subscription_id]:
+                self.by_subscription[subscription_id].add(activity.id)
+                self.activities[activity.id] = activity
+                stored += 1
+        return SaveResult(received, stored, len(self.by_subscription[subscription_id]))
+
+    def delete_older_than(self, cutoff: datetime, *, max_rows: int = 20_000) -> int:
+        old = [a.id for a in self.activities.values() if a.timestamp < cutoff][:max_rows]
+        for activity_id in old:
+            del self.activities[activity_id]
+        return len(old)
+
+
+@dataclass
+class Sent:
+    message: PullMessage
+    delay_seconds: int
+
+
+class FakePullQueue:
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    def send(self, message: PullMessage, *, delay_seconds: int = 0) -> None:
+        self.sent.append(Sent(message, delay_seconds))
+
+    def take(self) -> list[PullMessage]:
+        taken, self.sent = [s.message for s in self.sent], []
+        return taken
+
+
+ARM_URL = "https://arm.test"
+
+
+class FakeArm:
+    """Subscriptions and their Activity Log events, paged like ARM (`page_size` events a page).
+
+    `fail(subscription_id, error, times)` makes the next page requests of that subscription raise.
+    Links are checked by the real adapter's rules, for the same endpoint.
+    """
+
+    def __init__(self, page_size: int = 50) -> None:
+        self.subscriptions: list[ArmSubscription] = []
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.page_size = page_size
+        self.page_reads: Counter[str] = Counter()  # subscription id -> pages served
+        self.pages_served: Counter[tuple[str, str, int]] = Counter()  # (sub, window, page) -> times
+        self.list_error: Exception | None = None
+        self._failures: dict[str, list[Exception]] = defaultdict(list)
+        self._links = ArmClient(ARM_URL, _NoCredential(), f"{ARM_URL}/.default")
+
+    def add_subscription(self, subscription_id: str, name: str, state: str = "Enabled") -> None:
+        self.subscriptions.append(ArmSubscription(subscription_id, name, state))
+
+    def fail(self, subscription_id: str, error: Exception, times: int = 1) -> None:
+        self._failures[subscription_id].extend([error] * times)
+
+    # --- the port ---
+
+    def list_subscriptions(self) -> list[ArmSubscription]:
+        if self.list_error is not None:
+            raise self.list_error
+        return list(self.subscriptions)
+
+    def activity_log_url(self, subscription_id: str, start: datetime, end: datetime) -> str:
+        path = f"/subscriptions/{subscription_id}/providers/Microsoft.Insights/eventtypes/management/values"
+        return f"{ARM_URL}{path}?start={wire_time(start)}&end={wire_time(end)}&page=0"
+
+    def check_activity_log_link(self, subscription_id: str, url: str) -> str:
+        return self._links.check_activity_log_link(subscription_id, url)
+
+    def activity_log_page(self, subscription_id: str, url: str) -> bytes:
+        self.check_activity_log_link(subscription_id, url)
+        if self._failures[subscription_id]:
+            raise self._failures[subscription_id].pop(0)
+        query = parse_qs(urlsplit(url).query)
+        start, end = (_parsed(query[name][0]) for name in ("start", "end"))
+        page = int(query["page"][0])
+        self.page_reads[subscription_id] += 1
+        self.pages_served[(subscription_id, f"{start}/{end}", page)] += 1
+        inside = sorted(
+            (e for e in self.events[subscription_id] if start <= _when(e) <= end), key=_when, reverse=True
+        )
+        chunk = inside[page * self.page_size : (page + 1) * self.page_size]
+        more = len(inside) > (page + 1) * self.page_size
+        next_link = url.replace(f"&page={page}", f"&page={page + 1}") if more else None
+        return json.dumps({"value": chunk, "nextLink": next_link}).encode()
+
+
+def _parsed(value: str) -> datetime:
+    parsed = parse_timestamp(value)
+    assert parsed is not None
+    return parsed
+
+
+def _when(event: dict[str, Any]) -> datetime:
+    return _parsed(event["eventTimestamp"])
+
+
+class _NoCredential:
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        raise AssertionError("the fake ARM makes no request")
