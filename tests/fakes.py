@@ -157,6 +157,7 @@ class FakeArm:
         self.page_size = page_size
         self.page_reads: Counter[str] = Counter()  # subscription id -> pages served
         self.pages_served: Counter[tuple[str, str, int]] = Counter()  # (sub, window, page) -> times
+        self.events_served: Counter[str] = Counter()  # event id -> times it was in a page served
         self.list_error: Exception | None = None
         self._failures: dict[str, list[Exception]] = defaultdict(list)
         self._links = ArmClient(ARM_URL, _NoCredential(), f"{ARM_URL}/.default")
@@ -190,12 +191,11 @@ class FakeArm:
         page = int(query["page"][0])
         self.page_reads[subscription_id] += 1
         self.pages_served[(subscription_id, f"{start}/{end}", page)] += 1
-        inside = sorted(
-            (e for e in self.events[subscription_id] if start <= _when(e) <= end), key=_when, reverse=True
-        )
+        inside = sorted((e for e in self.events[subscription_id] if start <= _when(e) <= end), key=_when, reverse=True)
         chunk = inside[page * self.page_size : (page + 1) * self.page_size]
         more = len(inside) > (page + 1) * self.page_size
         next_link = url.replace(f"&page={page}", f"&page={page + 1}") if more else None
+        self.events_served.update(e["eventDataId"] for e in chunk)
         return json.dumps({"value": chunk, "nextLink": next_link}).encode()
 
 
