@@ -1,9 +1,11 @@
 # The two commands of the README: `make run` and `make test`. Both set up what is missing first.
+# `make test` is the quick loop (lint, unit and integration tiers, on two workers); CI also runs
+# `make test-e2e`, the whole app through the local host.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-e2e test-all lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +26,16 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 tests/unit tests/integration
+
+test-e2e: setup
+	$(BIN)/python -m pytest -n 2 tests/e2e
+
+test-all: test test-e2e
 
 bench: setup
 	$(BIN)/python -m bench

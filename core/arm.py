@@ -32,6 +32,7 @@ from azure.core.pipeline.policies import (
 from azure.core.rest import HttpRequest
 
 from core.errors import ConnectorError
+from core.timefmt import wire_time
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +128,6 @@ class ArmSubscription:
     subscription_id: str
     display_name: str
     state: str
-
-
-def _iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ArmClient:
@@ -242,7 +239,7 @@ class ArmClient:
         return found
 
     def activity_log_url(self, subscription_id: str, start: datetime, end: datetime) -> str:
-        flt = f"eventTimestamp ge '{_iso(start)}' and eventTimestamp le '{_iso(end)}'"
+        flt = f"eventTimestamp ge '{wire_time(start)}' and eventTimestamp le '{wire_time(end)}'"
         return (
             f"{self.endpoint}{quote(activity_log_path(subscription_id))}"
             f"?api-version={ACTIVITY_LOG_API_VERSION}&$filter={quote(flt)}"

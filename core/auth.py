@@ -19,6 +19,7 @@ from azure.core.rest import HttpRequest
 
 from core.clock import Clock
 from core.errors import Forbidden, ServiceUnavailable, Unauthenticated
+from core.timefmt import wire_time
 
 logger = logging.getLogger(__name__)
 
@@ -311,5 +312,4 @@ def _number(value: Any, name: str) -> float:
 
 
 def _when(epoch: float) -> str:
-
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return wire_time(datetime.fromtimestamp(epoch, UTC))

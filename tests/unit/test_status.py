@@ -1,4 +1,4 @@
-"""The connector's status roll-up (SPEC section 3), on plain records."""
+"""The connector's status roll-up (docs/api.md, "The connector body"), on plain records."""
 
 from __future__ import annotations
 
@@ -57,3 +57,17 @@ def test_vanished_subscription_is_inactive_with_the_fix() -> None:
     gone = body["subscriptions"][1]
     assert gone["status"] == "Inactive" and "Reader role" in gone["message"]
     assert body["status"] == "Connected"
+
+
+def test_every_time_on_the_wire_has_one_fixed_width_format() -> None:
+    import re
+
+    wire = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+    later = NOW.replace(microsecond=500_000)
+    gone = replace(CONNECTED, connected=False, disconnected_at=later, last_fanout_at=NOW)
+    body = connector_body(ConnectorView(gone, [sub("Prod", last_pulled_at=later, last_success_at=NOW)]))
+    times = [body[k] for k in ("connectedAt", "disconnectedAt", "lastFanoutAt", "lastSuccessAt")]
+    times += [body["subscriptions"][0][k] for k in ("watermark", "lastPulledAt")]
+    assert all(wire.match(t) for t in times), times
+    assert body["connectedAt"] == "2026-11-26T10:00:00.000000Z"
+    assert body["disconnectedAt"] == "2026-11-26T10:00:00.500000Z"
