@@ -130,24 +130,35 @@ def run_pull(ports: PullPorts, body: bytes, delivery: Delivery = Delivery()) -> 
 
 
 def pull_subscription(ports: PullPorts, message: PullMessage, delivery: Delivery = Delivery()) -> PullResult:
-    connector = ports.connector.get()
-    if (
-        connector is None
-        or not connector.connected
-        or connector.connected_at is None
-        or connector.connection_id != message.connection_id
-    ):
-        logger.info("Pull of %s skipped: not connected, or from an earlier connection", message.subscription_id)
-        return PullResult("skipped")
+    """Pull one subscription for one message.
+
+    A caught-up pull with nothing new costs one read of the subscription record, one write that
+    takes the lease and opens the window, the ARM read, and one write that closes the window,
+    records the success and frees the lease: the connector record is not read (a disconnect
+    detaches the subscription records, so the record's connection id says whether the message's
+    connection is still current). A duplicate message with nothing since the watermark costs the
+    one read only.
+    """
     sub_id = message.subscription_id.lower()
-    lease = Lease(ports.subscriptions, ports.clock, ports.settings.pull_lease_seconds, connector.connection_id,
-                  owner=delivery.message_id)  # fmt: skip
-    sub = lease.acquire(sub_id)
-    if sub is None:
-        logger.info("Pull of %s skipped: inactive, unknown, or already being pulled", sub_id)
+    record = ports.subscriptions.get(sub_id)
+    if record is None or not record.active or record.connection_id != message.connection_id:
+        logger.info("Pull of %s skipped: inactive, unknown, or from an earlier connection", sub_id)
         return PullResult("skipped")
+    connected_at = record.connected_at or _connected_at(ports.connector, message.connection_id)
+    if connected_at is None:
+        logger.info("Pull of %s skipped: not connected, or from an earlier connection", sub_id)
+        return PullResult("skipped")
+    lease = Lease(ports.subscriptions, ports.clock, ports.settings.pull_lease_seconds, message.connection_id,
+                  owner=delivery.message_id)  # fmt: skip
     # The overlap is re-read once per fan-out tick: by the message the fan-out sent, in its first window.
-    job = PullJob(ports, lease, sub, connector.connected_at, overlap=message.reason == "fanout")
+    job = PullJob(ports, lease, record, connected_at, overlap=message.reason == "fanout")
+    plan = job.plan_first_window(record)
+    if plan is None:
+        logger.info("Pull of %s: caught up", sub_id)
+        return PullResult("caught_up")
+    if not job.start(record, plan):
+        logger.info("Pull of %s skipped: already being pulled", sub_id)
+        return PullResult("skipped")
     try:
         outcome = job.run()
     except Exception as exc:  # noqa: BLE001 - every failure goes through the table below; most raise again
@@ -158,13 +169,26 @@ def pull_subscription(ports: PullPorts, message: PullMessage, delivery: Delivery
     return PullResult(outcome, job.pages, job.stored)
 
 
+def _connected_at(connector: ConnectorState, connection_id: str) -> datetime | None:
+    """For a record written before it kept its connection's start: the connector record's."""
+    record = connector.get()
+    if record is None or not record.connected or record.connection_id != connection_id:
+        return None
+    return record.connected_at
+
+
 class PullJob:
     """One message's work on one leased subscription: open a window, step through its pages, finish.
 
+    Writes are few: the lease is taken in the same request that opens the first window, each
+    stored page's position is saved (the window's last page excepted: closing the window is
+    written with whatever comes next, the next window or the release), and the release records
+    the outcome. A crash before a write loses nothing: the saved position is re-read.
+
     ARM is slow (0.5-2 s a page) and storing a page takes time too, so the next page is fetched
     while the current one is stored (one page ahead, only when this message will read it). The
-    position saved after a stored page is still that page's `nextLink`: a crash loses nothing,
-    and a page fetched ahead but never stored is simply fetched again by the next attempt.
+    position saved after a stored page is still that page's `nextLink`: a page fetched ahead but
+    never stored is simply fetched again by the next attempt.
     """
 
     def __init__(
@@ -173,11 +197,13 @@ class PullJob:
     ) -> None:  # fmt: skip
         self.ports = ports
         self.lease = lease
-        self.sub = sub
+        self.sub = sub  # as this job sees it: the last record written, with `_pending` applied
         self.connected_at = connected_at
         self.pages = 0
         self.stored = 0
         self.arm_seconds = 0.0  # time ARM took to answer this job's pages (for the pace benchmark)
+        self._written = sub
+        self._pending: list[state.Change] = []
         self._overlap = overlap
         self._prefetch = prefetch
         self._ahead: tuple[str, Future[tuple[bytes, float]]] | None = None
@@ -187,6 +213,48 @@ class PullJob:
     @property
     def sub_id(self) -> str:
         return self.sub.subscription_id
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def _write(self, change: state.Change | None = None, *, release: bool = False) -> None:
+        """Write what is pending, with `change`, in one conditional request (renewing or freeing the lease)."""
+        changes = [*self._pending, *([change] if change is not None else [])]
+        self._written = self.lease.update(self._written, state.chain(*changes), release=release)
+        self._pending = []
+        self.sub = self._written
+
+    def _defer(self, change: state.Change) -> None:
+        """Apply `change` to this job's view now; it is written with the next write."""
+        self._pending.append(change)
+        self.sub = change(self.sub)
+
+    def release(self, *, status: state.SubscriptionStatus, message: str | None, failed: bool = False) -> None:
+        self.lease.release(self._written, status=status, message=message, failed=failed,
+                           change=state.chain(*self._pending))  # fmt: skip
+
+    def forget_window(self) -> None:
+        with contextlib.suppress(LeaseLost):
+            self._write(state.forget_window)
+
+    # --- the work -----------------------------------------------------------------------------
+
+    def plan_first_window(self, record: SubscriptionRecord) -> state.Change | None:
+        """What the lease's write also does: open the first window; None when there is nothing to read."""
+        if record.next_link is not None and record.window_end is not None:
+            return lambda r: r  # an unfinished window: go on from its saved position
+        window = self._next_window(record)
+        if window is None:
+            return None
+        self._windows += 1
+        start, end = window
+        return state.open_window(start, end, self.ports.arm.activity_log_url(self.sub_id, start, end))
+
+    def start(self, record: SubscriptionRecord, plan: state.Change) -> bool:
+        leased = self.lease.acquire(self.sub_id, first=record, plan=plan)
+        if leased is None:
+            return False
+        self.sub = self._written = leased
+        return True
 
     def run(self) -> Literal["caught_up", "backlog"]:
         """Step until caught up or out of budget; then release the lease with status OK."""
@@ -199,22 +267,23 @@ class PullJob:
                 outcome = "backlog"
                 break
             self._step()
-        self.sub = self.lease.update(self.sub, state.succeeded(self.ports.clock.now()), release=True)
+        self._write(state.succeeded(self.ports.clock.now()), release=True)
         return outcome
 
-    def _open_next_window(self) -> bool:
-        settings = self.ports.settings
+    def _next_window(self, record: SubscriptionRecord) -> tuple[datetime, datetime] | None:
         overlap = self._overlap and self._windows == 0
-        window = next_window(self.sub, self.connected_at, self.ports.clock.now(), settings, overlap=overlap)
+        return next_window(record, self.connected_at, self.ports.clock.now(), self.ports.settings, overlap=overlap)
+
+    def _open_next_window(self) -> bool:
+        window = self._next_window(self.sub)
         # After a window closes, another is read in the same message only if it is worth it (a
         # backlog); otherwise a message would chase `now` forever.
-        worth_another = timedelta(seconds=max(60, settings.pull_lag_seconds))
+        worth_another = timedelta(seconds=max(60, self.ports.settings.pull_lag_seconds))
         if window is None or (self._windows and window[1] - self.sub.watermark < worth_another):
             return False
         self._windows += 1
         start, end = window
-        url = self.ports.arm.activity_log_url(self.sub_id, start, end)
-        self.sub = self.lease.update(self.sub, state.open_window(start, end, url))
+        self._write(state.open_window(start, end, self.ports.arm.activity_log_url(self.sub_id, start, end)))
         return True
 
     def _out_of_budget(self, pages_ahead: int = 0) -> bool:
@@ -236,7 +305,7 @@ class PullJob:
             logger.warning("Pull of %s: the saved position was refused (%s); re-reading the window",
                            self.sub_id, exc.message)  # fmt: skip
             first = arm.activity_log_url(self.sub_id, sub.window_start or sub.watermark, window_end)
-            self.sub = self.lease.update(sub, state.reread_window(first))
+            self._write(state.reread_window(first))
             return
         now = self.ports.clock.now()
         page = ParsedPage(*parse_page(self._fetch(link), ingested_at=now, subscription_id=self.sub_id))
@@ -244,14 +313,16 @@ class PullJob:
             arm.check_activity_log_link(self.sub_id, page.next_link)  # ARM's own link: refused is a failed attempt
             if self._prefetch and not self._out_of_budget(pages_ahead=1):
                 self._ahead = (page.next_link, _FETCHERS.submit(self._timed_fetch, page.next_link))
-        result = self.ports.activities.save(self.sub_id, page.items)
+        total = self.sub.activities
+        if page.items:
+            result = self.ports.activities.save(self.sub_id, page.items)
+            self.stored += result.stored
+            total = result.subscription_total
         self.pages += 1
-        self.stored += result.stored
         if page.next_link:
-            change = state.next_page(page.next_link, result.subscription_total, page.skipped)
+            self._write(state.next_page(page.next_link, total, page.skipped))
         else:
-            change = state.close_window(window_end, result.subscription_total, page.skipped)
-        self.sub = self.lease.update(self.sub, change)
+            self._defer(state.close_window(window_end, total, page.skipped))
 
     def _fetch(self, link: str) -> bytes:
         """The page at `link`: the one fetched ahead when it is that page, else fetched now."""
@@ -283,7 +354,7 @@ def _re_enqueue(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exc
     clock = job.ports.clock
     delay = min(max(1, math.ceil(exc.retry_after)), MAX_QUEUE_DELAY_SECONDS)
     resume = wire_time(clock.now() + timedelta(seconds=delay))
-    job.lease.release(job.sub, status="OK", message=f"ARM is throttling reads; the pull resumes at {resume}.")
+    job.release(status="OK", message=f"ARM is throttling reads; the pull resumes at {resume}.")
     job.ports.queue.send(message.model_copy(update={"reason": "throttled", "enqueued_at": clock.now()}),
                          delay_seconds=delay)  # fmt: skip
     logger.warning("Pull of %s throttled by ARM; re-enqueued with a %s s delay", job.sub_id, delay)
@@ -293,15 +364,14 @@ def _re_enqueue(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exc
 def _deny(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
     assert isinstance(exc, ArmError)
     text = describe_arm_failure(exc, subscription=f"{job.sub.display_name} ({job.sub_id})")
-    job.lease.release(job.sub, status="Error", message=text, failed=True)
+    job.release(status="Error", message=text, failed=True)
     logger.warning("Pull of %s refused: %s", job.sub_id, text)
     return PullResult("denied", job.pages, job.stored)
 
 
 def _retry(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
     if isinstance(exc, ArmBadRequest):  # the window itself was refused: open it anew next time
-        with contextlib.suppress(LeaseLost):
-            job.sub = job.lease.update(job.sub, state.forget_window)
+        job.forget_window()
     settings = job.ports.settings
     final = delivery.dequeue_count >= delivery.max_dequeue_count
     reason = getattr(exc, "message", None) or str(exc).split("\n")[0]
@@ -312,7 +382,7 @@ def _retry(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exceptio
         else f"Pulling failed (attempt {delivery.dequeue_count} of {delivery.max_dequeue_count}; it is retried): "
         f"{reason}"
     )
-    job.lease.release(job.sub, status="Error", message=text, failed=True)
+    job.release(status="Error", message=text, failed=True)
     logger.warning("Pull of %s failed (attempt %s): %s", job.sub_id, delivery.dequeue_count, reason)
     raise exc
 
@@ -320,7 +390,7 @@ def _retry(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exceptio
 def _retry_unexpected(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
     """A defect: free the subscription and say so, then let the host retry."""
     text = f"Pulling failed unexpectedly ({type(exc).__name__}); see the Function App's logs."
-    job.lease.release(job.sub, status="Error", message=text, failed=True)
+    job.release(status="Error", message=text, failed=True)
     logger.error("Pull of %s failed unexpectedly (attempt %s)", job.sub_id, delivery.dequeue_count, exc_info=exc)
     raise exc
 

@@ -57,6 +57,9 @@ class SubscriptionRecord:
     next_link: str | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = None
+    # When the connection this record belongs to began: no window reaches before it. Kept here so
+    # that a pull needs no read of the connector record.
+    connected_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
     @property

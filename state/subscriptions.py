@@ -86,6 +86,7 @@ def _sync_one(
                 discovered_at=now,
                 connection_id=connection_id,
                 watermark=start or now,
+                connected_at=connected_at,
             )
         )
     if start is not None:
@@ -93,14 +94,17 @@ def _sync_one(
         return subscriptions.replace(
             replace(
                 record, display_name=arm_sub.display_name, state=arm_sub.state, visible=True, discovered_at=now,
-                connection_id=connection_id, watermark=start, status="OK", message=None, failures=0,
+                connection_id=connection_id, connected_at=connected_at, watermark=start, status="OK", message=None,
+                failures=0,
                 window_start=None, window_end=None, next_link=None, lease_owner=None, lease_until=None,
             )
         )  # fmt: skip
-    if (record.display_name, record.state, record.visible) != (arm_sub.display_name, arm_sub.state, True):
+    seen = (arm_sub.display_name, arm_sub.state, True, connected_at)
+    if (record.display_name, record.state, record.visible, record.connected_at) != seen:
         return subscriptions.replace(
-            replace(record, display_name=arm_sub.display_name, state=arm_sub.state, visible=True)
-        )
+            replace(record, display_name=arm_sub.display_name, state=arm_sub.state, visible=True,
+                    connected_at=connected_at)
+        )  # fmt: skip
     return record
 
 
@@ -141,19 +145,27 @@ class Lease:
         self._seconds = seconds
         self._connection_id = connection_id
 
-    def acquire(self, subscription_id: str) -> SubscriptionRecord | None:
-        """The record, now leased to this owner; None when inactive, unknown, detached or leased to another."""
+    def acquire(
+        self, subscription_id: str, *, first: SubscriptionRecord | None = None, plan: Change | None = None
+    ) -> SubscriptionRecord | None:
+        """The record, now leased to this owner; None when inactive, unknown, detached or leased to another.
+
+        `first` is a record just read (saves a read on the first attempt); `plan` is the pull's
+        first change (opening its window), written in the same request as the lease.
+        """
+        reads = [first]
 
         def attempt() -> SubscriptionRecord | None:
-            current = self._subscriptions.get(subscription_id)
+            current = reads.pop() if reads and reads[-1] is not None else self._subscriptions.get(subscription_id)
+            reads.clear()
             if current is None or not current.active or current.connection_id != self._connection_id:
                 return None
             now = self._clock.now()
             held = current.lease_owner and current.lease_until and current.lease_until > now
             if held and current.lease_owner != self.owner:
                 return None
-            until = now + timedelta(seconds=self._seconds)
-            return self._subscriptions.replace(replace(current, lease_owner=self.owner, lease_until=until))
+            leased = replace(current, lease_owner=self.owner, lease_until=now + timedelta(seconds=self._seconds))
+            return self._subscriptions.replace(plan(leased) if plan is not None else leased)
 
         try:
             return write_optimistically(attempt, what=f"Subscription {subscription_id}")
@@ -185,16 +197,33 @@ class Lease:
             raise LeaseLost() from None
 
     def release(
-        self, sub: SubscriptionRecord, *, status: SubscriptionStatus, message: str | None, failed: bool = False
-    ) -> None:
-        """Free the subscription and say how the pull went; nothing when another pull owns it now."""
+        self, sub: SubscriptionRecord, *, status: SubscriptionStatus, message: str | None, failed: bool = False,
+        change: Change | None = None,
+    ) -> None:  # fmt: skip
+        """Free the subscription and say how the pull went (after `change`, if any); nothing when
+        another pull owns it now."""
         now = self._clock.now()
+
+        def finish(r: SubscriptionRecord) -> SubscriptionRecord:
+            r = change(r) if change is not None else r
+            return replace(r, status=status, message=message, failures=r.failures + 1 if failed else r.failures,
+                           last_pulled_at=now)  # fmt: skip
+
         try:
-            self.update(sub, lambda r: replace(
-                r, status=status, message=message, failures=r.failures + 1 if failed else r.failures,
-                last_pulled_at=now), release=True)  # fmt: skip
+            self.update(sub, finish, release=True)
         except LeaseLost:
             logger.info("Lease on %s was already taken over; status not written", sub.subscription_id)
+
+
+def chain(*changes: Change) -> Change:
+    """One change made of several, applied in order (so that they are written in one request)."""
+
+    def apply(r: SubscriptionRecord) -> SubscriptionRecord:
+        for change in changes:
+            r = change(r)
+        return r
+
+    return apply
 
 
 def open_window(start: datetime, end: datetime, url: str) -> Change:

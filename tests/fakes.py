@@ -35,10 +35,12 @@ class _Row:
 
     def __init__(self) -> None:
         self.rows: dict[str, Any] = {}
+        self.reads = 0
         self.writes = 0
         self.before_write: Callable[[], None] | None = None
 
     def _get(self, key: str) -> Any:
+        self.reads += 1
         found = self.rows.get(key)
         return None if found is None else replace(found)
 
@@ -82,6 +84,7 @@ class FakeConnectorState(_Row):
 
 class FakeSubscriptionState(_Row):
     def list(self) -> list[SubscriptionRecord]:
+        self.reads += 1
         return sorted((replace(r) for r in self.rows.values()), key=lambda s: s.display_name.lower())
 
     def get(self, subscription_id: str) -> SubscriptionRecord | None:

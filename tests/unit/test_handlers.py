@@ -231,6 +231,33 @@ def test_pulls_store_every_event_once_and_move_the_watermark_to_the_window_end(w
     assert record.last_success_at == world.clock.now()
 
 
+def test_a_caught_up_pull_costs_three_storage_requests_and_one_arm_read(world: World) -> None:
+    world.connect()
+    world.clock.advance(timedelta(minutes=5))
+    pull_subscription(world.ports, world.message())
+    world.clock.advance(timedelta(minutes=5))  # the next tick: nothing new arrived
+    message = world.message()
+
+    def io() -> tuple[int, int, int, int, int]:
+        subs, connector = world.subscriptions, world.connector
+        return subs.reads, subs.writes, connector.reads, world.writer.saves, world.arm.page_reads[PROD]
+
+    before = io()
+    assert pull_subscription(world.ports, message).outcome == "caught_up"
+    spent = [after - then for after, then in zip(io(), before, strict=True)]
+    # One read of the record; one write taking the lease and opening the window; one write closing
+    # it and freeing the lease. No connector read, no activity write, one ARM page.
+    assert spent == [1, 2, 0, 0, 1]
+    record = world.subscriptions.get(PROD)
+    assert record is not None and record.watermark == world.clock.now() - timedelta(seconds=60)
+    assert record.lease_owner is None and record.last_success_at == world.clock.now()
+    # A duplicate right after (a redelivery, a second message of the tick): nothing to read since
+    # the watermark, so one storage read and nothing else.
+    before = io()
+    assert pull_subscription(world.ports, message).outcome == "caught_up"
+    assert [after - then for after, then in zip(io(), before, strict=True)] == [1, 0, 0, 0, 0]
+
+
 def test_a_failed_page_keeps_the_watermark_and_the_retry_resumes_at_the_saved_page(world: World) -> None:
     world.connect()
     world.add_events(PROD, 90, START, START + timedelta(hours=1))
