@@ -199,7 +199,8 @@ def pull_subscription(
                                                                             sub.watermark, window_end)))
                 continue
             body = arm.activity_log_page(sub_id, link)
-            items, next_link = parse_page(body, ingested_at=now, subscription_id=sub_id)
+            page = parse_page(body, ingested_at=now, subscription_id=sub_id)
+            items, next_link = page.items, page.next_link
             if next_link:
                 arm.check_activity_log_link(sub_id, next_link)  # ARM's own link: refused is a failed attempt
             result = store.save(sub_id, items)
