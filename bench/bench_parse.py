@@ -243,8 +243,8 @@ _SDK = Deserializer({name: kind for name, kind in sdk_models.__dict__.items() if
 
 
 def ours(body: bytes) -> list[Activity]:
-    pairs, _ = parse_page(body, ingested_at=INGESTED, subscription_id=SUBSCRIPTION)
-    return [activity for _, activity in pairs]
+    page = parse_page(body, ingested_at=INGESTED, subscription_id=SUBSCRIPTION)
+    return [activity for _, activity in page.items]
 
 
 def sdk_only(body: bytes) -> list[Any]:

@@ -60,8 +60,7 @@ def _pages(count: int) -> list[list[tuple[dict[str, Any], Activity]]]:
     pages = []
     for index in range(count):
         body = make_page(200).replace(b'"eventDataId":"', f'"eventDataId":"{index:02x}'.encode())
-        items, _ = parse_page(body, ingested_at=NOW)
-        pages.append(items)
+        pages.append(parse_page(body, ingested_at=NOW).items)
     return pages
 
 

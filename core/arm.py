@@ -305,12 +305,27 @@ def _json(body: bytes) -> dict[str, Any]:
 
 
 def _arm_error(body: bytes) -> tuple[str | None, str]:
+    """ARM's error code and message from an error answer's body.
+
+    Three shapes are read: ARM's usual `{"error": {"code", "message"}}`, the Activity Log's
+    top-level `{"code", "message"}`, and the older `{"Code", "Message"}` (member names are
+    matched without case at both levels). A body that is not JSON gives its first 200
+    characters as the message.
+    """
     try:
         document = json.loads(body)
-        error = document.get("error") or {}
-        return error.get("code"), str(error.get("message") or "no message")
-    except (ValueError, AttributeError):
-        return None, body[:200].decode("utf-8", "replace") or "no message"
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+        return None, body[:200].decode("utf-8", "replace").strip() or "no message"
+    if not isinstance(document, dict):
+        return None, "no message"
+    members = {str(key).lower(): value for key, value in document.items()}
+    nested = members.get("error")
+    if isinstance(nested, dict):
+        members = {str(key).lower(): value for key, value in nested.items()}
+    code, message = members.get("code"), members.get("message")
+    code = code.strip() if isinstance(code, str) and code.strip() else None
+    message = message.strip() if isinstance(message, str) and message.strip() else None
+    return code, message or "no message"
 
 
 def _sign_in_message(exc: ClientAuthenticationError) -> str:

@@ -7,8 +7,8 @@ Two families live here:
   wire. They are *lenient*: every field is optional, unknown fields are kept, and a field of
   the wrong type is dropped (becomes ``None``) instead of failing the whole event, because
   real events are missing fields, carry nulls, and occasionally carry surprising types.
-* ``Activity`` / ``ActivityUser`` are the normalized "user activity" of SPEC section 4, the
-  shape the API answers with (``Activity.to_api()``).
+* ``Activity`` / ``ActivityUser`` are the normalized "user activity" (its fields and rules are
+  in ``docs/normalization.md``), the shape the API answers with (``Activity.to_api()``).
 
 Every datetime in these models is timezone-aware UTC; naive input is taken to be UTC.
 """
@@ -136,7 +136,7 @@ def _blank_to_none(value: Any) -> Any:
 OptStr = str | None
 
 # --------------------------------------------------------------------------------------------
-# Normalized activity (SPEC section 4)
+# Normalized activity (docs/normalization.md)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,32 +1,37 @@
-"""Normalize Azure Monitor Activity Log events into activities (SPEC section 4).
+"""Normalize Azure Monitor Activity Log events into activities.
+
+The rules are written down in ``docs/normalization.md``; this module implements them.
 
 ``normalize_event`` turns one raw event into an ``Activity``; ``parse_page`` does it for a
-whole Activity Log page straight from the response bytes. Missing, null, empty or wrongly
-typed fields become ``None``; the only events refused (``InvalidEvent``) are those that
-cannot be keyed or placed in time: no ``eventDataId`` or no parseable ``eventTimestamp``
-(and, should a caller give none and the event name none, no subscription ID at all).
+whole Activity Log page straight from the response bytes, keeping only ARM activities
+(``is_arm_activity``: the ``Administrative`` category, or no category at all) and counting the
+rest as skipped. Missing, null, empty or wrongly typed fields become ``None``; the only events
+refused (``InvalidEvent``) are those that cannot be keyed or placed in time: no
+``eventDataId`` or no parseable ``eventTimestamp`` (and, should a caller give none and the
+event name none, no subscription ID at all).
 
 Identity, in this order of precedence (the claims are the caller's ARM token's):
 
 1. ``xms_mirid`` claim -> ``managedIdentity`` (even when ``idtyp`` is ``app``); its name is
    the last segment of that resource ID.
-2. a ``upn`` claim, or a caller holding ``@`` -> ``user``.
+2. a ``upn`` claim, a caller holding ``@``, or ``idtyp`` = ``user`` (personal Microsoft
+   accounts and some guests carry no ``upn``) -> ``user``.
 3. app-only token: ``idtyp`` = ``app``, or an ``appid`` claim with a GUID caller (and no UPN,
    which step 2 already ruled out) -> ``servicePrincipal``.
 4. anything else -> ``unknown``.
 
-Decisions where the spec leaves room (all deliberate, all tested):
+Decisions taken here (all deliberate, all tested):
 
 * ``user.name`` is the short ``name`` claim, which in real Activity Log events is the display
   name ("Rob Robertson"). The long ``http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name``
   claim is NOT used: real events carry the UPN there ("rob@contoso.com"), not a name. Without
   ``name``, ``givenname`` and ``surname`` are joined with a space (either alone if only one is
   there). A managed identity is named after its ``xms_mirid`` resource.
-* ``user.id``: for users the object ID, else the UPN; the app ID is never a user's id,
-  because for a user it names the client program (the portal, the CLI), so falling back to
-  it would merge every user of that program into one account. For service principals and
-  managed identities: object ID, else app ID, else caller. For ``unknown``: the caller
-  (as the spec says, "the caller kept as the id"), else object ID, else app ID.
+* ``user.id``: for users the object ID, else the UPN, else the caller; the app ID is never a
+  user's id, because for a user it names the client program (the portal, the CLI), so falling
+  back to it would merge every user of that program into one account. For service principals
+  and managed identities: object ID, else app ID, else caller. For ``unknown``: the caller
+  ("the caller kept as the id"), else object ID, else app ID.
 * ``user.appId``: the ``appid`` claim for service principals, managed identities and
   ``unknown`` principals (for which it is the best clue there is); null for users.
 * Claims are looked up by the names real ARM (v1) tokens use, with the short v2 names as a
@@ -34,6 +39,12 @@ Decisions where the spec leaves room (all deliberate, all tested):
 * ``tenantId``: the event's, else the token's tenant claim.
 * ``subscriptionId``: the event's, else the ``subscription_id`` argument, else read from the
   event's ``resourceId``/``id`` path (``/subscriptions/<id>/...``).
+* ``resourceType``/``resourceProvider``: the event's, except where the event is a cascaded
+  child operation (a resource-group delete logs one delete per contained resource with the
+  parent's ``resourceType``): when the type the ``operationName`` acts on is the type of the
+  event's own ``resourceId`` and the event's ``resourceType`` names another one, the
+  operation's type (and its namespace as the provider) is taken. A missing type or provider
+  is read from the ``resourceId`` (else the operation name).
 * Strings that are empty or only whitespace are null.
 """
 
@@ -41,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, NamedTuple
@@ -55,6 +67,7 @@ from ingestion.models import (
     ActivityUser,
     LocalizableString,
     UserType,
+    parse_timestamp,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,6 +81,10 @@ CLAIM_TENANT_ID: Final = "http://schemas.microsoft.com/identity/claims/tenantid"
 _GUID: Final = re.compile(r"\{?[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\}?")
 _ACTION_TYPES: Final[dict[str, ActionType]] = {"write": "write", "delete": "delete", "action": "action", "read": "read"}
 _SUBSCRIPTION_IN_PATH: Final = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
+# The one category that is ARM activity; events without any category (older ones) are too.
+ARM_CATEGORY: Final = "administrative"
+RESOURCE_GROUP_TYPE: Final = "Microsoft.Resources/subscriptions/resourceGroups"
+SUBSCRIPTION_TYPE: Final = "Microsoft.Resources/subscriptions"
 
 
 class InvalidEvent(ValueError):
@@ -86,12 +103,37 @@ class InvalidPage(ValueError):
 
 
 class SkippedEvent(NamedTuple):
-    """An event of a page that ``parse_page`` left out, and why."""
+    """An event of a page that ``parse_page`` could not normalize, and why."""
 
     position: int
     event_data_id: str | None
     reason: str
     raw: Any
+
+
+class ParsedPage(NamedTuple):
+    """One Activity Log page, parsed.
+
+    ``items``: for each ARM activity of the page, in page order, the original event (as parsed
+    from the JSON, unchanged) with its ``Activity``. ``next_link``: the page's ``nextLink``
+    (``None`` on the last page). ``skipped``: how many events of the page did not become an
+    activity, whatever the reason: another category than ``Administrative`` (``Policy``,
+    ``ServiceHealth``, ...), or an event that cannot be normalized; so
+    ``len(items) + skipped`` is the number of events on the page. ``invalid``: the events among
+    the skipped ones that cannot be normalized, with the reason (they are logged at WARNING).
+    ``skipped_at``: the ``eventTimestamp`` of each skipped event (``None`` when it has none).
+    """
+
+    items: list[tuple[dict[str, Any], Activity]]
+    next_link: str | None
+    skipped: int = 0
+    invalid: tuple[SkippedEvent, ...] = ()
+    skipped_at: tuple[datetime | None, ...] = ()
+
+    def skipped_after(self, when: datetime) -> int:
+        """The skipped events of times after `when` (or of no time): those a re-read of the time up
+        to `when` has not seen before."""
+        return sum(1 for at in self.skipped_at if at is None or at > when)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,6 +188,86 @@ def _subscription_from_path(*paths: str | None) -> str | None:
     return None
 
 
+def category_of(raw: Mapping[str, Any] | ActivityLogEvent) -> str | None:
+    """The ``category.value`` of a raw event or a parsed one; ``None`` when there is none.
+
+    A plain string is read as the value (as the lenient model does); any other type is no
+    category at all.
+    """
+    if isinstance(raw, ActivityLogEvent):
+        return _value(raw.category)
+    category = raw.get("category")
+    if isinstance(category, Mapping):
+        category = category.get("value")
+    return _text(category)
+
+
+def is_arm_activity(raw: Mapping[str, Any] | ActivityLogEvent) -> bool:
+    """Whether an event is an ARM activity: category ``Administrative`` (any case), or none.
+
+    Everything else (``Policy``, ``ServiceHealth``, ``ResourceHealth``, ``Alert``,
+    ``Autoscale``, ``Security``, ``Recommendation`` and any category added later) is not user
+    activity.
+    """
+    category = category_of(raw)
+    return category is None or category.strip().lower() == ARM_CATEGORY
+
+
+def resource_type_of_id(resource_id: str | None) -> str | None:
+    """The resource type an ARM resource ID names (``Microsoft.Compute/virtualMachines``).
+
+    The last ``/providers/<namespace>/<type>/<name>[/<child type>/<name>...]`` part decides,
+    so extension resources (locks, role assignments on a resource) get their own type. A
+    resource group is ``Microsoft.Resources/subscriptions/resourceGroups``, a subscription
+    ``Microsoft.Resources/subscriptions``; anything else is ``None``.
+    """
+    if resource_id is None:
+        return None
+    parts = [part for part in resource_id.strip().split("/") if part]
+    lowered = [part.lower() for part in parts]
+    for index in range(len(parts) - 3, -1, -1):
+        if lowered[index] == "providers":
+            types = parts[index + 2 :: 2]
+            return "/".join([parts[index + 1], *types])
+    if len(parts) in (3, 4) and lowered[0] == "subscriptions" and lowered[2] == "resourcegroups":
+        return RESOURCE_GROUP_TYPE if len(parts) == 4 else None
+    if len(parts) == 2 and lowered[0] == "subscriptions":
+        return SUBSCRIPTION_TYPE
+    return None
+
+
+def resource_type_of_operation(operation: str | None) -> str | None:
+    """The resource type an operation name acts on: the name without its verb.
+
+    ``Microsoft.Compute/virtualMachines/delete`` and ``.../virtualMachines/start/action`` both
+    give ``Microsoft.Compute/virtualMachines``.
+    """
+    if operation is None:
+        return None
+    parts = [part for part in operation.strip().split("/") if part]
+    drop = 2 if parts and parts[-1].lower() == "action" else 1
+    if len(parts) - drop < 2:
+        return None
+    return "/".join(parts[:-drop])
+
+
+def _resource_type_and_provider(event: ActivityLogEvent, action: str | None) -> tuple[str | None, str | None]:
+    """``resourceType`` and ``resourceProvider`` of an event (rules in the module doc)."""
+    event_type = _value(event.resource_type)
+    provider = _value(event.resource_provider_name)
+    id_type = resource_type_of_id(_text(event.resource_id))
+    op_type = resource_type_of_operation(action)
+    own_type = op_type if op_type is not None and id_type is not None and op_type.lower() == id_type.lower() else None
+    if own_type is not None and (event_type is None or event_type.lower() != own_type.lower()):
+        # A cascaded child (or an event without a type): the resource it acts on is its own.
+        namespace = own_type.split("/", 1)[0]
+        return own_type, provider if provider is not None and provider.lower() == namespace.lower() else namespace
+    resource_type = event_type or id_type or op_type
+    if provider is None and resource_type is not None:
+        provider = resource_type.split("/", 1)[0]
+    return resource_type, provider
+
+
 # --------------------------------------------------------------------------------------------
 # Identity
 # --------------------------------------------------------------------------------------------
@@ -166,7 +288,7 @@ def identify(caller: str | None, claims: Mapping[str, str] | None) -> ActivityUs
     user_type: UserType
     if mirid is not None:
         user_type = "managedIdentity"
-    elif upn is not None:
+    elif upn is not None or (id_type is not None and id_type.strip().lower() == "user"):
         user_type = "user"
     elif (id_type is not None and id_type.strip().lower() == "app") or (app_id is not None and is_guid(caller)):
         user_type = "servicePrincipal"
@@ -191,7 +313,7 @@ def identify(caller: str | None, claims: Mapping[str, str] | None) -> ActivityUs
 
     principal_id: str | None
     if user_type == "user":
-        principal_id = object_id or upn
+        principal_id = object_id or upn or caller
     elif user_type == "unknown":
         principal_id = caller or object_id or app_id
     else:
@@ -232,6 +354,7 @@ def activity_from_event(
     http_request = event.http_request
     ip_address = _text(http_request.client_ip_address) if http_request is not None else None
     action = _value(event.operation_name)
+    resource_type, resource_provider = _resource_type_and_provider(event, action)
 
     return Activity(
         id=event_data_id,
@@ -249,8 +372,8 @@ def activity_from_event(
         sub_status=_value(event.sub_status),
         resource_id=_text(event.resource_id),
         resource_group=_text(event.resource_group_name),
-        resource_provider=_value(event.resource_provider_name),
-        resource_type=_value(event.resource_type),
+        resource_provider=resource_provider,
+        resource_type=resource_type,
         correlation_id=_text(event.correlation_id),
         operation_id=_text(event.operation_id),
         level=_text(event.level),
@@ -287,21 +410,17 @@ def parse_page(
     *,
     ingested_at: datetime,
     subscription_id: str | None = None,
-    skipped: list[SkippedEvent] | None = None,
-) -> tuple[list[tuple[dict[str, Any], Activity]], str | None]:
-    """Parse one Activity Log page from the response body.
+) -> ParsedPage:
+    """Parse one Activity Log page from the response body into a ``ParsedPage``.
 
-    Returns ``(pairs, next_link)``: for each event in page order, the original event as
-    parsed from the JSON (unchanged; what the store keeps as ``raw``) with its activity,
-    and the page's absolute ``nextLink`` (``None`` on the last page).
-
-    Events that cannot be normalized (``InvalidEvent``, or an entry that is not an object)
-    are left out. They are logged (one WARNING per page with the count and the first
-    reasons) and, when ``skipped`` is given, appended to it as ``SkippedEvent`` so the
-    caller can count them. A body that is not a page raises ``InvalidPage``: not JSON, not
-    an object, a ``value`` that is not a list, or a ``nextLink`` that is neither a string nor
-    null (guessing "no next page" there would silently lose the rest of the window).
-    A missing or null ``value`` is an empty page.
+    Only ARM activities become items (``is_arm_activity``); events of every other category
+    are read and counted in ``skipped``, and so are events that cannot be normalized
+    (``InvalidEvent``, or an entry that is not an object), which are also listed in
+    ``invalid`` and logged (one WARNING per page with the count and the first reasons).
+    A body that is not a page raises ``InvalidPage``: not JSON, not an object, a ``value``
+    that is not a list, or a ``nextLink`` that is neither a string nor null (guessing "no next
+    page" there would silently lose the rest of the window). A missing or null ``value`` is an
+    empty page.
     """
     try:
         document = pydantic_core.from_json(body)
@@ -319,29 +438,43 @@ def parse_page(
         raise InvalidPage(f"Activity Log response 'nextLink' is a {type(next_link).__name__}, not a string")
 
     pairs: list[tuple[dict[str, Any], Activity]] = []
-    left_out: list[SkippedEvent] = []
+    invalid: list[SkippedEvent] = []
+    other_categories: Counter[str] = Counter()
+    skipped_at: list[datetime | None] = []
     for index, raw in enumerate(events):
         if not isinstance(raw, dict):
-            left_out.append(SkippedEvent(index, None, f"entry is a {type(raw).__name__}, not an object", raw))
+            invalid.append(SkippedEvent(index, None, f"entry is a {type(raw).__name__}, not an object", raw))
+            skipped_at.append(None)
+            continue
+        if not is_arm_activity(raw):
+            other_categories[category_of(raw) or ""] += 1
+            skipped_at.append(parse_timestamp(raw.get("eventTimestamp")))
             continue
         try:
             activity = normalize_event(raw, ingested_at=ingested_at, subscription_id=subscription_id)
         except InvalidEvent as error:
             event_data_id = raw.get("eventDataId")
-            left_out.append(
+            invalid.append(
                 SkippedEvent(index, event_data_id if isinstance(event_data_id, str) else None, str(error), raw)
             )
+            skipped_at.append(parse_timestamp(raw.get("eventTimestamp")))
             continue
         pairs.append((raw, activity))
 
-    if left_out:
+    if other_categories:
+        logger.debug(
+            "Skipped %d Activity Log events of subscription %s that are not ARM activities: %s",
+            other_categories.total(),
+            subscription_id or "(not given)",
+            ", ".join(f"{count} {name}" for name, count in other_categories.most_common()),
+        )
+    if invalid:
         logger.warning(
             "Skipped %d of %d Activity Log events of subscription %s that cannot be normalized: %s",
-            len(left_out),
+            len(invalid),
             len(events),
             subscription_id or "(not given)",
-            "; ".join(f"#{item.position}: {item.reason}" for item in left_out[:5]),
+            "; ".join(f"#{item.position}: {item.reason}" for item in invalid[:5]),
         )
-        if skipped is not None:
-            skipped.extend(left_out)
-    return pairs, _text(next_link)
+    skipped = other_categories.total() + len(invalid)
+    return ParsedPage(pairs, _text(next_link), skipped, tuple(invalid), tuple(skipped_at))

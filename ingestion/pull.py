@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Literal
 
 from azure.core.exceptions import AzureError
 
@@ -44,12 +44,6 @@ from state.records import SubscriptionRecord
 from state.subscriptions import Lease, LeaseLost
 
 logger = logging.getLogger(__name__)
-
-
-class ParsedPage(NamedTuple):  # until normalization reports skipped events itself
-    items: list[Any]
-    next_link: str | None
-    skipped: int = 0
 
 ARM_RETENTION = timedelta(days=90)
 RETENTION_MARGIN = timedelta(minutes=10)
@@ -308,11 +302,14 @@ class PullJob:
             self._write(state.reread_window(first))
             return
         now = self.ports.clock.now()
-        page = ParsedPage(*parse_page(self._fetch(link), ingested_at=now, subscription_id=self.sub_id))
+        page = parse_page(self._fetch(link), ingested_at=now, subscription_id=self.sub_id)
         if page.next_link:
             arm.check_activity_log_link(self.sub_id, page.next_link)  # ARM's own link: refused is a failed attempt
             if self._prefetch and not self._out_of_budget(pages_ahead=1):
                 self._ahead = (page.next_link, _FETCHERS.submit(self._timed_fetch, page.next_link))
+        # Skipped events are counted once: a re-read of the overlap (times up to the watermark the
+        # window was opened at, still the record's until the window closes) does not count them again.
+        skipped = page.skipped_after(self.sub.watermark)
         total = self.sub.activities
         if page.items:
             result = self.ports.activities.save(self.sub_id, page.items)
@@ -320,9 +317,9 @@ class PullJob:
             total = result.subscription_total
         self.pages += 1
         if page.next_link:
-            self._write(state.next_page(page.next_link, total, page.skipped))
+            self._write(state.next_page(page.next_link, total, skipped))
         else:
-            self._defer(state.close_window(window_end, total, page.skipped))
+            self._defer(state.close_window(window_end, total, skipped))
 
     def _fetch(self, link: str) -> bytes:
         """The page at `link`: the one fetched ahead when it is that page, else fetched now."""

@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-hour", type=int, default=600, help="emulator events per subscription")
     parser.add_argument("--max-surface-delay", type=float, default=45.0,
                         help="emulator: longest delay, in seconds, before an event shows in the Activity Log")
+    parser.add_argument("--page-latency", type=float, default=0.5,
+                        help="seconds each emulated Activity Log page takes, ARM's pace (default 0.5; 0: none)")
     parser.add_argument("--interval", type=float, default=15.0, help="seconds between progress reports")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: run until Ctrl-C)")
     parser.add_argument("--azure", action="store_true", help="use real Azure settings instead of the emulator")
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             from localdev.emulator import Emulator
 
             emulator = Emulator(clock=SystemClock(), port=args.emulator_port, state_dir=state / "emulator",
-                                max_surface_delay=args.max_surface_delay)
+                                max_surface_delay=args.max_surface_delay, page_latency=args.page_latency)
             emulator.set_events_per_hour(args.events_per_hour)
             emulator.start()
             os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_pem_path)

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-surface-delay", type=float, default=300.0, help="longest delay, in seconds, before an event surfaces"
     )
+    parser.add_argument(
+        "--page-latency", type=float, default=0.0, help="seconds each Activity Log page takes (ARM: about 0.5-2)"
+    )
     parser.add_argument("--audience", default=DEFAULT_AUDIENCE, help="the audience of minted user tokens")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         audience=args.audience,
         events_per_hour=args.events_per_hour,
         max_surface_delay=args.max_surface_delay,
+        page_latency=args.page_latency,
     )
     try:
         emulator.start()

@@ -50,6 +50,10 @@ SUBSCRIPTION_API_VERSIONS = (
     "2022-12-01",
 )
 ACTIVITY_LOG_SUFFIX = "/providers/microsoft.insights/eventtypes/management/values"
+READ_BUCKET = 250.0
+READ_REFILL_PER_SECOND = 25.0
+_REGIONS = ("westeurope", "northeurope", "eastus2", "westus2")
+_SKIP_TOKEN_FIELDS = ("asOf", "end", "after", "id", "f")
 READ_ACTION = "Microsoft.Insights/eventtypes/values/read"
 
 
@@ -65,6 +69,28 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 def arm_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return _json(status, {"error": {"code": code, "message": message}}, headers)
+
+
+def _shard(sub_id: str) -> str:
+    digest = hashlib.sha256(sub_id.lower().encode()).digest()
+    return f"{_REGIONS[digest[0] % len(_REGIONS)]}!shard{digest[1] % 8:02d}"
+
+
+def _read_skip_token(token: str) -> dict[str, str] | None:
+    """The fields of a `$skipToken` this emulator wrote (`<region>!<shard>;asOf=..;end=..;...`), else None."""
+    parts = token.split(";")
+    fields: dict[str, str] = {}
+    for part in parts[1:]:
+        name, sep, value = part.partition("=")
+        if sep:
+            fields[name] = value
+    if not parts[0] or "!" not in parts[0] or any(name not in fields for name in _SKIP_TOKEN_FIELDS):
+        return None
+    try:
+        int(fields["asOf"]), int(fields["end"]), int(fields["after"])
+    except ValueError:
+        return None
+    return fields
 
 
 def _is_guid(value: str) -> bool:
@@ -104,6 +130,7 @@ CONTROL_ROUTES = _routes(
     Rule("/events", endpoint="events", methods=["GET"]),
     Rule("/sign-in", endpoint="sign_in", methods=["POST"]),
     Rule("/events-per-hour", endpoint="events_per_hour", methods=["PUT", "POST"]),
+    Rule("/page-latency", endpoint="page_latency", methods=["PUT", "POST"]),
     Rule("/requests", endpoint="requests", methods=["GET"]),
     Rule("/requests", endpoint="reset_requests", methods=["DELETE"]),
 )
@@ -120,6 +147,8 @@ class Api:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emu = emulator
+        # Per subscription: (tokens left, emulator time in seconds) of ARM's global read bucket.
+        self._read_buckets: dict[str, tuple[float, float]] = {}
 
     # -- entry point --------------------------------------------------------------------------------
 
@@ -578,21 +607,23 @@ class Api:
         try:
             parsed = parse_filter(raw_filter, now, check_retention=skiptoken is None)
         except FilterError as error:
-            return arm_error(400, error.code, error.message)
+            # The Activity Log answers its 400s with a top-level body, not ARM's usual {"error": {...}}.
+            return _json(400, {"code": error.code, "message": error.message})
         filter_hash = hashlib.sha256((raw_filter or "").encode()).hexdigest()[:16]
         if skiptoken is not None:
-            try:
-                state = json.loads(base64.urlsafe_b64decode(skiptoken + "=" * (-len(skiptoken) % 4)))
-                if state.get("f") != filter_hash:
-                    return arm_error(
-                        400,
-                        "InvalidSkipToken",
-                        "The $skiptoken does not belong to this $filter: follow the nextLink as it is.",
-                    )
-                end, as_of = int(state["e"]), int(state["a"])
-                cursor = (int(state["t"]), str(state["i"]))
-            except (ValueError, KeyError, TypeError):
-                return arm_error(400, "InvalidSkipToken", "The $skiptoken is invalid.")
+            state = _read_skip_token(skiptoken)
+            if state is None:
+                return _json(400, {"code": "InvalidSkipToken", "message": "The $skipToken is invalid."})
+            if state["f"] != filter_hash:
+                return _json(
+                    400,
+                    {
+                        "code": "InvalidSkipToken",
+                        "message": "The $skipToken does not belong to this $filter: follow the nextLink as it is.",
+                    },
+                )
+            end, as_of = int(state["end"]), int(state["asOf"])
+            cursor = (int(state["after"]), state["id"])
         else:
             end = parsed.end if parsed.end is not None else now
             as_of = now
@@ -610,18 +641,39 @@ class Api:
             if len(found) > page_size:
                 break
         page = found[:page_size]
-        body: dict[str, Any] = {"value": [stored[3] for stored in page]}
+        select = self._param(query, "$select")
+        wanted = {name.strip().lower() for name in select.split(",") if name.strip()} if select else None
+        events = [stored[3] for stored in page]
+        if wanted:
+            events = [{key: value for key, value in event.items() if key.lower() in wanted} for event in events]
+        body: dict[str, Any] = {"value": events}
         if len(found) > page_size:
             last = page[-1]
-            token = json.dumps({"f": filter_hash, "e": end, "a": as_of, "t": last[0], "i": last[1]}).encode()
-            encoded = base64.urlsafe_b64encode(token).decode().rstrip("=")
+            # Plain text, as the service's own: the shard that serves the listing and where it stands.
+            token = f"{_shard(sub_id)};asOf={as_of};end={end};after={last[0]};id={last[1]};f={filter_hash}"
             params = {"api-version": self._param(query, "api-version") or "2015-04-01", "$filter": raw_filter or ""}
-            params["$skiptoken"] = encoded
+            if select is not None:
+                params["$select"] = select
+            params["$skipToken"] = token
             body["nextLink"] = (
                 f"{self.emu.url}/subscriptions/{sub_id}/providers/Microsoft.Insights/eventtypes/management/values?"
                 + urlencode(params, quote_via=quote)
             )
-        return _json(200, body)
+        headers = {"x-ms-ratelimit-remaining-subscription-global-reads": str(self._take_read(sub_id))}
+        latency = self.emu.page_latency
+        if latency > 0:
+            time.sleep(latency)  # ARM's pace: about 0.5-2 s a page on a busy subscription
+        return _json(200, body, headers)
+
+    def _take_read(self, sub_id: str) -> int:
+        """One read from the subscription's global read bucket (250, refilled 25 a second): what is left."""
+        now = self.emu.clock.now().timestamp()
+        with self.emu.lock:
+            tokens, since = self._read_buckets.get(sub_id, (READ_BUCKET, now))
+            tokens = min(READ_BUCKET, tokens + max(0.0, now - since) * READ_REFILL_PER_SECOND)
+            tokens = max(0.0, tokens - 1)
+            self._read_buckets[sub_id] = (tokens, now)
+        return int(tokens)
 
     # -- control API --------------------------------------------------------------------------------
 
@@ -754,6 +806,10 @@ class Api:
     def _control_events_per_hour(self, body: dict[str, Any], query: dict[str, str]) -> Response:
         self.emu.set_events_per_hour(float(body["eventsPerHour"]))
         return _json(200, {"eventsPerHour": self.emu.events_per_hour})
+
+    def _control_page_latency(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        self.emu.set_page_latency(float(body["seconds"]))
+        return _json(200, {"seconds": self.emu.page_latency})
 
     def _control_requests(self, body: dict[str, Any], query: dict[str, str]) -> Response:
         records = [

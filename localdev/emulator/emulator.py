@@ -20,7 +20,7 @@ from core.clock import Clock, SystemClock
 from localdev.serving import LocalServer
 
 from .api import Api
-from .events import EventGenerator, EventStore, copy_event
+from .events import EventGenerator, EventStore, copy_event, is_arm_event
 from .tenant import (
     SUBSCRIPTION_STATES,
     Directory,
@@ -102,6 +102,7 @@ class Emulator:
         events_per_hour: float = 60.0,
         max_surface_delay: timedelta | float = timedelta(minutes=5),
         check_arm_token_lifetime: bool = True,
+        page_latency: float = 0.0,
     ) -> None:
         if subscription_page_size < 1 or event_page_size < 1:
             raise ValueError("page sizes must be at least 1")
@@ -117,6 +118,9 @@ class Emulator:
         self.event_page_size = event_page_size
         self.max_surface_delay = _as_timedelta(max_surface_delay)
         self.check_arm_token_lifetime = check_arm_token_lifetime
+        if page_latency < 0:
+            raise ValueError("page latency cannot be negative")
+        self.page_latency = float(page_latency)
         self.lock = threading.RLock()
         self._state = _State()
 
@@ -410,6 +414,37 @@ class Emulator:
             for stored in self.store.scan(record, to_ticks(start), to_ticks(end), visible_at=visible)
         ]
 
+    def arm_events(
+        self,
+        subscription_id: str,
+        start: datetime,
+        end: datetime,
+        surfaced_by: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """The ARM activities among `events(...)`: category Administrative, or no category at all.
+
+        The rest (Policy, ServiceHealth, ResourceHealth, Alert, Autoscale, Security, Recommendation)
+        is what a connector reads and skips: `other_events(...)`.
+        """
+        return [e for e in self.events(subscription_id, start, end, surfaced_by) if is_arm_event(e)]
+
+    def other_events(
+        self,
+        subscription_id: str,
+        start: datetime,
+        end: datetime,
+        surfaced_by: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """The events among `events(...)` of another category than Administrative."""
+        return [e for e in self.events(subscription_id, start, end, surfaced_by) if not is_arm_event(e)]
+
+    def set_page_latency(self, seconds: float) -> None:
+        """How long every Activity Log page takes to answer (ARM's pace is about 0.5-2 s a page)."""
+        if seconds < 0:
+            raise ValueError("page latency cannot be negative")
+        self.page_latency = float(seconds)
+        self.write_info()
+
     def inject_event(
         self,
         subscription_id: str,
@@ -527,6 +562,7 @@ class Emulator:
             "seed": self.seed,
             "eventsPerHour": self.events_per_hour,
             "maxSurfaceDelaySeconds": self.max_surface_delay.total_seconds(),
+            "pageLatencySeconds": self.page_latency,
             "subscriptions": subs,
         }
 

@@ -31,17 +31,21 @@ from typing import Any
 
 from .tenant import (
     CLIENT_APPS,
+    POLICY_INSIGHTS_APP_ID,
     Actor,
     Directory,
     SubscriptionRecord,
+    stable_guid,
     stable_int,
 )
-from .timefmt import TICKS_PER_SECOND, dotnet_ticks, format_ticks
+from .timefmt import TICKS_PER_SECOND, dotnet_ticks, format_ticks, format_ticks_digits, truncate_ticks
 
 SLOT_SECONDS = 900
 SLOT_TICKS = SLOT_SECONDS * TICKS_PER_SECOND
-# Average number of events one generated operation logs (used to turn events/hour into operations).
-EVENTS_PER_OPERATION = 2.1
+# Average number of events one generated operation brings (used to turn events/hour into operations):
+# its own (about 2.1), Azure Policy's audits and cascaded deletes it causes, and its share of the
+# platform events of other categories.
+EVENTS_PER_OPERATION = 2.44
 MIN_SURFACE_DELAY_TICKS = 10 * TICKS_PER_SECOND
 
 # (ticks, eventDataId, submission ticks, event)
@@ -167,6 +171,43 @@ _SUCCESS_CODES = {"write": (("Created", 201), ("OK", 200)), "delete": (("OK", 20
 _BEGIN = {"value": "BeginRequest", "localizedValue": "Begin request"}
 _END = {"value": "EndRequest", "localizedValue": "End request"}
 _ADMINISTRATIVE = {"value": "Administrative", "localizedValue": "Administrative"}
+_RESOURCE_GROUP_DELETE = "Microsoft.Resources/subscriptions/resourceGroups/delete"
+_RESOURCE_GROUP_TYPE = "Microsoft.Resources/subscriptions/resourceGroups"
+# Fractional digits of eventTimestamp: mostly ARM's seven, sometimes fewer (as real events show).
+_DIGITS = ((0.86, 7), (0.92, 6), (0.96, 2), (1.0, 0))
+# Share of Administrative events without tenantId, resourceType or category (older events).
+_NO_TENANT, _NO_TYPE, _NO_CATEGORY = 0.3, 0.03, 0.03
+# Platform events of other categories per generated operation, and their mix.
+OTHER_EVENTS_PER_OPERATION = 0.25
+_OTHER_CATEGORIES = (
+    ("ServiceHealth", 2.0),
+    ("ResourceHealth", 3.0),
+    ("Alert", 2.0),
+    ("Autoscale", 2.0),
+    ("Security", 1.0),
+    ("Recommendation", 2.0),
+)
+_OTHER_CUM = tuple(sum(w for _, w in _OTHER_CATEGORIES[: i + 1]) for i in range(len(_OTHER_CATEGORIES)))
+_HEALTH_STATUSES = ("Active", "Resolved", "In Progress", "Updated")
+# (provider, type, name prefix) of the resources a resource-group delete takes with it.
+_CASCADED = (
+    ("Microsoft.Compute", "virtualMachines", "vm"),
+    ("Microsoft.Compute", "disks", "disk"),
+    ("Microsoft.Network", "networkInterfaces", "nic"),
+    ("Microsoft.Network", "publicIPAddresses", "pip"),
+    ("Microsoft.Storage", "storageAccounts", "st"),
+    ("Microsoft.Web", "sites", "app"),
+)
+ARM_CATEGORY = "administrative"
+
+
+def is_arm_event(event: dict[str, Any]) -> bool:
+    """An ARM activity: category Administrative (any case), or no category at all (older events)."""
+    category = event.get("category")
+    if isinstance(category, dict):
+        category = category.get("value")
+    return not isinstance(category, str) or not category.strip() or category.strip().lower() == ARM_CATEGORY
+
 
 _ROLES = (
     ("Owner", "8e3af657a8ff443ca75c2fe8c4bcb635"),
@@ -196,6 +237,11 @@ def _guid(rng: random.Random) -> str:
 def _below(rng: random.Random, n: int) -> int:
     """A number in [0, n): randrange's job, several times faster (the tiny bias does not matter here)."""
     return int(rng.random() * n) if n > 0 else 0
+
+
+def _digits(rng: random.Random) -> int:
+    roll = rng.random()
+    return next(digits for limit, digits in _DIGITS if roll < limit)
 
 
 def _b64ish(rng: random.Random, length: int) -> str:
@@ -304,6 +350,18 @@ class EventGenerator:
             if k >= self.operations_for_rate(rate_at(start), jitter, fraction):
                 continue
             events.extend(self.operation(record, rng, start))
+        # Platform events of other categories (service and resource health, alerts, autoscale,
+        # Defender, Advisor): not ARM activities, but in the same Activity Log.
+        for k in range(int(n_max * OTHER_EVENTS_PER_OPERATION + fraction)):
+            rng = random.Random(stable_int(self.seed, sub_id, slot, "other", k))
+            start = slot_start + _below(rng, SLOT_TICKS)
+            if not record.active_at(start):
+                continue
+            if k >= int(
+                self.operations_for_rate(rate_at(start), jitter, fraction) * OTHER_EVENTS_PER_OPERATION + fraction
+            ):
+                continue
+            events.append(self.platform_event(record, rng, start))
         events.sort(key=lambda e: (e[0], e[1]), reverse=True)
         return events
 
@@ -352,7 +410,32 @@ class EventGenerator:
             "exp": str(iat + 3600 + _below(rng, 1800)),
         }
         oid_claim = "http://schemas.microsoft.com/identity/claims/objectidentifier"
-        if actor.kind == "user":
+        if actor.kind == "user" and actor.upn is None:
+            # A personal Microsoft account (or a guest signed in with one): idtyp user, no upn, the
+            # e-mail behind "live.com#" in the name claims.
+            assert actor.caller is not None
+            claims["acr"] = "1"
+            claims["aio"] = _b64ish(rng, 40)
+            claims["altsecid"] = f"1:live.com:{rng.getrandbits(64):016X}"
+            claims["http://schemas.microsoft.com/claims/authnmethodsreferences"] = "pwd"
+            claims["appid"] = client_app
+            claims["appidacr"] = "0"
+            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"] = actor.caller
+            if actor.given_name:
+                claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"] = actor.given_name
+            claims["http://schemas.microsoft.com/identity/claims/identityprovider"] = "live.com"
+            claims["idtyp"] = "user"
+            if actor.ipaddr:
+                claims["ipaddr"] = actor.ipaddr
+            if actor.name:
+                claims["name"] = actor.name
+            claims[oid_claim] = actor.oid or ""
+            claims["http://schemas.microsoft.com/identity/claims/scope"] = "user_impersonation"
+            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"] = _b64ish(rng, 43)
+            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"] = f"live.com#{actor.caller}"
+            claims["unique_name"] = f"live.com#{actor.caller}"
+            claims["uti"] = _b64ish(rng, 22)
+        elif actor.kind == "user":
             assert actor.upn is not None
             claims["http://schemas.microsoft.com/claims/authnclassreference"] = "1"
             claims["aio"] = _b64ish(rng, 40)
@@ -479,11 +562,13 @@ class EventGenerator:
             status: str,
             sub_status: dict[str, str],
             level: str,
-            extra_props: dict[str, str],
+            extra_props: dict[str, Any],
             with_http: bool,
             big_rg: bool,
         ) -> StoredEvent:
             event_id = _guid(rng)
+            digits = 7 if single else _digits(rng)
+            at = truncate_ticks(at, digits)
             submitted = at + self.surface_delay(rng)
             rg_name = rg.upper() if big_rg else rg
             rid = resource_id
@@ -510,7 +595,7 @@ class EventGenerator:
             body["eventDataId"] = event_id
             body["eventName"] = _BEGIN if phase == "BeginRequest" else _END
             body["category"] = _ADMINISTRATIVE
-            body["eventTimestamp"] = format_ticks(at)
+            body["eventTimestamp"] = format_ticks_digits(at, digits)
             if with_http and http is not None:
                 body["httpRequest"] = http
             body["id"] = f"{rid}/events/{event_id}/ticks/{dotnet_ticks(at)}"
@@ -527,6 +612,16 @@ class EventGenerator:
             body["submissionTimestamp"] = format_ticks(submitted)
             body["subscriptionId"] = sub_id
             body["tenantId"] = self.tenant_id
+            if not single:
+                shape = rng.random()
+                if shape < _NO_TENANT:
+                    del body["tenantId"]  # as in Microsoft Learn's sample event
+                if shape < _NO_TYPE:
+                    del body["resourceType"]
+                elif shape > 1 - _NO_CATEGORY:
+                    del body["category"]  # older events carry no category
+                if rng.random() < 0.1:
+                    properties["requestbody"] = None
             return (at, event_id, submitted, body)
 
         result: list[StoredEvent] = []
@@ -605,7 +700,330 @@ class EventGenerator:
                     upper_rg,
                 )
             )
+        result.extend(
+            self._consequences(record, rng, op, actor, claims, rg, resource_id, correlation_id, outcome, start, end)
+        )
         return result
+
+    # -- events that follow an operation, and platform events ------------------------------------------
+
+    def _consequences(
+        self,
+        record: SubscriptionRecord,
+        rng: random.Random,
+        op: OperationTemplate,
+        actor: Actor,
+        claims: dict[str, str] | None,
+        rg: str,
+        resource_id: str,
+        correlation_id: str,
+        outcome: str,
+        start: int,
+        end: int,
+    ) -> list[StoredEvent]:
+        """A resource-group delete's cascaded child deletes, and Azure Policy's audit of a write."""
+        found: list[StoredEvent] = []
+        sub_id = record.subscription.subscription_id
+        if op.scope == "resourceGroup" and op.kind == "delete" and outcome != "Failed":
+            rg_id = f"/subscriptions/{sub_id}/resourceGroups/{rg}"
+            upper = rng.random() < 0.5
+            for index in range(1 + _below(rng, 4)):
+                child = _CASCADED[_below(rng, len(_CASCADED))]
+                at = start + 1 + _below(rng, max(1, end - start))
+                provider, type_name, prefix = child
+                child_id = f"{rg_id}/providers/{provider}/{type_name}/{prefix}-{record.env}-{index + 1:02d}"
+                event_id = _guid(rng)
+                body: dict[str, Any] = {
+                    # The parent's action and type: ARM logs the cascade under the delete that caused it.
+                    "authorization": {"action": _RESOURCE_GROUP_DELETE, "scope": rg_id},
+                    "caller": actor.caller,
+                    "channels": "Operation",
+                    "claims": claims,
+                    "correlationId": correlation_id,
+                    "description": "",
+                    "eventDataId": event_id,
+                    "eventName": _END,
+                    "category": _ADMINISTRATIVE,
+                    "eventTimestamp": format_ticks(at),
+                    "id": f"{child_id}/events/{event_id}/ticks/{dotnet_ticks(at)}",
+                    "level": "Informational",
+                    "operationId": _guid(rng),
+                    "operationName": _named(f"{provider}/{type_name}/delete"),
+                    "properties": {"eventCategory": "Administrative", "entity": child_id, "statusCode": "OK"},
+                    "resourceGroupName": rg.upper() if upper else rg,
+                    "resourceProviderName": _named("Microsoft.Resources"),
+                    "resourceType": _named(_RESOURCE_GROUP_TYPE),
+                    "resourceId": child_id.upper() if upper else child_id,
+                    "status": _named("Succeeded"),
+                    "subStatus": _localized_status(""),
+                    "subscriptionId": sub_id,
+                    "tenantId": self.tenant_id,
+                }
+                submitted = at + self.surface_delay(rng)
+                body["submissionTimestamp"] = format_ticks(submitted)
+                if actor.caller is None:
+                    del body["caller"]
+                if claims is None:
+                    del body["claims"]
+                found.append((at, event_id, submitted, body))
+        if op.kind == "write" and outcome != "Accepted" and rng.random() < 0.3:
+            at = end + TICKS_PER_SECOND + _below(rng, 5 * TICKS_PER_SECOND)
+            found.append(self._policy_event(record, rng, op, actor, claims, rg, resource_id, correlation_id, at))
+        return found
+
+    def _policy_event(
+        self,
+        record: SubscriptionRecord,
+        rng: random.Random,
+        op: OperationTemplate,
+        actor: Actor,
+        claims: dict[str, str] | None,
+        rg: str,
+        resource_id: str,
+        correlation_id: str,
+        at: int,
+    ) -> StoredEvent:
+        """Azure Policy auditing a write: the write's correlationId, often the Policy Insights app as caller."""
+        sub_id = record.subscription.subscription_id
+        event_id = _guid(rng)
+        assignment = f"{stable_int(self.seed, sub_id, 'policy-assignment'):024x}"[:24]
+        definition = stable_guid(self.seed, "policy-definition", op.provider)
+        policies = [
+            {
+                "policyDefinitionId": f"/providers/Microsoft.Authorization/policyDefinitions/{definition}/",
+                "policyDefinitionName": definition,
+                "policyDefinitionEffect": "Audit",
+                "policyAssignmentId": f"/subscriptions/{sub_id}/providers/Microsoft.Authorization/"
+                f"policyAssignments/{assignment}/",
+                "policyAssignmentName": assignment,
+                "policyAssignmentScope": f"/subscriptions/{sub_id}",
+                "policyAssignmentParameters": {},
+            }
+        ]
+        body: dict[str, Any] = {
+            "authorization": {"action": op.operation_name, "scope": resource_id},
+            "channels": "Operation",
+            "correlationId": correlation_id,
+            "description": "",
+            "eventDataId": event_id,
+            "eventName": _END,
+            "category": _named("Policy"),
+            "eventTimestamp": format_ticks(at),
+            "id": f"{resource_id}/events/{event_id}/ticks/{dotnet_ticks(at)}",
+            "level": "Warning",
+            "operationId": _guid(rng),
+            "operationName": _named("Microsoft.Authorization/policies/audit/action"),
+            "properties": {
+                "isComplianceCheck": "False",
+                "resourceLocation": "westeurope",
+                "ancestors": self.tenant_id,
+                "policies": json.dumps(policies, separators=(",", ":")),
+                "hierarchy": "",
+            },
+            "resourceGroupName": rg,
+            "resourceProviderName": _named(op.provider),
+            "resourceType": _named(op.resource_type),
+            "resourceId": resource_id,
+            "status": _named("Succeeded"),
+            "subStatus": _localized_status(""),
+            "subscriptionId": sub_id,
+            "tenantId": self.tenant_id,
+        }
+        submitted = at + self.surface_delay(rng)
+        body["submissionTimestamp"] = format_ticks(submitted)
+        if rng.random() < 0.6 or actor.caller is None:
+            # The Policy Insights resource provider's service principal.
+            policy_oid = self.directory.policy_insights_object_id
+            body["caller"] = policy_oid
+            body["claims"] = {
+                "aud": "https://management.azure.com/",
+                "iss": f"https://sts.windows.net/{self.tenant_id}/",
+                "appid": POLICY_INSIGHTS_APP_ID,
+                "appidacr": "2",
+                "http://schemas.microsoft.com/identity/claims/identityprovider": f"https://sts.windows.net/{self.tenant_id}/",
+                "http://schemas.microsoft.com/identity/claims/objectidentifier": policy_oid,
+                "http://schemas.microsoft.com/identity/claims/tenantid": self.tenant_id,
+                "ver": "1.0",
+            }
+        else:  # a new resource: the identity that made the write
+            body["caller"] = actor.caller
+            if claims is not None:
+                body["claims"] = claims
+        return (at, event_id, submitted, body)
+
+    def platform_event(self, record: SubscriptionRecord, rng: random.Random, start: int) -> StoredEvent:
+        """One event of another category than Administrative, shaped like the published samples."""
+        sub_id = record.subscription.subscription_id
+        x = rng.random() * _OTHER_CUM[-1]
+        category = _OTHER_CATEGORIES[bisect.bisect_right(_OTHER_CUM, x)][0]
+        event_id = _guid(rng)
+        correlation_id = _guid(rng)
+        groups = record.resource_groups
+        rg = groups[_below(rng, len(groups))]
+        vm_id = (
+            f"/subscriptions/{sub_id}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/"
+            f"vm-{record.env}-0{1 + _below(rng, 3)}"
+        )
+        digits = 7
+        body: dict[str, Any]
+        if category == "ServiceHealth":
+            status = _HEALTH_STATUSES[_below(rng, len(_HEALTH_STATUSES))]
+            title = ("Network Infrastructure - West Europe", "Virtual Machines - North Europe", "Azure Storage")[
+                _below(rng, 3)
+            ]
+            body = {
+                "channels": "Admin",
+                "correlationId": correlation_id,
+                "description": f"{status}: {title}",
+                "eventDataId": event_id,
+                "eventName": {"value": None},
+                "category": {"value": "ServiceHealth", "localizedValue": "Service Health"},
+                "level": "Warning" if rng.random() < 0.6 else "Informational",
+                "operationName": _named("Microsoft.ServiceHealth/incident/action"),
+                "resourceProviderName": {"value": None},
+                "resourceType": {"value": None, "localizedValue": ""},
+                "resourceId": f"/subscriptions/{sub_id}",
+                "status": _named(status),
+                "subStatus": {"value": None},
+                "subscriptionId": sub_id,
+                "properties": {
+                    "title": title,
+                    "service": "Virtual Machines",
+                    "region": "West Europe",
+                    "communication": "Engineers are investigating an issue in this region.",
+                    "incidentType": ("Incident", "Maintenance", "Information", "ActionRequired")[_below(rng, 4)],
+                    "trackingId": f"{_b64ish(rng, 4).upper()}-{_b64ish(rng, 3).upper()}",
+                    "impactedServices": json.dumps(
+                        [{"ImpactedRegions": [{"RegionName": "West Europe"}], "ServiceName": "Virtual Machines"}],
+                        separators=(",", ":"),
+                    ),
+                    "stage": status,
+                    "version": "0.1.1",
+                },
+            }
+            resource_path = f"/subscriptions/{sub_id}"
+        elif category == "ResourceHealth":
+            status = _HEALTH_STATUSES[_below(rng, len(_HEALTH_STATUSES))]
+            digits = 2
+            body = {
+                "channels": "Admin, Operation",
+                "correlationId": correlation_id,
+                "description": "",
+                "eventDataId": event_id,
+                "eventName": {"value": "", "localizedValue": ""},
+                "category": {"value": "ResourceHealth", "localizedValue": "Resource Health"},
+                "level": ("Critical", "Warning", "Informational")[_below(rng, 3)],
+                "operationId": "",
+                "operationName": {
+                    "value": "Microsoft.Resourcehealth/healthevent/Activated/action",
+                    "localizedValue": "Health Event Activated",
+                },
+                "resourceGroupName": rg,
+                "resourceProviderName": _named("Microsoft.Resourcehealth/healthevent/action"),
+                "resourceType": _named("Microsoft.Compute/virtualMachines"),
+                "resourceId": vm_id,
+                "status": _named(status),
+                "subStatus": {"value": "", "localizedValue": ""},
+                "subscriptionId": sub_id,
+                "properties": {
+                    "stage": status,
+                    "title": "Virtual Machine health status changed to unavailable",
+                    "details": None,
+                    "healthStatus": "Unavailable",
+                    "healthEventType": "Downtime",
+                    "healthEventCause": "PlatformInitiated",
+                    "healthEventCategory": "Unplanned",
+                },
+            }
+            resource_path = vm_id
+        elif category in ("Alert", "Autoscale"):
+            spn = "Microsoft.Insights/alertRules" if category == "Alert" else "Microsoft.Insights/autoscaleSettings"
+            kind = "alertrules" if category == "Alert" else "autoscalesettings"
+            rule = (
+                f"/subscriptions/{sub_id}/resourceGroups/{rg}/providers/microsoft.insights/{kind}/"
+                f"{kind[:-1]}-{record.env}"
+            )
+            digits = 6
+            resolved = rng.random() < 0.5
+            body = {
+                "caller": spn,
+                "channels": "Admin, Operation",
+                "claims": {"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/spn": spn},
+                "correlationId": correlation_id,
+                "description": "",
+                "eventDataId": event_id,
+                "eventName": _named("Alert" if category == "Alert" else "AutoscaleAction"),
+                "category": _named(category),
+                "level": "Informational" if category == "Autoscale" or resolved else "Critical",
+                "resourceGroupName": rg,
+                "resourceProviderName": _named("microsoft.insights"),
+                "resourceId": rule,
+                "resourceType": _named(f"microsoft.insights/{kind}"),
+                "operationId": correlation_id,
+                "operationName": _named(
+                    f"Microsoft.Insights/AlertRules/{'Resolved' if resolved else 'Activated'}/Action"
+                    if category == "Alert"
+                    else "Microsoft.Insights/AutoscaleSettings/Scaleup/Action"
+                ),
+                "properties": {"RuleUri": rule, "Threshold": "80", "WindowSizeInMinutes": "5"}
+                if category == "Alert"
+                else {"ResourceName": vm_id, "OldInstancesCount": "2", "NewInstancesCount": "3"},
+                "status": _named(("Resolved" if resolved else "Active") if category == "Alert" else "Succeeded"),
+                "subStatus": {"value": None},
+                "subscriptionId": sub_id,
+            }
+            resource_path = rule
+        elif category == "Security":
+            alert = f"/subscriptions/{sub_id}/providers/Microsoft.Security/locations/westeurope/alerts/{_guid(rng)}"
+            body = {
+                "channels": "Operation",
+                "correlationId": correlation_id,
+                "description": "Suspicious double extension file executed.\r\nThis may indicate malware.",
+                "eventDataId": event_id,
+                "eventName": _named("Suspicious double extension file executed"),
+                "category": _named("Security"),
+                "level": "Informational",
+                "operationId": correlation_id,
+                "operationName": _named("Microsoft.Security/locations/alerts/activate/action"),
+                "resourceGroupName": rg,
+                "resourceProviderName": _named("Microsoft.Security"),
+                "resourceType": _named("Microsoft.Security/locations/alerts"),
+                "resourceId": alert,
+                "status": _named("Active"),
+                "subStatus": {"value": None},
+                "subscriptionId": sub_id,
+                "properties": {"Severity": "High", "ActionTaken": "Detected", "parentProcess id": "0"},
+            }
+            resource_path = alert
+        else:  # Recommendation: Advisor writes ids and providers in upper case
+            digits = 6
+            upper_vm = vm_id.upper().replace(sub_id.upper(), sub_id)
+            body = {
+                "channels": "Operation",
+                "correlationId": correlation_id,
+                "description": "The action was successful.",
+                "eventDataId": event_id,
+                "eventName": {"value": "", "localizedValue": ""},
+                "category": _named("Recommendation"),
+                "level": "Informational",
+                "operationId": "",
+                "operationName": _named("Microsoft.Advisor/generateRecommendations/action"),
+                "resourceGroupName": rg.upper(),
+                "resourceProviderName": _named("MICROSOFT.COMPUTE"),
+                "resourceType": _named("MICROSOFT.COMPUTE/virtualmachines"),
+                "resourceId": upper_vm,
+                "status": _named("Active"),
+                "subStatus": {"value": "", "localizedValue": ""},
+                "subscriptionId": sub_id,
+                "properties": {"recommendationCategory": "HighAvailability", "recommendationImpact": "Medium"},
+            }
+            resource_path = upper_vm
+        at = truncate_ticks(start, digits)
+        body["eventTimestamp"] = format_ticks_digits(at, digits)
+        body["id"] = f"{resource_path}/events/{event_id}/ticks/{dotnet_ticks(at)}"
+        submitted = at + self.surface_delay(rng)
+        body["submissionTimestamp"] = format_ticks(submitted)
+        return (at, event_id, submitted, body)
 
     def injected(
         self,

@@ -9,8 +9,9 @@ patterns are clauses joined by `and`::
 
 "No other syntax is allowed": no `or`, `not`, parentheses, functions, other operators or other
 fields (in particular no filter on `caller` or `status`). The end time defaults to now. The
-start time may not be older than the 90-day retention. Everything else is answered with 400
-`BadRequest` and a message that says what is wrong.
+start time may not be older than the 90-day retention. As the service does, timestamps may be
+given without quotes and as a date alone (`eventTimestamp ge 2024-05-01`, midnight UTC).
+Everything else is answered with 400 `BadRequest` and a message that says what is wrong.
 
 Field names and the keywords `and`, `eq`, `ge`, `le` are matched without case, as the service does.
 String values compare without case (resource group names, resource ids and providers are
@@ -218,12 +219,15 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
         if clause_key in seen:
             raise FilterError(f"The $filter clause '{field} {operator_token.text}' may appear only once.")
         seen.add(clause_key)
-        if literal.kind != "string":
+        if lowered == "eventtimestamp" and literal.kind == "other":
+            value = literal.text  # ARM also takes the time unquoted: eventTimestamp ge 2024-05-01T10:00:00Z
+        elif literal.kind != "string":
             raise FilterError(
                 f"The value of '{field}' must be a string in single quotes, for example "
                 f"{field} {operator_token.text} '...'; got {literal.text}."
             )
-        value = _unquote(literal)
+        else:
+            value = _unquote(literal)
         if lowered == "eventtimestamp":
             try:
                 ticks = parse_timestamp(value)

@@ -22,6 +22,8 @@ AZURE_PORTAL_APP_ID = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c"
 AZURE_CLI_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 AZURE_POWERSHELL_APP_ID = "1950a258-227b-4e31-a9cf-717495945fc2"
 CLIENT_APPS = (AZURE_PORTAL_APP_ID, AZURE_CLI_APP_ID, AZURE_POWERSHELL_APP_ID)
+# Azure Policy's resource provider (Policy Insights): the caller of Policy's own evaluations.
+POLICY_INSIGHTS_APP_ID = "1d78a85d-813d-46f0-b496-dd72f50a3ec0"
 
 TENANT_DOMAIN = "contoso.com"
 TENANT_INITIAL_DOMAIN = "contoso.onmicrosoft.com"
@@ -200,6 +202,30 @@ class Directory:
                 weight=0.7,
             )
         )
+        # Users without a upn claim: a personal Microsoft account added to the tenant, and a guest
+        # who signed in with one. Their tokens say idtyp user; the caller is the e-mail address.
+        self.users_without_upn: list[Actor] = [
+            Actor(
+                kind="user",
+                key="user:personal",
+                caller="pat.personal@outlook.com",
+                oid=stable_guid(seed, "user", "personal"),
+                name="Pat Personal",
+                given_name="Pat",
+                ipaddr="198.51.100.91",
+                weight=0.6,
+            ),
+            Actor(
+                kind="user",
+                key="user:guest-msa",
+                caller="sam.consultant@hotmail.com",
+                oid=stable_guid(seed, "user", "guest-msa"),
+                name="Sam Consultant",
+                ipaddr="198.51.100.92",
+                weight=0.4,
+            ),
+        ]
+        self.policy_insights_object_id = stable_guid(seed, "policy-insights", "sp-object-id")
         self.service_principals: list[Actor] = []
         for index, (display, caller_is_appid, weight) in enumerate(_SERVICE_PRINCIPALS):
             appid = stable_guid(seed, "sp-app", display)
@@ -247,7 +273,14 @@ class Directory:
 
     @property
     def actors(self) -> list[Actor]:
-        return [*self.users, *self.service_principals, *self.managed_identities, *self.system_callers, self.nobody]
+        return [
+            *self.users,
+            *self.users_without_upn,
+            *self.service_principals,
+            *self.managed_identities,
+            *self.system_callers,
+            self.nobody,
+        ]
 
     def user(self, kind: str) -> Actor:
         """The user a minted token of this kind stands for."""

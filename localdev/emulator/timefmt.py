@@ -52,6 +52,20 @@ def format_ticks(ticks: int) -> str:
     )
 
 
+def truncate_ticks(ticks: int, digits: int) -> int:
+    """`ticks` cut down to `digits` fractional digits of a second (7 keeps them all)."""
+    unit = 10 ** (7 - max(0, min(7, digits)))
+    return ticks - ticks % unit
+
+
+def format_ticks_digits(ticks: int, digits: int) -> str:
+    """Like `format_ticks` with `digits` fractional digits (0: no fraction at all), as some real events have."""
+    text = format_ticks(ticks)
+    if digits >= 7:
+        return text
+    return text[:19] + ("." + text[20 : 20 + digits] if digits > 0 else "") + "Z"
+
+
 def format_datetime(when: datetime) -> str:
     return format_ticks(to_ticks(when))
 

@@ -86,8 +86,8 @@ def test_a_next_link_from_arm_pointing_elsewhere_fails_the_attempt(
     real = pull_module.parse_page
 
     def answer_with_a_foreign_link(body: bytes, **kwargs: Any) -> Any:
-        items, _ = real(body, **kwargs)
-        return items, f"{trap.base_url}{_log_path(sub)}?api-version=2015-04-01&$skipToken=x"
+        foreign = f"{trap.base_url}{_log_path(sub)}?api-version=2015-04-01&$skipToken=x"
+        return real(body, **kwargs)._replace(next_link=foreign)
 
     monkeypatch.setattr(pull_module, "parse_page", answer_with_a_foreign_link)
     with pytest.raises(ArmLinkRefused):

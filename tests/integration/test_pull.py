@@ -92,7 +92,13 @@ def stored_ids(runtime: Runtime) -> Counter[str]:
 
 
 def expected_events(emulator: Any, subs: list[str], start: Any, end: Any, surfaced_by: Any = None) -> dict[str, Any]:
-    return {e["eventDataId"]: e for sub in subs for e in emulator.events(sub, start, end, surfaced_by=surfaced_by)}
+    """The ARM activities the emulator served in the range: only they become activities."""
+    return {e["eventDataId"]: e for sub in subs for e in emulator.arm_events(sub, start, end, surfaced_by=surfaced_by)}
+
+
+def skipped_events(emulator: Any, subs: list[str], start: Any, end: Any) -> dict[str, Any]:
+    """The events of other categories (Policy, ServiceHealth, ...) in the range: read and skipped."""
+    return {e["eventDataId"]: e for sub in subs for e in emulator.other_events(sub, start, end)}
 
 
 def test_fanout_and_pulls_store_exactly_the_events_since_connection(
@@ -115,6 +121,9 @@ def test_fanout_and_pulls_store_exactly_the_events_since_connection(
     assert expected, "the emulator generated no events"
     got = stored_ids(runtime)
     assert set(got) == set(expected) and set(got.values()) == {1}
+    skipped = skipped_events(emulator, active_ids(emulator), connected_at, clock.now() - timedelta(seconds=60))
+    assert {e["category"]["value"] for e in skipped.values()} >= {"Policy"}  # read, and never stored
+    assert not set(got) & set(skipped)
 
     acts = ActivityStore(runtime.storage)
     for sub in active_ids(emulator):

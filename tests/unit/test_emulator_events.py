@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from core.clock import FakeClock
 from localdev.emulator import JSON_NULL, Emulator
-from localdev.emulator.events import SLOT_SECONDS, apply_fields
-from localdev.emulator.timefmt import parse_datetime
+from localdev.emulator.events import SLOT_SECONDS, apply_fields, is_arm_event
+from localdev.emulator.tenant import POLICY_INSIGHTS_APP_ID
+from localdev.emulator.timefmt import parse_datetime, parse_timestamp
 
 pytestmark = pytest.mark.unit
 
@@ -52,12 +55,12 @@ def test_ranges_are_inclusive_and_ordered_newest_first() -> None:
     emu, _ = make()
     sub = emu.subscriptions[0].subscription_id
     events = emu.events(sub, START - timedelta(hours=3), START)
-    keys = [(e["eventTimestamp"], e["eventDataId"]) for e in events]
+    keys = [(parse_timestamp(e["eventTimestamp"]), e["eventDataId"]) for e in events]
     assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
     middle = events[len(events) // 2]
     at = parse_datetime(middle["eventTimestamp"])  # the 100 ns timestamp, cut to microseconds
     assert middle in emu.events(sub, at, at + timedelta(microseconds=1))
-    if middle["eventTimestamp"][-2] != "0":  # a datetime cannot say the exact tick: `at` is just before it
+    if parse_timestamp(middle["eventTimestamp"]) % 10:  # a datetime cannot say the exact tick: `at` is before it
         assert middle not in emu.events(sub, at, at)
     injected = emu.inject_event(sub, at=START - timedelta(minutes=7))
     assert emu.events(sub, START - timedelta(minutes=7), START - timedelta(minutes=7)) == [injected]
@@ -129,7 +132,7 @@ def test_surface_delays_are_bounded_and_often_the_maximum() -> None:
 
     instant, _ = make(max_surface_delay=0)
     for event in instant.events(instant.subscriptions[0].subscription_id, START - timedelta(hours=2), START):
-        assert event["submissionTimestamp"] == event["eventTimestamp"]
+        assert parse_timestamp(event["submissionTimestamp"]) == parse_timestamp(event["eventTimestamp"])
 
 
 def test_surfaced_by_limits_the_ground_truth() -> None:
@@ -247,3 +250,139 @@ def test_fault_bookkeeping() -> None:
         emu.add_fault("5xx", status=404)
     with pytest.raises(ValueError):
         emu.add_fault("slow", count=0)
+
+
+# --- as messy as the real Activity Log ------------------------------------------------------------
+
+
+def _day(emu: Emulator) -> list[dict[str, Any]]:
+    return emu.events(emu.subscriptions[0].subscription_id, START - timedelta(days=1), START)
+
+
+def _category(event: dict[str, Any]) -> str | None:
+    category = event.get("category")
+    return category.get("value") if isinstance(category, dict) else None
+
+
+def test_every_category_with_its_real_shape() -> None:
+    emu, _ = make(events_per_hour=600)
+    events = _day(emu)
+    by_category: dict[str | None, list[dict[str, Any]]] = {}
+    for event in events:
+        by_category.setdefault(_category(event), []).append(event)
+    assert set(by_category) == {
+        "Administrative",
+        None,
+        "Policy",
+        "ServiceHealth",
+        "ResourceHealth",
+        "Alert",
+        "Autoscale",
+        "Security",
+        "Recommendation",
+    }
+    assert 0.75 * len(events) < len(by_category["Administrative"]) + len(by_category[None]) < 0.95 * len(events)
+    for notice in by_category["ServiceHealth"]:  # platform notices: nobody acted
+        assert not {"caller", "claims", "authorization", "httpRequest"} & set(notice)
+        assert notice["eventName"] == {"value": None} and notice["channels"] == "Admin"
+    for kind, spn in (
+        ("Alert", "Microsoft.Insights/alertRules"),
+        ("Autoscale", "Microsoft.Insights/autoscaleSettings"),
+    ):
+        for event in by_category[kind]:
+            assert event["caller"] == spn
+            assert event["claims"] == {"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/spn": spn}
+    statuses = {e["status"]["value"] for e in by_category["ResourceHealth"] + by_category["ServiceHealth"]}
+    assert statuses == {"Active", "Resolved", "In Progress", "Updated"}
+    assert {"Critical", "Warning"} <= {e["level"] for e in events}
+    for event in by_category["Recommendation"]:
+        assert event["resourceId"].startswith("/SUBSCRIPTIONS/")
+        assert event["resourceProviderName"]["value"] == "MICROSOFT.COMPUTE"
+    assert all(is_arm_event(e) for e in by_category["Administrative"] + by_category[None])
+    assert not any(
+        is_arm_event(e) for name, group in by_category.items() if name not in ("Administrative", None) for e in group
+    )
+
+
+def test_policy_audits_a_write_under_its_correlation_id() -> None:
+    emu, _ = make(events_per_hour=600)
+    events = _day(emu)
+    writes = {
+        e["correlationId"]: e
+        for e in events
+        if _category(e) in ("Administrative", None) and e["operationName"]["value"].endswith("/write")
+    }
+    policy = [e for e in events if _category(e) == "Policy"]
+    assert policy
+    assert all(e["correlationId"] in writes for e in policy)
+    callers = Counter(
+        "policy-insights" if (e.get("claims") or {}).get("appid") == POLICY_INSIGHTS_APP_ID else "the writer"
+        for e in policy
+    )
+    assert callers["policy-insights"] > 0 and callers["the writer"] > 0
+    assert all(json.loads(e["properties"]["policies"])[0]["policyDefinitionEffect"] for e in policy)
+
+
+def test_users_without_upn_and_service_principals_called_by_object_id() -> None:
+    emu, _ = make(events_per_hour=600)
+    events = _day(emu)
+    upn = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+    personal = [e for e in events if (e.get("claims") or {}).get("idtyp") == "user"]
+    assert personal
+    for event in personal:
+        claims = event["claims"]
+        assert upn not in claims and "@" in event["caller"]
+        assert claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"].startswith("live.com#")
+    by_oid = [
+        e
+        for e in events
+        if e.get("caller")
+        and e["caller"] == (e.get("claims") or {}).get("http://schemas.microsoft.com/identity/claims/objectidentifier")
+        and "xms_mirid" not in e["claims"]
+        and e["claims"].get("appid") != POLICY_INSIGHTS_APP_ID
+    ]
+    assert by_oid
+
+
+def test_a_resource_group_delete_cascades_to_its_resources() -> None:
+    emu, _ = make(events_per_hour=600)
+    events = _day(emu)
+    children = [
+        e
+        for e in events
+        if e.get("authorization", {}).get("action") == "Microsoft.Resources/subscriptions/resourceGroups/delete"
+        and not e["operationName"]["value"].endswith("resourceGroups/delete")
+    ]
+    assert children
+    parents = {e["correlationId"] for e in events if e["operationName"]["value"].endswith("resourceGroups/delete")}
+    for child in children:
+        assert "httpRequest" not in child and child["correlationId"] in parents
+        assert child["resourceType"]["value"] == "Microsoft.Resources/subscriptions/resourceGroups"
+        assert child["operationName"]["value"].endswith("/delete")
+        assert "/providers/" in child["resourceId"].lower()
+
+
+def test_value_shapes_of_real_events() -> None:
+    emu, _ = make(events_per_hour=600)
+    events = _day(emu)
+    digits = Counter(
+        len(e["eventTimestamp"].rsplit(".", 1)[1]) - 1 if "." in e["eventTimestamp"] else 0 for e in events
+    )
+    assert {0, 2, 6, 7} <= set(digits) and digits[7] > len(events) / 2
+    for event in events:  # the text says the exact instant the API filters and orders by
+        assert parse_datetime(event["eventTimestamp"]) <= parse_datetime(event["submissionTimestamp"])
+    arm = [e for e in events if is_arm_event(e)]
+    assert any("tenantId" not in e for e in arm) and any("resourceType" not in e for e in arm)
+    assert any("category" not in e for e in arm)
+    assert any(e["properties"].get("requestbody", "") is None for e in arm)
+    assert any(e.get("subStatus") == {"value": None} for e in events)
+    assert any(
+        isinstance(json.loads(e["properties"]["statusMessage"]), dict)
+        for e in arm
+        if "statusMessage" in e["properties"]
+    )
+
+
+def test_the_rate_counts_every_event_of_every_category() -> None:
+    emu, _ = make(events_per_hour=600)
+    assert 0.85 * 600 * 24 < len(_day(emu)) < 1.15 * 600 * 24

@@ -104,3 +104,42 @@ def test_arbitrary_text_is_parsed_or_refused_cleanly(text: str) -> None:
         parse_filter(text, NOW_TICKS)
     except FilterError as error:
         assert error.code == "BadRequest" and error.message
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        (
+            "eventTimestamp ge 2026-11-26T10:00:00Z and eventTimestamp le 2026-11-26T11:00:00.5Z",
+            "2026-11-26T10:00:00Z",
+            "2026-11-26T11:00:00.5Z",
+        ),
+        (
+            "eventTimestamp ge '2026-11-25' and eventTimestamp le '2026-11-26'",
+            "2026-11-25T00:00:00Z",
+            "2026-11-26T00:00:00Z",
+        ),
+        (
+            "eventTimestamp ge 2026-11-25 and eventTimestamp le '2026-11-26T01:02:03.1234567Z'",
+            "2026-11-25T00:00:00Z",
+            "2026-11-26T01:02:03.1234567Z",
+        ),
+    ],
+)
+def test_unquoted_and_date_only_timestamps_are_taken_as_arm_takes_them(text: str, start: str, end: str) -> None:
+    parsed = parse_filter(text, NOW_TICKS)
+    assert (parsed.start, parsed.end) == (parse_timestamp(start), parse_timestamp(end))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "eventTimestamp ge 2026-13-45",
+        "eventTimestamp ge yesterday",
+        "eventTimestamp ge 2026-11-26 10:00",
+        "resourceGroupName eq rg-a and eventTimestamp ge 2026-11-26",
+    ],
+)
+def test_other_unquoted_values_are_still_refused(text: str) -> None:
+    with pytest.raises(FilterError):
+        parse_filter(text, NOW_TICKS)

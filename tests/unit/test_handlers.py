@@ -446,3 +446,24 @@ def test_retention_never_deletes_what_the_overlap_may_re_read(world: World) -> N
     assert record is not None
     keep_from = record.watermark - timedelta(seconds=settings.pull_overlap_seconds)
     assert 0 < deleted < stored and all(a.timestamp >= keep_from for a in world.writer.activities.values())
+
+
+def test_other_categories_are_skipped_and_counted_once_however_often_the_overlap_is_read(world: World) -> None:
+    world.connect()
+    world.add_events(PROD, 30, START, START + timedelta(minutes=20))
+    rng = random.Random(5)
+    for minute in range(1, 11):
+        event = make_event(PROD, START + timedelta(minutes=minute), rng=rng)
+        event["category"] = {"value": "Policy", "localizedValue": "Policy"}
+        world.arm.events[PROD].append(event)
+    for _ in range(3):  # three ticks: each re-reads the overlap, policy events included
+        world.clock.advance(timedelta(minutes=8))
+        world.fanout()
+        world.drain()
+    record = world.subscriptions.get(PROD)
+    assert record is not None and record.skipped_events == 10
+    assert world.writer.by_subscription[PROD] == world.expected(PROD, START, START + timedelta(minutes=20)) - {
+        e["eventDataId"] for e in world.arm.events[PROD] if e["category"]["value"] == "Policy"
+    }
+    body = connector_body(service.current_view(world.connector, world.subscriptions))
+    assert [s["skippedEvents"] for s in body["subscriptions"] if s["subscriptionId"] == PROD] == [10]

@@ -1,4 +1,4 @@
-"""The normalized activity model and its API shape (SPEC section 4)."""
+"""The normalized activity model and its API shape (the fields of docs/normalization.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ingestion.models import Activity, ActivityUser, format_utc, parse_timestamp
 
 pytestmark = pytest.mark.unit
 
-SPEC_KEYS = [
+API_KEYS = [
     "id",
     "timestamp",
     "ingestedAt",
@@ -68,7 +68,7 @@ def _api_body(**changes: Any) -> dict[str, Any]:
 def test_api_shape_keys_and_times() -> None:
     activity = Activity.model_validate(_api_body())
     api = activity.to_api()
-    assert list(api) == SPEC_KEYS
+    assert list(api) == API_KEYS
     assert list(api["user"]) == ["id", "upn", "name", "type", "appId"]
     assert api["timestamp"] == "2026-11-26T10:00:00.123456Z"
     assert api["ingestedAt"] == "2026-11-26T10:00:00.000000Z"

@@ -1,4 +1,4 @@
-"""Normalization of Activity Log events into activities (SPEC section 4)."""
+"""Normalization of Activity Log events into activities (the rules of docs/normalization.md)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ from ingestion.models import Activity, ActivityLogEvent, ActivityLogPage, format
 from ingestion.normalize import (
     InvalidEvent,
     InvalidPage,
-    SkippedEvent,
+    ParsedPage,
     action_type_of,
     identify,
+    is_arm_activity,
     normalize_event,
     parse_page,
+    resource_type_of_id,
+    resource_type_of_operation,
 )
 
 pytestmark = pytest.mark.unit
@@ -519,6 +522,8 @@ def test_missing_or_null_field_is_null(key: str) -> None:
     }.get(key, key)
     if key == "httpRequest":
         assert missing["ipAddress"] == "203.0.113.77"  # falls back to the claim
+    elif key in ("resourceProviderName", "resourceType"):  # read from the resource ID instead
+        assert missing[api_key] == expected_api()[api_key]
     else:
         assert missing[api_key] is None
 
@@ -918,10 +923,11 @@ def test_parse_page_with_next_link(caplog: pytest.LogCaptureFixture) -> None:
         managed_identity_event(),
         recovery_services_event(),
     ]
-    skipped: list[SkippedEvent] = []
     with caplog.at_level(logging.WARNING, logger="ingestion.normalize"):
-        pairs, next_link = parse_page(_page(events, NEXT), ingested_at=INGESTED, subscription_id=SUB, skipped=skipped)
+        page = parse_page(_page(events, NEXT), ingested_at=INGESTED, subscription_id=SUB)
+    pairs, next_link, skipped = page.items, page.next_link, list(page.invalid)
     assert next_link == NEXT
+    assert page.skipped == 2 == len(events) - len(pairs)
     assert [activity.id for _, activity in pairs] == [
         "d0d36f97-b29c-4cd9-9d3d-ea2b92af3e9d",
         "5f3e0a12-7c44-4b8e-9a36-3b2a9c1d0e11",
@@ -942,8 +948,8 @@ def test_parse_page_with_next_link(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_parse_page_last_page() -> None:
-    pairs, next_link = parse_page(_page([portal_user_event()]), ingested_at=INGESTED)
-    assert next_link is None
+    pairs, next_link, skipped, invalid, _ = parse_page(_page([portal_user_event()]), ingested_at=INGESTED)
+    assert next_link is None and skipped == 0 and invalid == ()
     assert len(pairs) == 1
     assert pairs[0][1].subscription_id == SUB
 
@@ -959,7 +965,7 @@ def test_parse_page_last_page() -> None:
     ],
 )
 def test_parse_page_empty_pages(body: bytes, expected_next: str | None) -> None:
-    assert parse_page(body, ingested_at=INGESTED) == ([], expected_next)
+    assert parse_page(body, ingested_at=INGESTED) == ParsedPage([], expected_next, 0, ())
 
 
 @pytest.mark.parametrize(
@@ -976,14 +982,14 @@ def test_parse_page_uses_subscription_argument_and_accepts_str() -> None:
     del event["subscriptionId"]
     del event["resourceId"]
     del event["id"]
-    pairs, _ = parse_page(json.dumps({"value": [event]}), ingested_at=INGESTED, subscription_id=OTHER_SUB)
+    pairs = parse_page(json.dumps({"value": [event]}), ingested_at=INGESTED, subscription_id=OTHER_SUB).items
     assert pairs[0][1].subscription_id == OTHER_SUB
 
 
-def test_parse_page_without_skipped_list_still_logs(caplog: pytest.LogCaptureFixture) -> None:
+def test_parse_page_logs_events_it_cannot_normalize(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="ingestion.normalize"):
-        pairs, _ = parse_page(_page([{"eventDataId": "x"}]), ingested_at=INGESTED, subscription_id=SUB)
-    assert pairs == []
+        page = parse_page(_page([{"eventDataId": "x"}]), ingested_at=INGESTED, subscription_id=SUB)
+    assert page.items == [] and page.skipped == 1 and len(page.invalid) == 1
     assert "Skipped 1 of 1" in caplog.text
 
 
@@ -1036,3 +1042,247 @@ def test_activity_log_page_model() -> None:
     assert page.next_link == NEXT
     assert [event.caller for event in page.value] == ["rob@contoso.com", "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"]
     assert ActivityLogPage.model_validate({"value": []}).next_link is None
+
+
+# --------------------------------------------------------------------------------------------
+# Scope: only ARM activities
+# --------------------------------------------------------------------------------------------
+
+OTHER_CATEGORIES = ["Policy", "ServiceHealth", "ResourceHealth", "Alert", "Autoscale", "Security", "Recommendation"]
+
+
+@pytest.mark.parametrize(
+    "category",
+    [
+        _loc("Administrative"),
+        _loc("administrative", "Administratif"),
+        "Administrative",
+        None,
+        {"value": None},
+        {"value": ""},
+        {"localizedValue": "x"},
+        {},
+        42,
+    ],
+)
+def test_administrative_or_no_category_is_an_arm_activity(category: Any) -> None:
+    event = portal_user_event()
+    event["category"] = category
+    assert is_arm_activity(event)
+    del event["category"]
+    assert is_arm_activity(event) and is_arm_activity(ActivityLogEvent.model_validate(event))
+
+
+@pytest.mark.parametrize("category", [*OTHER_CATEGORIES, "SomethingAddedLater", "policy"])
+def test_every_other_category_is_not(category: str) -> None:
+    event = portal_user_event()
+    event["category"] = _loc(category)
+    assert not is_arm_activity(event)
+    assert not is_arm_activity(ActivityLogEvent.model_validate(event))
+    event["category"] = category  # a plain string is read as the value, as the model does
+    assert not is_arm_activity(event)
+
+
+def test_parse_page_keeps_arm_activities_and_counts_the_rest(caplog: pytest.LogCaptureFixture) -> None:
+    events: list[Any] = []
+    for category in OTHER_CATEGORIES:
+        event = portal_user_event()
+        event["eventDataId"] = f"other-{category}"
+        event["category"] = _loc(category)
+        events.append(event)
+    no_category = service_principal_event()
+    del no_category["category"]
+    null_category = managed_identity_event()
+    null_category["category"] = {"value": None}
+    policy_without_id = {"category": _loc("Policy")}  # skipped for its category, not refused
+    events += [portal_user_event(), no_category, null_category, policy_without_id, {"eventDataId": "no-time"}]
+    with caplog.at_level(logging.DEBUG, logger="ingestion.normalize"):
+        page = parse_page(_page(events), ingested_at=INGESTED, subscription_id=SUB)
+    assert [activity.id for _, activity in page.items] == [
+        "d0d36f97-b29c-4cd9-9d3d-ea2b92af3e9d",
+        "5f3e0a12-7c44-4b8e-9a36-3b2a9c1d0e11",
+        "77aa11bb-22cc-4d33-8e44-55ff66aa77bb",
+    ]
+    assert page.skipped == len(OTHER_CATEGORIES) + 2 == len(events) - len(page.items)
+    assert [item.event_data_id for item in page.invalid] == ["no-time"]
+    assert "8 Activity Log events of subscription" in caplog.text and "2 Policy" in caplog.text
+
+
+def test_a_page_of_policy_events_only() -> None:
+    event = portal_user_event()
+    event["category"] = _loc("Policy")
+    page = parse_page(_page([event, event], NEXT), ingested_at=INGESTED)
+    assert page == ParsedPage([], NEXT, 2, ())
+
+
+# --------------------------------------------------------------------------------------------
+# Users without a UPN
+# --------------------------------------------------------------------------------------------
+
+MSA_OID = "5a0e6f25-89a2-4c49-a1a1-0a8d5f2e7c11"
+
+
+def personal_account_claims(**extra: str) -> dict[str, str]:
+    """A personal Microsoft account (or a guest) in a tenant: idtyp user, no upn claim."""
+    return {
+        "aud": "https://management.core.windows.net/",
+        "appid": PORTAL_APP,
+        "appidacr": "2",
+        "http://schemas.microsoft.com/identity/claims/identityprovider": "live.com",
+        "idtyp": "user",
+        "ipaddr": "203.0.113.9",
+        "name": "Pat Personal",
+        OID_URI: MSA_OID,
+        NAME_URI: "live.com#pat@outlook.com",
+        "unique_name": "live.com#pat@outlook.com",
+        TENANT_URI: TENANT,
+        "ver": "1.0",
+        **extra,
+    }
+
+
+def test_personal_account_with_email_caller_is_a_user() -> None:
+    user = identify("pat@outlook.com", personal_account_claims())
+    assert user.model_dump(by_alias=True) == {
+        "id": MSA_OID,
+        "upn": "pat@outlook.com",
+        "name": "Pat Personal",
+        "type": "user",
+        "appId": None,
+    }
+
+
+def test_idtyp_user_with_a_guid_caller_is_a_user_not_a_service_principal() -> None:
+    user = identify(MSA_OID, personal_account_claims())
+    assert (user.type, user.id, user.upn, user.app_id) == ("user", MSA_OID, None, None)
+    without_oid = {k: v for k, v in personal_account_claims().items() if k != OID_URI}
+    assert identify(MSA_OID, without_oid).id == MSA_OID  # the caller, never the client app
+
+
+def test_idtyp_user_without_caller_or_object_id_has_no_id() -> None:
+    claims = {k: v for k, v in personal_account_claims().items() if k != OID_URI}
+    user = identify(None, claims)
+    assert (user.type, user.id) == ("user", None)
+
+
+def test_managed_identity_still_comes_before_idtyp_user() -> None:
+    user = identify(MSA_OID, personal_account_claims(xms_mirid=FUNC_ID))
+    assert (user.type, user.name) == ("managedIdentity", "func-orders")
+
+
+@pytest.mark.parametrize("idtyp", ["app", "APP", "device", ""])
+def test_other_idtyp_values_are_not_users(idtyp: str) -> None:
+    user = identify(MSA_OID, {"idtyp": idtyp, "appid": PORTAL_APP, OID_URI: MSA_OID})
+    assert user.type == "servicePrincipal"
+
+
+# --------------------------------------------------------------------------------------------
+# Resource types: cascaded child operations
+# --------------------------------------------------------------------------------------------
+
+RG_ID = f"/subscriptions/{SUB}/resourceGroups/rg-ci-1234"
+
+
+@pytest.mark.parametrize(
+    ("resource_id", "expected"),
+    [
+        (VM_ID, "Microsoft.Compute/virtualMachines"),
+        (f"{VM_ID}/extensions/CustomScript", "Microsoft.Compute/virtualMachines/extensions"),
+        (f"{VM_ID}/providers/Microsoft.Authorization/locks/no-delete", "Microsoft.Authorization/locks"),
+        (
+            f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/x",
+            "Microsoft.Authorization/roleAssignments",
+        ),
+        (RG_ID, "Microsoft.Resources/subscriptions/resourceGroups"),
+        (RG_ID.upper() + "/", "Microsoft.Resources/subscriptions/resourceGroups"),
+        (f"/subscriptions/{SUB}", "Microsoft.Resources/subscriptions"),
+        (f"/SUBSCRIPTIONS/{SUB}/PROVIDERS/MICROSOFT.COMPUTE/VIRTUALMACHINES/VM1", "MICROSOFT.COMPUTE/VIRTUALMACHINES"),
+        (f"/subscriptions/{SUB}/resourceGroups", None),
+        ("/providers/Microsoft.Management/managementGroups/mg1", "Microsoft.Management/managementGroups"),
+        ("", None),
+        ("not a resource id", None),
+        (None, None),
+    ],
+)
+def test_resource_type_of_id(resource_id: str | None, expected: str | None) -> None:
+    assert resource_type_of_id(resource_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected"),
+    [
+        ("Microsoft.Compute/virtualMachines/delete", "Microsoft.Compute/virtualMachines"),
+        ("Microsoft.Compute/virtualMachines/start/action", "Microsoft.Compute/virtualMachines"),
+        ("Microsoft.Insights/AlertRules/Resolved/Action", "Microsoft.Insights/AlertRules"),
+        ("Microsoft.ServiceHealth/incident/action", None),
+        ("Microsoft.Resources/subscriptions/resourceGroups/delete", "Microsoft.Resources/subscriptions/resourceGroups"),
+        ("write", None),
+        (None, None),
+    ],
+)
+def test_resource_type_of_operation(operation: str | None, expected: str | None) -> None:
+    assert resource_type_of_operation(operation) == expected
+
+
+def cascaded_child_event(operation: str, resource_id: str) -> dict[str, Any]:
+    """One delete of a resource inside a deleted resource group, as ARM logs it: the parent's
+    authorization action, resource type and provider, and no httpRequest."""
+    event = service_principal_event()
+    event.pop("httpRequest")
+    event["eventDataId"] = "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
+    event["operationName"] = _loc(operation)
+    event["resourceId"] = resource_id
+    event["authorization"] = {"action": "Microsoft.Resources/subscriptions/resourceGroups/delete", "scope": RG_ID}
+    return event
+
+
+def test_cascaded_child_delete_names_its_own_type() -> None:
+    vm = f"{RG_ID}/providers/Microsoft.Compute/virtualMachines/vm-ci-01"
+    activity = norm(cascaded_child_event("Microsoft.Compute/virtualMachines/delete", vm))
+    assert activity.resource_type == "Microsoft.Compute/virtualMachines"
+    assert activity.resource_provider == "Microsoft.Compute"
+    assert (activity.action, activity.action_type, activity.resource_id) == (
+        "Microsoft.Compute/virtualMachines/delete",
+        "delete",
+        vm,
+    )
+    assert activity.ip_address is None and activity.user.type == "servicePrincipal"
+
+
+def test_cascaded_child_keeps_the_operation_spelling_and_a_matching_provider() -> None:
+    rule = f"{RG_ID.lower()}/providers/microsoft.network/networksecuritygroups/nsg/securityrules/allow-https"
+    event = cascaded_child_event("Microsoft.Network/networkSecurityGroups/securityRules/delete", rule)
+    event["resourceProviderName"] = _loc("MICROSOFT.NETWORK")
+    activity = norm(event)
+    assert activity.resource_type == "Microsoft.Network/networkSecurityGroups/securityRules"
+    assert activity.resource_provider == "MICROSOFT.NETWORK"
+
+
+def test_the_parent_delete_itself_is_unchanged() -> None:
+    activity = norm(service_principal_event())
+    assert activity.resource_type == "Microsoft.Resources/subscriptions/resourceGroups"
+    assert activity.resource_provider == "Microsoft.Resources"
+
+
+def test_an_operation_on_another_type_than_the_resource_keeps_the_event_type() -> None:
+    # Tags written on a VM: the operation is on Microsoft.Resources/tags, not on the VM.
+    event = portal_user_event()
+    event["operationName"] = _loc("Microsoft.Resources/tags/write")
+    event["resourceType"] = _loc("Microsoft.Resources/tags")
+    event["resourceProviderName"] = _loc("Microsoft.Resources")
+    activity = norm(event)
+    assert (activity.resource_type, activity.resource_provider) == ("Microsoft.Resources/tags", "Microsoft.Resources")
+
+
+def test_event_without_type_or_provider_reads_them_from_the_resource_id() -> None:
+    event = portal_user_event()
+    del event["resourceType"], event["resourceProviderName"]
+    event["operationName"] = _loc("Microsoft.Resources/tags/write")
+    activity = norm(event)
+    assert (activity.resource_type, activity.resource_provider) == (
+        "Microsoft.Compute/virtualMachines",
+        "Microsoft.Compute",
+    )
+    del event["resourceId"]
+    activity = norm(event)
+    assert (activity.resource_type, activity.resource_provider) == ("Microsoft.Resources/tags", "Microsoft.Resources")
