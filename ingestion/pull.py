@@ -60,6 +60,7 @@ class PullResult:
     outcome: Outcome
     pages: int = 0
     stored: int = 0
+    arm_seconds: float = 0.0  # how long ARM took to answer the pages read
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ def run_pull(ports: PullPorts, body: bytes, delivery: Delivery = Delivery()) -> 
     return pull_subscription(ports, message, delivery)
 
 
-def pull_subscription(ports: PullPorts, message: PullMessage, delivery: Delivery = Delivery()) -> PullResult:
+def pull_subscription(
+    ports: PullPorts, message: PullMessage, delivery: Delivery = Delivery(), *, prefetch: bool = True
+) -> PullResult:
     """Pull one subscription for one message.
 
     A caught-up pull with nothing new costs one read of the subscription record, one write that
@@ -131,7 +134,8 @@ def pull_subscription(ports: PullPorts, message: PullMessage, delivery: Delivery
     records the success and frees the lease: the connector record is not read (a disconnect
     detaches the subscription records, so the record's connection id says whether the message's
     connection is still current). A duplicate message with nothing since the watermark costs the
-    one read only.
+    one read only. `prefetch=False` stores each page before fetching the next (the benchmark
+    compares both ways).
     """
     sub_id = message.subscription_id.lower()
     record = ports.subscriptions.get(sub_id)
@@ -145,7 +149,7 @@ def pull_subscription(ports: PullPorts, message: PullMessage, delivery: Delivery
     lease = Lease(ports.subscriptions, ports.clock, ports.settings.pull_lease_seconds, message.connection_id,
                   owner=delivery.message_id)  # fmt: skip
     # The overlap is re-read once per fan-out tick: by the message the fan-out sent, in its first window.
-    job = PullJob(ports, lease, record, connected_at, overlap=message.reason == "fanout")
+    job = PullJob(ports, lease, record, connected_at, overlap=message.reason == "fanout", prefetch=prefetch)
     plan = job.plan_first_window(record)
     if plan is None:
         logger.info("Pull of %s: caught up", sub_id)
@@ -160,7 +164,7 @@ def pull_subscription(ports: PullPorts, message: PullMessage, delivery: Delivery
     if outcome == "backlog":
         ports.queue.send(message.model_copy(update={"reason": "backlog", "enqueued_at": ports.clock.now()}))
     logger.info("Pulled %s: %s pages, %s new activities, %s", sub_id, job.pages, job.stored, outcome)
-    return PullResult(outcome, job.pages, job.stored)
+    return PullResult(outcome, job.pages, job.stored, job.arm_seconds)
 
 
 def _connected_at(connector: ConnectorState, connection_id: str) -> datetime | None:
