@@ -273,7 +273,7 @@ def test_account_pages_while_accounts_become_active(storage: Storage) -> None:
         moved.append((raw, normalize_event(raw, ingested_at=T0)))
     store.save(SUB, moved)
     rest: list[str] = []
-    token = page.continuation
+    token: str | None = page.continuation
     while token:
         page = queries.list_accounts(4, token, None, caller="c")
         assert page.requests == 1 and len(page.items) <= 4
