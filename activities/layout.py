@@ -36,6 +36,10 @@ LEDGER_PREFIX = "e"
 SUBSCRIPTION_SUMMARY_RK = "summary"
 ACCOUNT_SUMMARY_RK = "account"
 ACCOUNT_COPY_PK = "account"
+# The recency index of the account copies, in their partition: RowKey "~<inverted lastSeen>~<key>".
+# "~" sorts after every character of an account key, so the index rows follow the copies.
+ACCOUNT_RECENT_PREFIX = "~"
+ACCOUNT_RECENT_END = "~~"  # above every index row (digits sort before "~")
 UPN_ALIAS_PK = "upn"
 
 _MAX_US = 10**16 - 1
@@ -58,6 +62,19 @@ def epoch_us(value: datetime) -> int:
 def inverted_time(value: datetime) -> str:
     """Sorts newest first: a later time gives a smaller string."""
     return f"{_MAX_US - epoch_us(value):016d}"
+
+
+def last_seen_us(row: dict[str, Any]) -> int:
+    """An account row's lastSeen in microseconds since the epoch (0 when unknown)."""
+    last_seen = row.get("last_seen")
+    if not isinstance(last_seen, datetime):
+        return 0
+    return epoch_us(last_seen if last_seen.tzinfo is not None else last_seen.replace(tzinfo=UTC))
+
+
+def account_recent_key(last_seen_us: int, key: str) -> str:
+    """The RowKey of an account's recency index row: newest lastSeen first, then the account key."""
+    return f"{ACCOUNT_RECENT_PREFIX}{_MAX_US - last_seen_us:016d}{ACCOUNT_RECENT_PREFIX}{key}"
 
 
 def time_row_key(activity: Activity) -> str:
@@ -108,7 +125,14 @@ _SCALARS = (
 
 # The properties an activity is rebuilt from (index rows also carry lower-cased helper properties).
 ACTIVITY_PROPERTIES = [
-    "timestamp", "ingested_at", *_SCALARS, "user_id", "user_upn", "user_name", "user_type", "user_app_id",
+    "timestamp",
+    "ingested_at",
+    *_SCALARS,
+    "user_id",
+    "user_upn",
+    "user_name",
+    "user_type",
+    "user_app_id",
 ]
 
 
@@ -242,6 +266,7 @@ def _utc(value: Any) -> datetime:
 
 def account_api(entity: dict[str, Any]) -> dict[str, Any]:
     """An account row (summary or copy) as the API shows it."""
+
     def when(name: str) -> str | None:
         value = entity.get(name)
         return format_utc(_utc(value)) if value is not None else None

@@ -16,7 +16,6 @@ quotes it); keys derived from the caller's input go through ``safe_key`` too.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -26,16 +25,20 @@ from azure.data.tables import TableClient
 
 from activities.layout import (
     ACCOUNT_COPY_PK,
+    ACCOUNT_RECENT_END,
+    ACCOUNT_RECENT_PREFIX,
     ACCOUNT_SUMMARY_RK,
     ACTIVITY_PROPERTIES,
     LEDGER_PREFIX,
     UPN_ALIAS_PK,
     account_api,
+    account_recent_key,
     activity_from_properties,
     day_partition,
     epoch_us,
     id_partition,
     inverted_time,
+    last_seen_us,
     raw_from_entity,
     safe_key,
 )
@@ -65,7 +68,6 @@ _DAY_FIRST = "d"
 _DAY_LAST = "d99999999"
 
 ACCOUNT_TYPES = {t.lower(): t for t in ("user", "servicePrincipal", "managedIdentity", "unknown")}
-
 
 
 @dataclass(frozen=True)
@@ -363,14 +365,14 @@ class ActivityQueries:
 
     # accounts ----------------------------------------------------------------------------------
 
-    def list_accounts(
-        self, limit: int, continuation: str | None, account_type: str | None, *, caller: str
-    ) -> Page:
+    def list_accounts(self, limit: int, continuation: str | None, account_type: str | None, *, caller: str) -> Page:
         """Accounts, most recently active first (lastSeen descending, then the account key).
 
-        The account copies live in one partition; they are read whole and ordered here (a tenant has
-        thousands of identities, not millions). The position is the last key returned, so accounts
-        that become active between pages do not shift the rest of the listing.
+        Read from the recency index the writer keeps beside the account copies (RowKey
+        `account_recent_key(lastSeen, key)`, one row per account): a page reads its own rows and
+        one more, to know whether another page follows. The position is the last account
+        returned, so accounts that become active between pages do not shift the rest of the
+        listing (they move ahead of the position and are not shown twice).
         """
         canonical_type = None
         if account_type is not None:
@@ -380,21 +382,21 @@ class ActivityQueries:
         query_hash = fingerprint(ACCOUNTS_KIND, {"type": canonical_type})
         signer = self._signer(caller)
         position = signer.open(continuation, ACCOUNTS_KIND, query_hash) if continuation else None
-        after: tuple[int, str] | None = None
+        after = ACCOUNT_RECENT_PREFIX
         if position is not None:
             t, k = position.get("t"), position.get("k")
-            if not isinstance(t, int) or not isinstance(k, str):
+            if not isinstance(t, int) or not isinstance(k, str) or t > 0:
                 raise InvalidInput("continuation", "is not a valid continuation token")
-            after = (t, k)
+            after = account_recent_key(-t, k)
 
-        query_filter = "PartitionKey eq @pk"
-        parameters = {"pk": ACCOUNT_COPY_PK}
+        query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end"
+        parameters = {"pk": ACCOUNT_COPY_PK, "after": after, "end": ACCOUNT_RECENT_END}
         if canonical_type is not None:
             query_filter += " and type eq @type"
             parameters["type"] = canonical_type
         pages = (
             self._storage.table(ACCOUNTS_TABLE)
-            .query_entities(query_filter, parameters=parameters, results_per_page=ACCOUNT_PAGE_SIZE)
+            .query_entities(query_filter, parameters=parameters, results_per_page=min(limit + 1, ACCOUNT_PAGE_SIZE))
             .by_page()
         )
         rows: list[dict[str, Any]] = []
@@ -402,15 +404,14 @@ class ActivityQueries:
         for page in pages:
             requests += 1
             rows.extend(dict(entity) for entity in page)
-
-        keyed = sorted(((_account_order(row), row) for row in rows), key=lambda pair: pair[0])
-        start = bisect.bisect_right([key for key, _ in keyed], after) if after is not None else 0
-        chosen = keyed[start : start + limit]
+            if len(rows) > limit:
+                break
+        chosen = rows[:limit]
         token = None
-        if start + limit < len(keyed) and chosen:
-            last_key = chosen[-1][0]
-            token = signer.issue(ACCOUNTS_KIND, query_hash, {"t": last_key[0], "k": last_key[1]})
-        return Page(items=[account_api(row) for _, row in chosen], continuation=token, requests=requests)
+        if len(rows) > limit and chosen:
+            last = chosen[-1]
+            token = signer.issue(ACCOUNTS_KIND, query_hash, {"t": -last_seen_us(last), "k": last["account_key"]})
+        return Page(items=[account_api(row) for row in chosen], continuation=token, requests=requests)
 
     def get_account(self, account_id: str) -> dict[str, Any] | None:
         key, _ = self.resolve_account_key(account_id)
@@ -419,14 +420,3 @@ class ActivityQueries:
         except ResourceNotFoundError:
             return None
         return account_api(dict(row))
-
-
-def _account_order(row: dict[str, Any]) -> tuple[int, str]:
-    """Sort key: newest lastSeen first (negated microseconds), then the account key."""
-    last_seen = row.get("last_seen")
-    if not isinstance(last_seen, datetime):
-        return (0, str(row.get("RowKey", "")))
-    if last_seen.tzinfo is None:
-        last_seen = last_seen.replace(tzinfo=UTC)
-    us = epoch_us(last_seen)
-    return (-us, str(row.get("RowKey", "")))

@@ -7,7 +7,8 @@ same transaction as the ledger row that records which events it has counted.
 Order of writes, so that a crash at any point is repaired by the retry:
 1. which of the events the subscription ledger already holds (those are complete: skip them);
 2. the `activities` and `activitiesbytime` rows of the others (idempotent upserts);
-3. each account's ledger rows with its summary row (one transaction per chunk);
+3. each account's ledger rows with its summary row (one transaction per chunk), then its listing
+   copy together with the copy's recency index row (one transaction: see `_copy_account`);
 4. the subscription's ledger rows with its count row, last: it marks the events complete.
 """
 
@@ -25,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from activities.layout import (
@@ -37,18 +38,20 @@ from activities.layout import (
     SUBSCRIPTION_SUMMARY_RK,
     UPN_ALIAS_PK,
     account_key,
+    account_recent_key,
     activity_entity,
     day_partition,
     entity_size,
     id_partition,
     inverted_time,
+    last_seen_us,
     ledger_entity,
     ledger_row_key,
     merge_account,
     safe_key,
     time_index_entity,
 )
-from core.optimistic import AlreadyExists, StaleWrite, write_optimistically
+from core.optimistic import StaleWrite, write_optimistically
 from core.storage import (
     ACCOUNTS_TABLE,
     ACTIVITIES_TABLE,
@@ -234,30 +237,60 @@ class ActivityStore:
         return summary
 
     def _copy_account(self, summary: dict[str, Any]) -> None:
-        """Keep the listing copy at the newest version of the summary (never older)."""
+        """Keep the listing copy at the newest version of the summary (never older), with its index row.
+
+        The copy (RowKey = account key) and its recency index row (RowKey = `account_recent_key`
+        of its lastSeen) share the `account` partition, so they change in one transaction: the
+        copy, conditional on the ETag read, moves to the new version and names its new index
+        row (`index_rk`); the new index row is written; the old one, when lastSeen moved, is
+        deleted. Invariant: every copy has exactly one index row, the one it names, holding the
+        copy's properties. A crash leaves either the old pair or the new one, never a listing
+        without the account or with it twice; a redelivery finds the copy at that version and
+        writes nothing; of two concurrent saves the one that read an older ETag re-reads, and
+        stops if the copy is already newer.
+        """
         key = summary["PartitionKey"]
-        copy = {**summary, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": key}
+        version = int(summary.get("version", 0))
+        old_row_gone = [False]
 
         def attempt() -> None:
             try:
-                current = self.accounts.get_entity(ACCOUNT_COPY_PK, key)
+                current: dict[str, Any] | None = self.accounts.get_entity(ACCOUNT_COPY_PK, key)
             except ResourceNotFoundError:
-                try:
-                    self.accounts.create_entity(copy)
-                except ResourceExistsError as exc:
-                    raise AlreadyExists() from exc
-                return
-            if int(current.get("version", 0)) >= int(copy.get("version", 0)):
-                return
+                current = None
+            newer = current is not None and int(current.get("version", 0)) >= version
+            if current is not None and newer and current.get("index_rk"):
+                return  # a redelivery, or a newer save came first
+            # A copy from before the index existed is indexed as it is (never moved backwards).
+            target = dict(current) if current is not None and newer else summary
+            rk = account_recent_key(last_seen_us(target), key)
+            copy = {**target, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": key, "index_rk": rk}
+            index_row = {**target, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": rk, "account_key": key}
+            index_row.pop("index_rk", None)
+            operations: list[Any] = []
+            if current is None:
+                operations.append(("create", copy))
+            else:
+                etag = current.metadata["etag"]  # type: ignore[attr-defined]
+                operations.append(
+                    ("update", copy, {"mode": UpdateMode.REPLACE, "etag": etag,
+                                      "match_condition": MatchConditions.IfNotModified})
+                )  # fmt: skip
+            operations.append(("upsert", index_row, {"mode": UpdateMode.REPLACE}))
+            old_rk = current.get("index_rk") if current is not None else None
+            if old_rk and old_rk != rk and not old_row_gone[0]:
+                operations.append(("delete", {"PartitionKey": ACCOUNT_COPY_PK, "RowKey": old_rk}))
             try:
-                self.accounts.update_entity(
-                    copy,
-                    mode=UpdateMode.REPLACE,
-                    etag=current.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except (ResourceModifiedError, ResourceNotFoundError) as exc:
-                raise StaleWrite() from exc
+                self.accounts.submit_transaction(operations)
+            except TableTransactionError as exc:
+                code = getattr(exc, "error_code", None)
+                code = getattr(code, "value", code)
+                if code == "ResourceNotFound" and len(operations) == 3 and exc.index == 2:
+                    old_row_gone[0] = True  # breaks the invariant, but must not wedge the account
+                    raise StaleWrite() from exc
+                if code in ("EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"):
+                    raise StaleWrite() from exc  # another save came first: read again and decide again
+                raise
 
         write_optimistically(attempt, what=f"The account {key}", jitter=True)
         upn = summary.get("upn")

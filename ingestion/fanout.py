@@ -12,7 +12,7 @@ from core.optimistic import WriteContention, write_optimistically
 from core.ports import Arm, ConnectorState, PullQueue, SubscriptionState
 from ingestion.messages import PullMessage
 from state.records import ConnectorRecord
-from state.subscriptions import sync_with_arm
+from state.subscriptions import pull_pending, sync_with_arm
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ class FanoutResult:
     listed: int
     enqueued: int
     error: str | None
+    pending: int = 0  # active subscriptions whose message from an earlier tick is still queued or running
 
 
 def run_fanout(
@@ -43,17 +44,30 @@ def run_fanout(
     records = sync_with_arm(
         subscriptions, found, connection_id=record.connection_id, connected_at=record.connected_at, now=now
     )
-    enqueued = 0
+    last_tick = (
+        record.last_fanout_at if record.last_fanout_at and record.last_fanout_at >= record.connected_at else None
+    )
+    chosen: dict[str, PullMessage] = {}  # one message per subscription per tick
+    pending = 0
     for sub in records:
-        if sub.active and sub.connection_id == record.connection_id:
-            queue.send(PullMessage(subscription_id=sub.subscription_id, connection_id=record.connection_id,
-                                   enqueued_at=now))  # fmt: skip
-            enqueued += 1
-    # Recorded last: lastFanoutAt means the pulls are on the queue.
+        if not sub.active or sub.connection_id != record.connection_id or sub.subscription_id in chosen:
+            continue
+        if pull_pending(sub, last_tick, now):
+            pending += 1
+            continue
+        chosen[sub.subscription_id] = PullMessage(
+            subscription_id=sub.subscription_id, connection_id=record.connection_id, enqueued_at=now
+        )
+    queue.send_many(list(chosen.values()))
+    enqueued = len(chosen)
+    # Recorded last: lastFanoutAt means the pulls are on the queue. It is the one write of a
+    # steady-state tick (sync_with_arm writes only what ARM changed): the status shows it, and the
+    # next tick tells by it which messages are still waiting (`pull_pending`).
     error: str | None = None if found else no_subscription_message()
     _record(connector, record, error=error, now=now)
-    logger.info("Fan-out listed %s subscriptions and enqueued %s pulls", len(found), enqueued)
-    return FanoutResult(len(found), enqueued, error)
+    logger.info("Fan-out listed %s subscriptions and enqueued %s pulls (%s still queued or running)",
+                len(found), enqueued, pending)  # fmt: skip
+    return FanoutResult(len(found), enqueued, error, pending)
 
 
 def _record(connector: ConnectorState, listed_for: ConnectorRecord, *, error: str | None, now: datetime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Literal
 
@@ -36,6 +37,11 @@ def decode(body: bytes) -> PullMessage:
         raise MalformedMessage(errors) from exc
 
 
+# Queue Storage has no batch send: the fan-out's messages go out this many at a time (each send is
+# a thread waiting on one request; the HTTP connection pool holds 10 connections).
+_SENDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue-send")
+
+
 class StoragePullQueue:
     """The pull queue in Queue Storage (the client encodes base64, as host.json's messageEncoding expects)."""
 
@@ -44,3 +50,9 @@ class StoragePullQueue:
 
     def send(self, message: PullMessage, *, delay_seconds: int = 0) -> None:
         self._queue.send_message(message.encode(), visibility_timeout=delay_seconds or None)
+
+    def send_many(self, messages: list[PullMessage]) -> None:
+        failures = [f.exception() for f in [_SENDERS.submit(self.send, m) for m in messages]]
+        for failure in failures:
+            if failure is not None:
+                raise failure

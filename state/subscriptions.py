@@ -108,6 +108,36 @@ def _sync_one(
     return record
 
 
+# A pull message not consumed this long after the subscription's last pull is taken as lost
+# (dropped, or never sent by a tick that crashed): the next tick enqueues the subscription again.
+PENDING_PULL_TIMEOUT = timedelta(minutes=30)
+# The pull's clock (lastPulledAt) and the fan-out's (lastFanoutAt) are different machines'.
+CLOCK_SKEW = timedelta(seconds=10)
+
+
+def pull_pending(sub: SubscriptionRecord, last_tick: datetime | None, now: datetime) -> bool:
+    """Whether the pull message an earlier fan-out tick sent for `sub` is still queued or running.
+
+    `last_tick` is the previous completed tick of this connection (the connector's lastFanoutAt,
+    written once every message of that tick was on the queue). Every pull that takes the lease
+    writes lastPulledAt when it ends, so a subscription not pulled since that tick still has its
+    message waiting (or running): enqueuing another would only make a duplicate pull. A tick
+    only enqueues a subscription whose earlier message was consumed, so this holds across
+    ticks it skipped. A message lost for good unblocks after PENDING_PULL_TIMEOUT.
+    """
+    if last_tick is None:
+        return False
+    if sub.last_pulled_at is not None:
+        if sub.last_pulled_at >= last_tick - CLOCK_SKEW:
+            return False  # pulled since that tick
+        since = sub.last_pulled_at
+    else:
+        if sub.discovered_at > last_tick:
+            return False  # discovered after that tick: never enqueued
+        since = sub.discovered_at
+    return now - since < PENDING_PULL_TIMEOUT
+
+
 def detach_all(subscriptions: SubscriptionState) -> None:
     """After a disconnect: no record belongs to a connection, and every lease ends.
 

@@ -139,6 +139,10 @@ class FakePullQueue:
     def send(self, message: PullMessage, *, delay_seconds: int = 0) -> None:
         self.sent.append(Sent(message, delay_seconds))
 
+    def send_many(self, messages: list[PullMessage]) -> None:
+        for message in messages:
+            self.send(message)
+
     def take(self) -> list[PullMessage]:
         taken, self.sent = [s.message for s in self.sent], []
         return taken

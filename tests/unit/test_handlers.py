@@ -25,6 +25,7 @@ from ingestion.messages import PullMessage
 from ingestion.pull import Delivery, PullPorts, pull_subscription, run_pull
 from ingestion.retention import run_retention
 from state.records import DETACHED
+from state.subscriptions import PENDING_PULL_TIMEOUT, Lease
 from tests.fakes import (
     ARM_URL,
     FakeActivityWriter,
@@ -211,6 +212,110 @@ def test_a_failed_listing_is_shown_and_cleared_by_the_next_good_run(world: World
     world.arm.list_error = None
     world.fanout()
     assert connector_body(service.current_view(world.connector, world.subscriptions))["status"] == "Connected"
+
+
+def _ids(world: World) -> list[str]:
+    return sorted(m.subscription_id for m in world.queue.take())
+
+
+def test_a_subscription_is_enqueued_once_per_tick_even_when_arm_lists_it_twice(world: World) -> None:
+    world.connect()
+    world.arm.subscriptions.append(world.arm.subscriptions[0])  # a page of the listing repeated
+    world.clock.advance(timedelta(minutes=5))
+    assert world.fanout().enqueued == 2
+    assert _ids(world) == sorted([PROD, DEV])
+
+
+def test_a_tick_does_not_enqueue_what_an_earlier_tick_enqueued_until_it_is_pulled(world: World) -> None:
+    world.connect()
+    world.clock.advance(timedelta(minutes=5))
+    assert world.fanout().enqueued == 2
+    queued = world.queue.take()
+    world.clock.advance(timedelta(seconds=1))  # a slow tick: the next one starts as it ends
+    result = world.fanout()
+    assert (result.enqueued, result.pending) == (0, 2) and world.queue.sent == []
+    world.clock.advance(timedelta(minutes=5))  # the queue is still backed up
+    assert (world.fanout().enqueued, world.queue.sent) == (0, [])
+    world.clock.advance(timedelta(seconds=30))
+    pull_subscription(world.ports, queued[0])  # one of the two messages is consumed
+    world.clock.advance(timedelta(minutes=5))
+    assert world.fanout().enqueued == 1 and _ids(world) == [queued[0].subscription_id]
+    pull_subscription(world.ports, queued[1])
+    world.clock.advance(timedelta(minutes=5))
+    assert _ids(world) == [] and world.fanout().enqueued == 1  # the first one's message is queued again
+    assert _ids(world) == [queued[1].subscription_id]
+
+
+def test_duplicate_ticks_cost_no_arm_reads(world: World) -> None:
+    world.connect()
+    world.add_events(PROD, 30, START, START + timedelta(minutes=15))
+    world.clock.advance(timedelta(minutes=20))
+    for _ in range(4):  # ticks back to back while nothing is pulled
+        world.fanout()
+        world.clock.advance(timedelta(seconds=20))
+    assert len(world.queue.sent) == 2
+    world.drain()
+    assert world.arm.page_reads[PROD] == 2 and world.arm.page_reads[DEV] == 1  # 30 events: two pages of 20
+
+
+def test_a_running_pull_is_not_enqueued_again(world: World) -> None:
+    world.connect()
+    world.clock.advance(timedelta(minutes=5))
+    world.fanout()
+    queued = {m.subscription_id: m for m in world.queue.take()}
+    pull_subscription(world.ports, queued[DEV])
+    message = queued[PROD]
+    lease = Lease(world.subscriptions, world.clock, 600, message.connection_id, owner="running")
+    assert lease.acquire(PROD) is not None  # PROD's pull has started and holds the lease
+    world.clock.advance(timedelta(minutes=5))
+    assert world.fanout().enqueued == 1 and _ids(world) == [DEV]
+
+
+def test_a_lost_message_blocks_the_subscription_only_until_the_timeout(world: World) -> None:
+    world.connect()
+    world.clock.advance(timedelta(minutes=5))
+    world.fanout()
+    world.queue.take()  # lost: never delivered
+    world.clock.advance(timedelta(minutes=20))
+    assert world.fanout().enqueued == 0
+    world.clock.advance(PENDING_PULL_TIMEOUT)
+    assert world.fanout().enqueued == 2
+
+
+def test_a_subscription_found_between_ticks_is_enqueued_at_once(world: World) -> None:
+    world.connect()
+    world.clock.advance(timedelta(minutes=5))
+    world.fanout()
+    world.queue.take()
+    new = "d0000000-0000-4000-8000-000000000000"
+    world.arm.add_subscription(new, "New")
+    world.clock.advance(timedelta(minutes=5))
+    assert world.fanout().enqueued == 1 and _ids(world) == [new]
+
+
+def test_a_tick_of_an_earlier_connection_blocks_nothing(world: World) -> None:
+    world.connect()
+    world.clock.advance(timedelta(minutes=5))
+    world.fanout()
+    world.queue.take()
+    service.disconnect(world.connector, world.subscriptions, world.clock, ADMIN)
+    world.clock.advance(timedelta(minutes=1))
+    world.connect()
+    world.clock.advance(timedelta(minutes=5))
+    assert world.fanout().enqueued == 2
+
+
+def test_a_steady_state_tick_writes_only_the_connector_record(world: World) -> None:
+    world.connect()
+    world.clock.advance(timedelta(minutes=5))
+    world.fanout()
+    world.drain()
+    world.clock.advance(timedelta(minutes=5))
+    before = {r.subscription_id: r.etag for r in world.subscriptions.list()}
+    connector_etag = world.connector.get().etag  # type: ignore[union-attr]
+    assert world.fanout().enqueued == 2
+    assert {r.subscription_id: r.etag for r in world.subscriptions.list()} == before
+    assert world.connector.get().etag != connector_etag  # type: ignore[union-attr]
 
 
 # --- the pull ---------------------------------------------------------------------------------------
