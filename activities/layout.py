@@ -24,7 +24,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from ingestion.models import Activity, ActivityUser, format_utc
+from core.timefmt import wire_time
+from ingestion.models import Activity, ActivityUser
 
 # Table Storage limits.
 MAX_STRING_CHARS = 32 * 1024  # 64 KiB of UTF-16
@@ -269,7 +270,7 @@ def account_api(entity: dict[str, Any]) -> dict[str, Any]:
 
     def when(name: str) -> str | None:
         value = entity.get(name)
-        return format_utc(_utc(value)) if value is not None else None
+        return wire_time(_utc(value)) if value is not None else None
 
     return {
         "id": entity.get("user_id"),

@@ -54,7 +54,7 @@ from core.storage import (
     CONNECTOR_TABLE,
     Storage,
 )
-from ingestion.models import format_utc
+from core.timefmt import wire_time
 
 ACTIVITIES_KIND = "activities"
 ACCOUNTS_KIND = "accounts"
@@ -93,8 +93,8 @@ class ActivityQuery:
             return value.strip().lower() if value is not None else None
 
         return {
-            "from": format_utc(self.start) if self.start is not None else None,
-            "to": format_utc(self.end) if self.end is not None else None,
+            "from": wire_time(self.start) if self.start is not None else None,
+            "to": wire_time(self.end) if self.end is not None else None,
             "user": lower(self.user),
             "subscriptionId": lower(self.subscription_id),
             "action": lower(self.action),

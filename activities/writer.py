@@ -273,9 +273,12 @@ class ActivityStore:
             else:
                 etag = current.metadata["etag"]  # type: ignore[attr-defined]
                 operations.append(
-                    ("update", copy, {"mode": UpdateMode.REPLACE, "etag": etag,
-                                      "match_condition": MatchConditions.IfNotModified})
-                )  # fmt: skip
+                    (
+                        "update",
+                        copy,
+                        {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+                    )
+                )
             operations.append(("upsert", index_row, {"mode": UpdateMode.REPLACE}))
             old_rk = current.get("index_rk") if current is not None else None
             if old_rk and old_rk != rk and not old_row_gone[0]:

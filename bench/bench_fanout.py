@@ -53,21 +53,39 @@ class ListArm:
 
 def _setup(cs: str, n: int) -> tuple[Storage, TableConnectorState, TableSubscriptionState, ListArm]:
     prefix = "b" + uuid.uuid4().hex[:8]
-    storage = Storage(TableServiceClient.from_connection_string(cs), QueueServiceClient.from_connection_string(cs),
-                      table_prefix=prefix, pull_queue="q" + prefix)  # fmt: skip
+    storage = Storage(
+        TableServiceClient.from_connection_string(cs),
+        QueueServiceClient.from_connection_string(cs),
+        table_prefix=prefix,
+        pull_queue="q" + prefix,
+    )
     storage.ensure()
     table = storage.table(CONNECTOR_TABLE)
     connector, subscriptions = TableConnectorState(table), TableSubscriptionState(table)
     connection = uuid.uuid4().hex
-    connector.insert(ConnectorRecord(connected=True, connection_id=connection, connected_at=START,
-                                     connected_by="admin", attempted_at=START))  # fmt: skip
+    connector.insert(
+        ConnectorRecord(
+            connected=True, connection_id=connection, connected_at=START, connected_by="admin", attempted_at=START
+        )
+    )
     subs = [ArmSubscription(str(uuid.UUID(int=i + 1)), f"sub {i}", "Enabled") for i in range(n)]
     rows = [
-        {"PartitionKey": "subscription", "RowKey": s.subscription_id, "display_name": s.display_name,
-         "state": s.state, "discovered_at": START, "connection_id": connection, "watermark": START,
-         "visible": True, "status": "OK", "failures": 0, "activities": 0, "skipped_events": 0}
+        {
+            "PartitionKey": "subscription",
+            "RowKey": s.subscription_id,
+            "display_name": s.display_name,
+            "state": s.state,
+            "discovered_at": START,
+            "connection_id": connection,
+            "watermark": START,
+            "visible": True,
+            "status": "OK",
+            "failures": 0,
+            "activities": 0,
+            "skipped_events": 0,
+        }
         for s in subs
-    ]  # fmt: skip
+    ]
     for start in range(0, n, 100):
         table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
     assert len(subscriptions.list()) == n
@@ -95,8 +113,9 @@ def run_size(cs: str, n: int, rounds: int) -> tuple[float, float, int]:
         queue = _fresh_queue(storage)
         started = time.perf_counter()
         for listed in arm.list_subscriptions():
-            message = PullMessage(subscription_id=listed.subscription_id, connection_id=record.connection_id,
-                                  enqueued_at=START)  # fmt: skip
+            message = PullMessage(
+                subscription_id=listed.subscription_id, connection_id=record.connection_id, enqueued_at=START
+            )
             storage.pull_queue.send_message(message.encode())
         serial_times.append(time.perf_counter() - started)
         assert _count(storage) == n

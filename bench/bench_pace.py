@@ -67,13 +67,16 @@ def _connect(runtime: Runtime) -> str:
 
 
 def _busiest(emulator: Emulator) -> str:
-    return next(s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled"
-                and not s.forbidden)  # fmt: skip
+    return next(
+        s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled" and not s.forbidden
+    )
 
 
 def pace(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, events_per_hour: float, latency: float) -> None:
-    print(f"ARM's pace: one message reads a 1-hour window of one subscription "
-          f"({events_per_hour:,.0f} events an hour), ARM taking {latency:.2f} s a page")  # fmt: skip
+    print(
+        f"ARM's pace: one message reads a 1-hour window of one subscription "
+        f"({events_per_hour:,.0f} events an hour), ARM taking {latency:.2f} s a page"
+    )
     print(f"{'way':<22} {'pages':>5} {'wall s':>7} {'ARM s':>7} {'waiting on ARM':>15}")
     shares = {}
     for label, prefetch in (("fetch ahead (product)", True), ("fetch-then-store", False)):
@@ -87,18 +90,23 @@ def pace(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, events_per_h
         result: PullResult = pull_subscription(runtime.pull, message, prefetch=prefetch)
         wall = time.perf_counter() - started
         shares[label] = result.arm_seconds / wall
-        print(f"{label:<22} {result.pages:>5} {wall:>7.2f} {result.arm_seconds:>7.2f} {shares[label]:>14.0%}",
-              flush=True)  # fmt: skip
+        print(
+            f"{label:<22} {result.pages:>5} {wall:>7.2f} {result.arm_seconds:>7.2f} {shares[label]:>14.0%}", flush=True
+        )
         runtime.storage.close()
-    print(f"share of the wall time spent waiting on ARM: {shares['fetch ahead (product)']:.0%} fetching ahead vs "
-          f"{shares['fetch-then-store']:.0%} fetch-then-store")  # fmt: skip
+    print(
+        f"share of the wall time spent waiting on ARM: {shares['fetch ahead (product)']:.0%} fetching ahead vs "
+        f"{shares['fetch-then-store']:.0%} fetch-then-store"
+    )
 
 
 def bounded_reads(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, events_per_hour: float) -> None:
     max_pages = 5
-    print(f"\nBounded reads: {events_per_hour:,.0f} events an hour, PULL_MAX_PAGES {max_pages}: the 15-minute "
-          f"overlap alone holds about {events_per_hour / 4 / emulator.event_page_size / max_pages:.1f} x "
-          f"PULL_MAX_PAGES pages; 4 ticks 5 minutes apart, time moving 2 s on every clock reading")  # fmt: skip
+    print(
+        f"\nBounded reads: {events_per_hour:,.0f} events an hour, PULL_MAX_PAGES {max_pages}: the 15-minute "
+        f"overlap alone holds about {events_per_hour / 4 / emulator.event_page_size / max_pages:.1f} x "
+        f"PULL_MAX_PAGES pages; 4 ticks 5 minutes apart, time moving 2 s on every clock reading"
+    )
     print(f"{'way':<22} {'messages':>8} {'page reads':>10} {'distinct':>8} {'reads per page':>15}")
     for label, prefetch in (("fetch ahead (product)", True), ("fetch-then-store", False)):
         clock.set(START)

@@ -378,17 +378,42 @@ def main(argv: list[str] | None = None) -> int:
         results = [
             measure("user by UPN (query layer)", BY_USER_TABLE, counter, layer(ActivityQuery(user=upn)), r),
             measure("user by object id (query layer)", BY_USER_TABLE, counter, layer(ActivityQuery(user=oid)), r),
-            measure("user, naive: id-keyed table, filter user_key, sort", NAIVE_TABLE, counter,
-                    naive(naive_user_page, naive_table), r),
-            measure("user, naive: time table, filter user_key", BY_TIME_TABLE, counter,
-                    naive(naive_time_ordered_user_page, time_table), r),
-            measure("subscription (query layer)", BY_SUBSCRIPTION_TABLE, counter,
-                    layer(ActivityQuery(subscription_id=sub)), r),
-            measure("one-day range (query layer)", BY_TIME_TABLE, counter,
-                    layer(ActivityQuery(start=day_start, end=day_end)), r),
-            measure("one-day range + status=Failed (query layer)", BY_TIME_TABLE, counter,
-                    layer(ActivityQuery(start=day_start, end=day_end, status="failed")), r),
-        ]  # fmt: skip
+            measure(
+                "user, naive: id-keyed table, filter user_key, sort",
+                NAIVE_TABLE,
+                counter,
+                naive(naive_user_page, naive_table),
+                r,
+            ),
+            measure(
+                "user, naive: time table, filter user_key",
+                BY_TIME_TABLE,
+                counter,
+                naive(naive_time_ordered_user_page, time_table),
+                r,
+            ),
+            measure(
+                "subscription (query layer)",
+                BY_SUBSCRIPTION_TABLE,
+                counter,
+                layer(ActivityQuery(subscription_id=sub)),
+                r,
+            ),
+            measure(
+                "one-day range (query layer)",
+                BY_TIME_TABLE,
+                counter,
+                layer(ActivityQuery(start=day_start, end=day_end)),
+                r,
+            ),
+            measure(
+                "one-day range + status=Failed (query layer)",
+                BY_TIME_TABLE,
+                counter,
+                layer(ActivityQuery(start=day_start, end=day_end, status="failed")),
+                r,
+            ),
+        ]
 
     width = max(len(m.name) for m in results)
     header = (

@@ -61,8 +61,9 @@ def connect(
 
     record, outcome = write_optimistically(attempt, what="The connector's state")
     if probe_error is None and record.connected_at is not None:
-        sync_with_arm(subscriptions, found, connection_id=record.connection_id, connected_at=record.connected_at,
-                      now=now)  # fmt: skip
+        sync_with_arm(
+            subscriptions, found, connection_id=record.connection_id, connected_at=record.connected_at, now=now
+        )
     logger.info("Connect by %s (%s): %s", principal.display, principal.object_id, outcome)
     return ConnectResult(outcome, ConnectorView(record, subscriptions.list()))
 
@@ -73,27 +74,44 @@ def _record_failed_attempt(
     if current is None:
         return connector.insert(
             ConnectorRecord(
-                connected=False, connection_id=str(uuid.uuid4()), connected_at=None, connected_by=principal.upn,
-                connected_by_id=principal.object_id, attempted_at=now, error=error,
+                connected=False,
+                connection_id=str(uuid.uuid4()),
+                connected_at=None,
+                connected_by=principal.upn,
+                connected_by_id=principal.object_id,
+                attempted_at=now,
+                error=error,
             )
-        )  # fmt: skip
+        )
     if current.connected:
         # Still connected: the status reads Error until the next good run clears it.
         return connector.replace(replace(current, error=error, attempted_at=now))
     return connector.replace(
-        replace(current, error=error, attempted_at=now, connected_by=principal.upn,
-                connected_by_id=principal.object_id, disconnected_at=None, disconnected_by=None,
-                disconnected_by_id=None)
-    )  # fmt: skip
+        replace(
+            current,
+            error=error,
+            attempted_at=now,
+            connected_by=principal.upn,
+            connected_by_id=principal.object_id,
+            disconnected_at=None,
+            disconnected_by=None,
+            disconnected_by_id=None,
+        )
+    )
 
 
 def _new_connection(
     connector: ConnectorState, current: ConnectorRecord | None, principal: Principal, now: datetime
 ) -> ConnectorRecord:
     record = ConnectorRecord(
-        connected=True, connection_id=str(uuid.uuid4()), connected_at=now, connected_by=principal.upn,
-        connected_by_id=principal.object_id, attempted_at=now, etag=current.etag if current else None,
-    )  # fmt: skip
+        connected=True,
+        connection_id=str(uuid.uuid4()),
+        connected_at=now,
+        connected_by=principal.upn,
+        connected_by_id=principal.object_id,
+        attempted_at=now,
+        etag=current.etag if current else None,
+    )
     return connector.insert(record) if current is None else connector.replace(record)
 
 
@@ -116,9 +134,15 @@ def disconnect(
         if not current.connected and current.disconnected_at is not None:
             return current
         return connector.replace(
-            replace(current, connected=False, error=None, disconnected_at=clock.now(),
-                    disconnected_by=principal.upn, disconnected_by_id=principal.object_id)
-        )  # fmt: skip
+            replace(
+                current,
+                connected=False,
+                error=None,
+                disconnected_at=clock.now(),
+                disconnected_by=principal.upn,
+                disconnected_by_id=principal.object_id,
+            )
+        )
 
     record = write_optimistically(attempt, what="The connector's state")
     detach_all(subscriptions)

@@ -12,7 +12,6 @@ from state.records import ConnectorRecord, SubscriptionRecord
 APP_NAME = "Microsoft Azure"
 
 
-
 @dataclass(frozen=True)
 class ConnectorView:
     """The connector record with its subscriptions: what the status body is made of."""

@@ -191,8 +191,9 @@ class ArmClient:
     def _get(self, url: str) -> bytes:
         request = HttpRequest("GET", url)
         try:
-            response = self._client.send_request(request, stream=False, connection_timeout=10,
-                                                 read_timeout=self._timeout)
+            response = self._client.send_request(
+                request, stream=False, connection_timeout=10, read_timeout=self._timeout
+            )
         except ClientAuthenticationError as exc:
             raise ArmSignInFailed(_sign_in_message(exc)) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:

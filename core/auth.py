@@ -88,8 +88,15 @@ class SigningKeys:
     its own lock (one at a time), and a reader whose key is already known never waits for it.
     """
 
-    def __init__(self, openid_configuration_url: str, fetch: JsonFetcher, *, min_refresh_seconds: float = 60.0,
-                 max_age_seconds: float = 24 * 3600.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        openid_configuration_url: str,
+        fetch: JsonFetcher,
+        *,
+        min_refresh_seconds: float = 60.0,
+        max_age_seconds: float = 24 * 3600.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config_url = openid_configuration_url
         self._fetch = fetch
         self._min_refresh = min_refresh_seconds
@@ -163,8 +170,9 @@ class SigningKeys:
 class TokenValidator:
     """Checks `Authorization: Bearer <token>` headers and returns the caller."""
 
-    def __init__(self, *, keys: SigningKeys, issuer: str, audience: str, tenant_id: str, clock: Clock,
-                 leeway_seconds: int = 120) -> None:
+    def __init__(
+        self, *, keys: SigningKeys, issuer: str, audience: str, tenant_id: str, clock: Clock, leeway_seconds: int = 120
+    ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience

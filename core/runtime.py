@@ -46,8 +46,9 @@ class Runtime:
 
     @property
     def pull(self) -> PullPorts:
-        return PullPorts(self.connector, self.subscriptions, self.arm, self.activities, self.pull_queue,
-                         self.clock, self.settings)  # fmt: skip
+        return PullPorts(
+            self.connector, self.subscriptions, self.arm, self.activities, self.pull_queue, self.clock, self.settings
+        )
 
 
 def arm_credential(settings: Settings) -> TokenCredential:

@@ -27,7 +27,6 @@ NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
 
 
-
 class Settings(BaseSettings):
     """The connector's settings. Build with `load_settings()` to get a readable error."""
 

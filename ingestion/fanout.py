@@ -65,8 +65,12 @@ def run_fanout(
     # next tick tells by it which messages are still waiting (`pull_pending`).
     error: str | None = None if found else no_subscription_message()
     _record(connector, record, error=error, now=now)
-    logger.info("Fan-out listed %s subscriptions and enqueued %s pulls (%s still queued or running)",
-                len(found), enqueued, pending)  # fmt: skip
+    logger.info(
+        "Fan-out listed %s subscriptions and enqueued %s pulls (%s still queued or running)",
+        len(found),
+        enqueued,
+        pending,
+    )
     return FanoutResult(len(found), enqueued, error, pending)
 
 

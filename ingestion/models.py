@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.timefmt import wire_time
+
 UserType = Literal["user", "servicePrincipal", "managedIdentity", "unknown"]
 ActionType = Literal["write", "delete", "action", "read", "other"]
 
@@ -91,18 +93,6 @@ def _parse_loosely(value: str) -> datetime | None:
         return None
 
 
-def format_utc(value: datetime) -> str:
-    """UTC ISO 8601 with a ``Z`` and always six fractional digits.
-
-    The fixed width makes the strings sort in time order (``...:00.500000Z`` before
-    ``...:01.000000Z``), which a variable-width form (``...:00.5Z`` vs ``...:01Z``) does not.
-    """
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    # isoformat, not strftime: strftime("%Y") does not zero-pad years before 1000 on glibc.
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
 def _utc_input(value: Any) -> Any:
     # Strings go through parse_timestamp (7-digit fractions); what it cannot parse is passed
     # on unchanged so pydantic reports a proper validation error.
@@ -122,7 +112,7 @@ UtcDatetime = Annotated[
     datetime,
     BeforeValidator(_utc_input),
     AfterValidator(_to_utc),
-    PlainSerializer(format_utc, return_type=str, when_used="json"),
+    PlainSerializer(wire_time, return_type=str, when_used="json"),
 ]
 
 

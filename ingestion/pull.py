@@ -100,8 +100,10 @@ def next_window(
     if sub.watermark < floor - timedelta(seconds=settings.pull_overlap_seconds):
         logger.warning(
             "Subscription %s was last read up to %s, beyond what ARM keeps; reading from %s",
-            sub.subscription_id, wire_time(sub.watermark), wire_time(floor),
-        )  # fmt: skip
+            sub.subscription_id,
+            wire_time(sub.watermark),
+            wire_time(floor),
+        )
     start = max(sub.watermark - back, floor)
     end = min(
         now - timedelta(seconds=settings.pull_lag_seconds),
@@ -119,8 +121,7 @@ def run_pull(ports: PullPorts, body: bytes, delivery: Delivery = Delivery()) -> 
     except MalformedMessage as exc:
         logger.error("Dropping a malformed pull message: %s", exc)
         return PullResult("skipped")
-    logger.info("Pull message for %s (%s, attempt %s)", message.subscription_id, message.reason,
-                delivery.dequeue_count)  # fmt: skip
+    logger.info("Pull message for %s (%s, attempt %s)", message.subscription_id, message.reason, delivery.dequeue_count)
     return pull_subscription(ports, message, delivery)
 
 
@@ -146,8 +147,13 @@ def pull_subscription(
     if connected_at is None:
         logger.info("Pull of %s skipped: not connected, or from an earlier connection", sub_id)
         return PullResult("skipped")
-    lease = Lease(ports.subscriptions, ports.clock, ports.settings.pull_lease_seconds, message.connection_id,
-                  owner=delivery.message_id)  # fmt: skip
+    lease = Lease(
+        ports.subscriptions,
+        ports.clock,
+        ports.settings.pull_lease_seconds,
+        message.connection_id,
+        owner=delivery.message_id,
+    )
     # The overlap is re-read once per fan-out tick: by the message the fan-out sent, in its first window.
     job = PullJob(ports, lease, record, connected_at, overlap=message.reason == "fanout", prefetch=prefetch)
     plan = job.plan_first_window(record)
@@ -190,9 +196,15 @@ class PullJob:
     """
 
     def __init__(
-        self, ports: PullPorts, lease: Lease, sub: SubscriptionRecord, connected_at: datetime, *,
-        overlap: bool = True, prefetch: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        ports: PullPorts,
+        lease: Lease,
+        sub: SubscriptionRecord,
+        connected_at: datetime,
+        *,
+        overlap: bool = True,
+        prefetch: bool = True,
+    ) -> None:
         self.ports = ports
         self.lease = lease
         self.sub = sub  # as this job sees it: the last record written, with `_pending` applied
@@ -227,8 +239,9 @@ class PullJob:
         self.sub = change(self.sub)
 
     def release(self, *, status: state.SubscriptionStatus, message: str | None, failed: bool = False) -> None:
-        self.lease.release(self._written, status=status, message=message, failed=failed,
-                           change=state.chain(*self._pending))  # fmt: skip
+        self.lease.release(
+            self._written, status=status, message=message, failed=failed, change=state.chain(*self._pending)
+        )
 
     def forget_window(self) -> None:
         with contextlib.suppress(LeaseLost):
@@ -300,8 +313,9 @@ class PullJob:
         except ArmLinkRefused as exc:
             # A stored link that does not point at this subscription's Activity Log: never follow
             # it; read the window again from its start (the re-read stores nothing twice).
-            logger.warning("Pull of %s: the saved position was refused (%s); re-reading the window",
-                           self.sub_id, exc.message)  # fmt: skip
+            logger.warning(
+                "Pull of %s: the saved position was refused (%s); re-reading the window", self.sub_id, exc.message
+            )
             first = arm.activity_log_url(self.sub_id, sub.window_start or sub.watermark, window_end)
             self._write(state.reread_window(first))
             return
@@ -356,8 +370,9 @@ def _re_enqueue(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exc
     delay = min(max(1, math.ceil(exc.retry_after)), MAX_QUEUE_DELAY_SECONDS)
     resume = wire_time(clock.now() + timedelta(seconds=delay))
     job.release(status="OK", message=f"ARM is throttling reads; the pull resumes at {resume}.")
-    job.ports.queue.send(message.model_copy(update={"reason": "throttled", "enqueued_at": clock.now()}),
-                         delay_seconds=delay)  # fmt: skip
+    job.ports.queue.send(
+        message.model_copy(update={"reason": "throttled", "enqueued_at": clock.now()}), delay_seconds=delay
+    )
     logger.warning("Pull of %s throttled by ARM; re-enqueued with a %s s delay", job.sub_id, delay)
     return PullResult("throttled", job.pages, job.stored)
 

@@ -19,9 +19,13 @@ BUDGET_SECONDS = 240.0  # well inside the function timeout; the next run goes on
 
 
 def run_retention(
-    subscriptions: SubscriptionState, activities: ActivityWriter, clock: Clock, settings: Settings, *,
+    subscriptions: SubscriptionState,
+    activities: ActivityWriter,
+    clock: Clock,
+    settings: Settings,
+    *,
     budget_seconds: float = BUDGET_SECONDS,
-) -> int:  # fmt: skip
+) -> int:
     now = clock.now()
     cutoff = now - timedelta(days=settings.retention_days)
     # Never delete what a pull may still re-read (with a retention shorter than ARM's 90 days and
@@ -44,7 +48,10 @@ def run_retention(
             logger.info("Retention deleted %s activities older than %s", deleted, wire_time(cutoff))
             break
         if time.monotonic() - started > budget_seconds:
-            logger.warning("Retention deleted %s activities older than %s and stopped for time; the next run "
-                           "goes on", deleted, wire_time(cutoff))  # fmt: skip
+            logger.warning(
+                "Retention deleted %s activities older than %s and stopped for time; the next run goes on",
+                deleted,
+                wire_time(cutoff),
+            )
             break
     return deleted

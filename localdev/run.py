@@ -69,14 +69,15 @@ def _admin_token_for_azure(audience: str) -> str:
         raise SystemExit("Set CONNECTOR_ADMIN_TOKEN, or install the Azure CLI and run `az login` first.")
     out = subprocess.run(
         [az, "account", "get-access-token", "--resource", audience, "--query", "accessToken", "-o", "tsv"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip()
 
 
 def _print_status(body: dict[str, Any]) -> None:
-    print(f"\nConnector: {body.get('status')}" + (f" - {body['message']}" if body.get("message") else ""),
-          flush=True)
+    print(f"\nConnector: {body.get('status')}" + (f" - {body['message']}" if body.get("message") else ""), flush=True)
     for sub in body.get("subscriptions", []):
         print(
             f"  {sub['displayName'][:28]:28} {sub['status']:8} {sub['state']:9} "
@@ -89,15 +90,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071, help="local host HTTP port (default 7071)")
     parser.add_argument("--emulator-port", type=int, default=8443)
     parser.add_argument("--events-per-hour", type=int, default=600, help="emulator events per subscription")
-    parser.add_argument("--max-surface-delay", type=float, default=45.0,
-                        help="emulator: longest delay, in seconds, before an event shows in the Activity Log")
-    parser.add_argument("--page-latency", type=float, default=0.5,
-                        help="seconds each emulated Activity Log page takes, ARM's pace (default 0.5; 0: none)")
+    parser.add_argument(
+        "--max-surface-delay",
+        type=float,
+        default=45.0,
+        help="emulator: longest delay, in seconds, before an event shows in the Activity Log",
+    )
+    parser.add_argument(
+        "--page-latency",
+        type=float,
+        default=0.5,
+        help="seconds each emulated Activity Log page takes, ARM's pace (default 0.5; 0: none)",
+    )
     parser.add_argument("--interval", type=float, default=15.0, help="seconds between progress reports")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: run until Ctrl-C)")
     parser.add_argument("--azure", action="store_true", help="use real Azure settings instead of the emulator")
-    parser.add_argument("--state-dir", type=Path, default=ROOT / ".local",
-                        help="where Azurite and the emulator keep their files")
+    parser.add_argument(
+        "--state-dir", type=Path, default=ROOT / ".local", help="where Azurite and the emulator keep their files"
+    )
     args = parser.parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
@@ -119,8 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = {**default_values(), **DEMO_SETTINGS, "AzureWebJobsStorage": azurite.connection_string}
         if args.azure:
             load_local_settings(ROOT)  # like Core Tools: local.settings.json fills what the environment lacks
-            settings.update({name: os.environ[name] for name in setting_names()
-                             if name in os.environ and not name.startswith("AzureWebJobsStorage")})
+            settings.update(
+                {
+                    name: os.environ[name]
+                    for name in setting_names()
+                    if name in os.environ and not name.startswith("AzureWebJobsStorage")
+                }
+            )
             audience = os.environ.get("CONNECTOR_API_AUDIENCE") or ""
             if not audience:
                 raise SystemExit("--azure needs CONNECTOR_API_AUDIENCE (and AZURE_TENANT_ID, AZURE_CLIENT_ID, ...)")
@@ -129,8 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             from core.clock import SystemClock
             from localdev.emulator import Emulator
 
-            emulator = Emulator(clock=SystemClock(), port=args.emulator_port, state_dir=state / "emulator",
-                                max_surface_delay=args.max_surface_delay, page_latency=args.page_latency)
+            emulator = Emulator(
+                clock=SystemClock(),
+                port=args.emulator_port,
+                state_dir=state / "emulator",
+                max_surface_delay=args.max_surface_delay,
+                page_latency=args.page_latency,
+            )
             emulator.set_events_per_hour(args.events_per_hour)
             emulator.start()
             os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_pem_path)

@@ -93,18 +93,31 @@ def _sync_one(
         # First seen in this connection (a reconnect): nothing from before it is backfilled.
         return subscriptions.replace(
             replace(
-                record, display_name=arm_sub.display_name, state=arm_sub.state, visible=True, discovered_at=now,
-                connection_id=connection_id, connected_at=connected_at, watermark=start, status="OK", message=None,
+                record,
+                display_name=arm_sub.display_name,
+                state=arm_sub.state,
+                visible=True,
+                discovered_at=now,
+                connection_id=connection_id,
+                connected_at=connected_at,
+                watermark=start,
+                status="OK",
+                message=None,
                 failures=0,
-                window_start=None, window_end=None, next_link=None, lease_owner=None, lease_until=None,
+                window_start=None,
+                window_end=None,
+                next_link=None,
+                lease_owner=None,
+                lease_until=None,
             )
-        )  # fmt: skip
+        )
     seen = (arm_sub.display_name, arm_sub.state, True, connected_at)
     if (record.display_name, record.state, record.visible, record.connected_at) != seen:
         return subscriptions.replace(
-            replace(record, display_name=arm_sub.display_name, state=arm_sub.state, visible=True,
-                    connected_at=connected_at)
-        )  # fmt: skip
+            replace(
+                record, display_name=arm_sub.display_name, state=arm_sub.state, visible=True, connected_at=connected_at
+            )
+        )
     return record
 
 
@@ -166,9 +179,13 @@ class Lease:
     """A subscription's lease, owned by one queue message (a redelivery of it may take it back)."""
 
     def __init__(
-        self, subscriptions: SubscriptionState, clock: Clock, seconds: int, connection_id: str,
+        self,
+        subscriptions: SubscriptionState,
+        clock: Clock,
+        seconds: int,
+        connection_id: str,
         owner: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.owner = owner or uuid.uuid4().hex
         self._subscriptions = subscriptions
         self._clock = clock
@@ -227,17 +244,23 @@ class Lease:
             raise LeaseLost() from None
 
     def release(
-        self, sub: SubscriptionRecord, *, status: SubscriptionStatus, message: str | None, failed: bool = False,
+        self,
+        sub: SubscriptionRecord,
+        *,
+        status: SubscriptionStatus,
+        message: str | None,
+        failed: bool = False,
         change: Change | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Free the subscription and say how the pull went (after `change`, if any); nothing when
         another pull owns it now."""
         now = self._clock.now()
 
         def finish(r: SubscriptionRecord) -> SubscriptionRecord:
             r = change(r) if change is not None else r
-            return replace(r, status=status, message=message, failures=r.failures + 1 if failed else r.failures,
-                           last_pulled_at=now)  # fmt: skip
+            return replace(
+                r, status=status, message=message, failures=r.failures + 1 if failed else r.failures, last_pulled_at=now
+            )
 
         try:
             self.update(sub, finish, release=True)
@@ -272,9 +295,14 @@ def next_page(link: str, total: int, skipped: int) -> Change:
 def close_window(end: datetime, total: int, skipped: int) -> Change:
     """The whole window is stored: the watermark moves to its end (never backwards)."""
     return lambda r: replace(
-        r, watermark=max(r.watermark, end), window_start=None, window_end=None, next_link=None, activities=total,
+        r,
+        watermark=max(r.watermark, end),
+        window_start=None,
+        window_end=None,
+        next_link=None,
+        activities=total,
         skipped_events=r.skipped_events + skipped,
-    )  # fmt: skip
+    )
 
 
 def forget_window(r: SubscriptionRecord) -> SubscriptionRecord:

@@ -50,9 +50,15 @@ def _values(entity: dict[str, Any], record_type: type) -> dict[str, Any]:
         value = entity[f.name]
         if isinstance(value, datetime):
             value = datetime(
-                value.year, value.month, value.day, value.hour, value.minute, value.second,
-                value.microsecond, tzinfo=UTC,
-            )  # fmt: skip
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+                tzinfo=UTC,
+            )
         out[f.name] = value
     return out
 

@@ -76,8 +76,14 @@ def app_host(runtime: Runtime, environ: dict[str, str], monkeypatch: pytest.Monk
 
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    host = LocalHost(app_dir=ROOT, app=fresh_function_app(), port=0, environ=dict(os.environ),
-                     function_key=FUNCTION_KEY, master_key=FUNCTION_KEY)
+    host = LocalHost(
+        app_dir=ROOT,
+        app=fresh_function_app(),
+        port=0,
+        environ=dict(os.environ),
+        function_key=FUNCTION_KEY,
+        master_key=FUNCTION_KEY,
+    )
     host.start()
     yield host
     host.stop()

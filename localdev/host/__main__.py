@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (0 picks a free one)")
     parser.add_argument("--function-key", help="require this key for FUNCTION-level HTTP functions")
     parser.add_argument("--master-key", help="require this key for /admin/* and ADMIN-level functions")
-    parser.add_argument("--shutdown-timeout", type=float, default=30.0,
-                        help="seconds to let running invocations finish on Ctrl-C/SIGTERM (default 30)")
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to let running invocations finish on Ctrl-C/SIGTERM (default 30)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     args = parser.parse_args(argv)
 
@@ -36,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
 
-    host = LocalHost(
-        args.app_dir, port=args.port, function_key=args.function_key, master_key=args.master_key
-    )
+    host = LocalHost(args.app_dir, port=args.port, function_key=args.function_key, master_key=args.master_key)
     stop_requested = threading.Event()
     signals = 0
 
@@ -46,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal signals
         signals += 1
         if signals == 1:
-            logger.info("%s received: finishing running invocations (again to abandon them)",
-                        signal.Signals(signum).name)
+            logger.info(
+                "%s received: finishing running invocations (again to abandon them)", signal.Signals(signum).name
+            )
             stop_requested.set()
         else:
             logger.warning("Abandoning running invocations; their queue messages become visible again")

@@ -35,7 +35,7 @@ def parse_timespan(value: object, what: str) -> float:
                 raise HostStartupError(f"{what}: {value!r} is not a valid TimeSpan")
             fraction = float("0." + m["fraction"]) if m["fraction"] else 0.0
             return int(m["days"] or 0) * 86400 + hours * 3600 + minutes * 60 + seconds + fraction
-    raise HostStartupError(f"{what} must be a TimeSpan such as \"00:00:30\", not {value!r}")
+    raise HostStartupError(f'{what} must be a TimeSpan such as "00:00:30", not {value!r}')
 
 
 def _get(section: Mapping[str, Any], key: str) -> Any:
@@ -111,7 +111,7 @@ class QueuesOptions:
         encoding = "base64" if encoding is None else str(encoding).lower()
         if encoding not in ("base64", "none"):
             raise HostStartupError(
-                f"host.json: extensions.queues.messageEncoding must be \"base64\" or \"none\", not {encoding!r}"
+                f'host.json: extensions.queues.messageEncoding must be "base64" or "none", not {encoding!r}'
             )
         return cls(
             batch_size=batch_size,
@@ -138,7 +138,7 @@ class HostConfig:
             raise HostStartupError("host.json must contain a JSON object")
         version = _get(data, "version")
         if version is not None and str(version) != "2.0":
-            raise HostStartupError(f"host.json: version must be \"2.0\", not {version!r}")
+            raise HostStartupError(f'host.json: version must be "2.0", not {version!r}')
         http = _section(data, "extensions", "http")
         prefix = _get(http, "routePrefix")
         route_prefix = "api" if prefix is None else str(prefix).strip("/")

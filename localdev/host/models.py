@@ -124,8 +124,7 @@ class InvocationLog(Sequence[Invocation]):
             return [
                 i
                 for i in self._items
-                if (function is None or i.function.lower() == function.lower())
-                and (predicate is None or predicate(i))
+                if (function is None or i.function.lower() == function.lower()) and (predicate is None or predicate(i))
             ]
 
         deadline = time.monotonic() + timeout

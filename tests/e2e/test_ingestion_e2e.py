@@ -26,8 +26,11 @@ from tests.support.platform import FUNCTION_KEY, call, fresh_function_app
 pytestmark = pytest.mark.e2e
 
 # host.json's queue settings, polling faster; maxDequeueCount stays the project's (the handler reads it).
-FAST_QUEUES = {**json.loads((ROOT / "host.json").read_text())["extensions"]["queues"],
-               "visibilityTimeout": "00:00:00", "maxPollingInterval": "00:00:00.200"}
+FAST_QUEUES = {
+    **json.loads((ROOT / "host.json").read_text())["extensions"]["queues"],
+    "visibilityTimeout": "00:00:00",
+    "maxPollingInterval": "00:00:00.200",
+}
 
 
 class DuplicatingQueue:
@@ -58,8 +61,15 @@ def fast_host(runtime: Runtime, environ: dict[str, str], monkeypatch: pytest.Mon
         monkeypatch.setenv(name, value)
     host_json = json.loads((ROOT / "host.json").read_text())
     host_json["extensions"]["queues"] = FAST_QUEUES
-    host = LocalHost(app_dir=ROOT, app=fresh_function_app(), port=0, environ=dict(os.environ),
-                     function_key=FUNCTION_KEY, master_key=FUNCTION_KEY, host_json=host_json)
+    host = LocalHost(
+        app_dir=ROOT,
+        app=fresh_function_app(),
+        port=0,
+        environ=dict(os.environ),
+        function_key=FUNCTION_KEY,
+        master_key=FUNCTION_KEY,
+        host_json=host_json,
+    )
     host.start()
     yield host
     host.stop()
@@ -72,8 +82,7 @@ def tick(host: Any, clock: Any, minutes: int = 5) -> None:
 
 
 def readable(emulator: Any) -> list[str]:
-    return [s.subscription_id for s in emulator.subscriptions
-            if s.listed and s.state == "Enabled" and not s.forbidden]
+    return [s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled" and not s.forbidden]
 
 
 @pytest.mark.parametrize("duplicate", [False, True], ids=["once", "every-message-twice"])
@@ -93,8 +102,9 @@ def test_connector_stores_exactly_the_events_after_connection(
     assert status == 201, body
 
     target = subs[0].subscription_id
-    late = emulator.inject_event(target, at=connected_at + timedelta(minutes=12), delay=timedelta(minutes=11),
-                                 caller="late@contoso.com")
+    late = emulator.inject_event(
+        target, at=connected_at + timedelta(minutes=12), delay=timedelta(minutes=11), caller="late@contoso.com"
+    )
     emulator.add_fault("429", subscription_id=target, count=2, retry_after=1)  # waited inline
     emulator.add_fault("429", subscription_id=subs[2].subscription_id, count=1, retry_after=3)  # re-enqueued
 
@@ -111,10 +121,12 @@ def test_connector_stores_exactly_the_events_after_connection(
 
     window_end = clock.now() - timedelta(seconds=runtime.settings.pull_lag_seconds)
     # Only ARM activities become activities; the other categories are read and skipped.
-    expected = {e["eventDataId"]: e for sub in readable(emulator)
-                for e in emulator.arm_events(sub, connected_at, window_end)}
-    skipped = {e["eventDataId"] for sub in readable(emulator)
-               for e in emulator.other_events(sub, connected_at, window_end)}
+    expected = {
+        e["eventDataId"]: e for sub in readable(emulator) for e in emulator.arm_events(sub, connected_at, window_end)
+    }
+    skipped = {
+        e["eventDataId"] for sub in readable(emulator) for e in emulator.other_events(sub, connected_at, window_end)
+    }
     assert skipped
     assert any(e["subscriptionId"].lower() == new_sub.subscription_id for e in expected.values())
     assert late["eventDataId"] in expected
@@ -140,8 +152,9 @@ def test_connector_stores_exactly_the_events_after_connection(
     # Every account's count is exact.
     normalized = [normalize_event(e, ingested_at=end) for e in expected.values()]
     want = Counter(a.user.id.lower() for a in normalized if a.user.id)
-    accounts = {account_api(r)["id"].lower(): account_api(r)
-                for r in store.accounts.query_entities("PartitionKey eq 'account'")}
+    accounts = {
+        account_api(r)["id"].lower(): account_api(r) for r in store.accounts.query_entities("PartitionKey eq 'account'")
+    }
     assert {k: v["activityCount"] for k, v in accounts.items()} == dict(want)
 
     # The connector's status says what is wrong, and counts what it stored.
@@ -158,8 +171,9 @@ def test_connector_stores_exactly_the_events_after_connection(
 
     # And the search API, through the host, finds them: one user's activities, page by page.
     busiest = max((a for a in normalized if a.user.upn), key=lambda a: want[a.user.id.lower()])  # type: ignore[union-attr]
-    mine = sorted((a for a in normalized if a.user.id == busiest.user.id),
-                  key=lambda a: (-epoch_us(a.timestamp), a.id.lower()))  # newest first, ties by id
+    mine = sorted(
+        (a for a in normalized if a.user.id == busiest.user.id), key=lambda a: (-epoch_us(a.timestamp), a.id.lower())
+    )  # newest first, ties by id
     seen: list[str] = []
     continuation = None
     while True:

@@ -18,9 +18,30 @@ def test_run_command_connects_and_shows_activities_arriving(tmp_path: Path) -> N
     # 50 s: the demo fan-out fires every 20 s and reads up to 10 s ago, so after 40 s a fan-out has
     # read at least 10 s of events, whatever second the run started at; 10 s more for a busy machine.
     proc = subprocess.run(
-        [sys.executable, "-m", "localdev.run", "--duration", "50", "--interval", "5", "--port", "0",
-         "--emulator-port", "0", "--events-per-hour", "3600", "--max-surface-delay", "3", "--state-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+        [
+            sys.executable,
+            "-m",
+            "localdev.run",
+            "--duration",
+            "50",
+            "--interval",
+            "5",
+            "--port",
+            "0",
+            "--emulator-port",
+            "0",
+            "--events-per-hour",
+            "3600",
+            "--max-surface-delay",
+            "3",
+            "--state-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr

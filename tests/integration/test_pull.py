@@ -77,13 +77,11 @@ def message_for(store: Runtime, subscription_id: str, clock: Any) -> PullMessage
     """The message the fan-out would enqueue for this subscription now."""
     connector = store.connector.get()
     assert connector is not None
-    return PullMessage(subscription_id=subscription_id, connection_id=connector.connection_id,
-                       enqueued_at=clock.now())
+    return PullMessage(subscription_id=subscription_id, connection_id=connector.connection_id, enqueued_at=clock.now())
 
 
 def active_ids(emulator: Any) -> list[str]:
-    return [s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled"
-            and not s.forbidden]
+    return [s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled" and not s.forbidden]
 
 
 def stored_ids(runtime: Runtime) -> Counter[str]:
@@ -389,9 +387,7 @@ def test_retention_timer_deletes_old_activities_and_keeps_accounts(
     assert store.connector.get() is not None
 
 
-def test_retention_never_deletes_what_a_backlog_may_still_re_read(
-    emulator: Any, clock: Any, environ: Any
-) -> None:
+def test_retention_never_deletes_what_a_backlog_may_still_re_read(emulator: Any, clock: Any, environ: Any) -> None:
     runtime = make_runtime({**environ, "ACTIVITY_RETENTION_DAYS": "10"}, clock)
     emulator.set_events_per_hour(6)
     connect(runtime)

@@ -24,9 +24,15 @@ def ts(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
-def make_event(subscription_id: str, at: datetime, *, rng: random.Random | None = None,
-               user: tuple[str, str, str, str] | None = None, operation: str | None = None,
-               status: str = "Succeeded") -> dict[str, Any]:
+def make_event(
+    subscription_id: str,
+    at: datetime,
+    *,
+    rng: random.Random | None = None,
+    user: tuple[str, str, str, str] | None = None,
+    operation: str | None = None,
+    status: str = "Succeeded",
+) -> dict[str, Any]:
     rng = rng or random.Random()
     upn, name, oid, ip = user or rng.choice(USERS)
     op = operation or rng.choice(OPERATIONS)

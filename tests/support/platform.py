@@ -52,8 +52,16 @@ def fresh_function_app() -> func.FunctionApp:
     return module.app
 
 
-def call(base_url: str, method: str, path: str, token: str | None = None, *, key: str | None = FUNCTION_KEY,
-         body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def call(
+    base_url: str,
+    method: str,
+    path: str,
+    token: str | None = None,
+    *,
+    key: str | None = FUNCTION_KEY,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     """An HTTP call to the local host; returns (status, parsed JSON or text)."""
     all_headers = dict(headers or {})
     if token is not None:

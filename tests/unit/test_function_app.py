@@ -16,8 +16,11 @@ def test_every_function_is_wired_with_its_trigger() -> None:
         trigger = f.get_trigger()
         assert trigger is not None, name
         triggers[name] = trigger.get_dict_repr()
-    http = {name: (t["route"], tuple(str(m.value if hasattr(m, "value") else m) for m in t["methods"]))
-            for name, t in triggers.items() if t["type"] == "httpTrigger"}
+    http = {
+        name: (t["route"], tuple(str(m.value if hasattr(m, "value") else m) for m in t["methods"]))
+        for name, t in triggers.items()
+        if t["type"] == "httpTrigger"
+    }
     assert http == {
         "connector_connect": ("connectors/azure", ("POST",)),
         "connector_get": ("connectors/azure", ("GET",)),
@@ -28,8 +31,11 @@ def test_every_function_is_wired_with_its_trigger() -> None:
         "accounts_list": ("accounts", ("GET",)),
         "account_get": ("accounts/{id}", ("GET",)),
     }
-    assert all(str(getattr(t["authLevel"], "value", t["authLevel"])).lower() == "function"
-               for t in triggers.values() if t["type"] == "httpTrigger")
+    assert all(
+        str(getattr(t["authLevel"], "value", t["authLevel"])).lower() == "function"
+        for t in triggers.values()
+        if t["type"] == "httpTrigger"
+    )
     assert triggers["fanout"]["type"] == "timerTrigger" and triggers["fanout"]["schedule"] == "%FANOUT_SCHEDULE%"
     assert triggers["retention"]["schedule"] == "%RETENTION_SCHEDULE%"
     assert triggers["pull"]["type"] == "queueTrigger"

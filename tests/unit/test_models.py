@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ingestion.models import Activity, ActivityUser, format_utc, parse_timestamp
+from core.timefmt import wire_time
+from ingestion.models import Activity, ActivityUser, parse_timestamp
 
 pytestmark = pytest.mark.unit
 
@@ -146,13 +147,13 @@ def test_invalid_activities_are_refused(changes: dict[str, Any]) -> None:
         Activity.model_validate(_api_body(**changes))
 
 
-def test_format_utc() -> None:
-    assert format_utc(datetime(2026, 11, 26, 10, 0, tzinfo=UTC)) == "2026-11-26T10:00:00.000000Z"
-    assert format_utc(datetime(2026, 11, 26, 10, 0)) == "2026-11-26T10:00:00.000000Z"
-    assert format_utc(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00.000000Z"
-    assert format_utc(datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))) == "2025-12-31T23:30:00.000000Z"
+def test_wire_time() -> None:
+    assert wire_time(datetime(2026, 11, 26, 10, 0, tzinfo=UTC)) == "2026-11-26T10:00:00.000000Z"
+    assert wire_time(datetime(2026, 11, 26, 10, 0)) == "2026-11-26T10:00:00.000000Z"
+    assert wire_time(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00.000000Z"
+    assert wire_time(datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))) == "2025-12-31T23:30:00.000000Z"
     earlier, later = datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
-    assert format_utc(earlier) < format_utc(later)
+    assert wire_time(earlier) < wire_time(later)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingestion.models import Activity, ActivityLogEvent, ActivityLogPage, format_utc, parse_timestamp
+from core.timefmt import wire_time
+from ingestion.models import Activity, ActivityLogEvent, ActivityLogPage, parse_timestamp
 from ingestion.normalize import (
     InvalidEvent,
     InvalidPage,
@@ -656,8 +657,8 @@ def test_parse_timestamp_round_trips_any_offset(moment: datetime, extra_digit: i
     assert parsed == expected
     assert parsed is not None
     assert parsed.tzinfo is UTC
-    assert format_utc(expected).endswith("Z")
-    assert parse_timestamp(format_utc(expected)) == expected
+    assert wire_time(expected).endswith("Z")
+    assert parse_timestamp(wire_time(expected)) == expected
 
 
 # --------------------------------------------------------------------------------------------
@@ -1112,7 +1113,10 @@ def test_a_page_of_policy_events_only() -> None:
     event = portal_user_event()
     event["category"] = _loc("Policy")
     page = parse_page(_page([event, event], NEXT), ingested_at=INGESTED)
-    assert page == ParsedPage([], NEXT, 2, ())
+    at = parse_timestamp(event["eventTimestamp"])
+    assert at is not None
+    assert page == ParsedPage([], NEXT, 2, (), (at, at))
+    assert (page.skipped_after(at - timedelta(seconds=1)), page.skipped_after(at)) == (2, 0)
 
 
 # --------------------------------------------------------------------------------------------

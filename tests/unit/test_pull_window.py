@@ -19,8 +19,14 @@ SETTINGS = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
 
 
 def _sub(watermark: datetime) -> SubscriptionRecord:
-    return SubscriptionRecord(subscription_id="s", display_name="S", state="Enabled", discovered_at=watermark,
-                              connection_id="c", watermark=watermark)
+    return SubscriptionRecord(
+        subscription_id="s",
+        display_name="S",
+        state="Enabled",
+        discovered_at=watermark,
+        connection_id="c",
+        watermark=watermark,
+    )
 
 
 def test_window_rereads_the_overlap_and_stops_short_of_now() -> None:

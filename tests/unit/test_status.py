@@ -14,13 +14,20 @@ from state.records import ConnectorRecord, SubscriptionRecord
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-CONNECTED = ConnectorRecord(connected=True, connection_id="c", connected_at=NOW, connected_by="admin@contoso.com",
-                            attempted_at=NOW)
+CONNECTED = ConnectorRecord(
+    connected=True, connection_id="c", connected_at=NOW, connected_by="admin@contoso.com", attempted_at=NOW
+)
 
 
 def sub(name: str, **over: Any) -> SubscriptionRecord:
-    base = SubscriptionRecord(subscription_id=f"id-{name}", display_name=name, state="Enabled", discovered_at=NOW,
-                              connection_id="c", watermark=NOW)
+    base = SubscriptionRecord(
+        subscription_id=f"id-{name}",
+        display_name=name,
+        state="Enabled",
+        discovered_at=NOW,
+        connection_id="c",
+        watermark=NOW,
+    )
     return replace(base, **over)
 
 
