@@ -303,6 +303,25 @@ class ActivityStore:
                 mode=UpdateMode.REPLACE,
             )
 
+    def index_accounts(self, *, max_rows: int = 5_000) -> int:
+        """Index the account copies written before the recency index existed; the count indexed.
+
+        Run by the daily maintenance (retention): an account that acts is indexed by its save
+        anyway, this catches the ones that have not acted since. Idempotent; stops after `max_rows`.
+        """
+        copies = self.accounts.query_entities(
+            "PartitionKey eq @pk and RowKey lt @index", parameters={"pk": ACCOUNT_COPY_PK, "index": "~"}
+        )
+        indexed = 0
+        for row in copies:
+            if row.get("index_rk"):
+                continue
+            self._copy_account(dict(row))
+            indexed += 1
+            if indexed >= max_rows:
+                break
+        return indexed
+
     # --- retention ----------------------------------------------------------------------------
 
     def delete_older_than(self, cutoff: datetime, *, max_rows: int = 20_000) -> int:

@@ -1,4 +1,5 @@
-"""Retention: delete activities older than ACTIVITY_RETENTION_DAYS; accounts are kept."""
+"""Retention, the daily maintenance: delete activities older than ACTIVITY_RETENTION_DAYS (accounts
+are kept), and index by recency any account copy that predates the index."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ def run_retention(
             if sub.window_start is not None:
                 earliest = min(earliest, sub.window_start)
             cutoff = min(cutoff, max(earliest, readable_from))
+    indexed = activities.index_accounts()
+    if indexed:
+        logger.info("Indexed %s accounts by recency that had not acted since the index was added", indexed)
     started = time.monotonic()
     deleted = 0
     while True:

@@ -119,6 +119,9 @@ class FakeActivityWriter:
                 stored += 1
         return SaveResult(received, stored, len(self.by_subscription[subscription_id]))
 
+    def index_accounts(self, *, max_rows: int = 5_000) -> int:
+        return 0  # the fake keeps no account index
+
     def delete_older_than(self, cutoff: datetime, *, max_rows: int = 20_000) -> int:
         old = [a.id for a in self.activities.values() if a.timestamp < cutoff][:max_rows]
         for activity_id in old:

@@ -250,6 +250,22 @@ def test_account_copy_from_before_the_index_is_indexed_by_its_next_save(storage:
     assert _index(store) == _expected_order(first + later)
 
 
+def test_the_daily_maintenance_indexes_copies_from_before_the_index(storage: Storage) -> None:
+    store = ActivityStore(storage)
+    items = _items(20, seed=61)
+    store.save(SUB, items)
+    for row in list(store.accounts.query_entities("PartitionKey eq 'account'")):  # as stored before the index
+        if row["RowKey"].startswith("~"):
+            store.accounts.delete_entity("account", row["RowKey"])
+        else:
+            del row["index_rk"]
+            store.accounts.upsert_entity(row, mode=UpdateMode.REPLACE)
+    assert not [r for r in store.accounts.query_entities("PartitionKey eq 'account'") if r["RowKey"] >= "~"]
+    indexed = store.index_accounts()
+    assert indexed == len(_accounts(store)) and _index(store) == _expected_order(items)
+    assert store.index_accounts() == 0  # idempotent
+
+
 def test_account_pages_while_accounts_become_active(storage: Storage) -> None:
     store = ActivityStore(storage)
     queries = ActivityQueries(storage, clock=FakeClock(T0 + timedelta(days=30)))
