@@ -316,7 +316,7 @@ class ActivityStore:
         for row in copies:
             if row.get("index_rk"):
                 continue
-            self._copy_account(dict(row))
+            self._copy_account({**row, "PartitionKey": row["RowKey"]})  # as the summary it copies
             indexed += 1
             if indexed >= max_rows:
                 break
