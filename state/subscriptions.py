@@ -279,6 +279,17 @@ def chain(*changes: Change) -> Change:
     return apply
 
 
+def mark_pulled(subscriptions: SubscriptionState, record: SubscriptionRecord, now: datetime) -> None:
+    """A pull found nothing to read: say it ran (the fan-out's `pull_pending` looks at lastPulledAt).
+
+    Conditional on the record as read; when another writer came first it has said so already.
+    """
+    try:
+        subscriptions.replace(replace(record, last_pulled_at=now))
+    except StaleWrite:
+        logger.debug("Subscription %s changed meanwhile; its lastPulledAt is another pull's", record.subscription_id)
+
+
 def open_window(start: datetime, end: datetime, url: str) -> Change:
     return lambda r: replace(r, window_start=start, window_end=end, next_link=url)
 
