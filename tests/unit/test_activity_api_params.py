@@ -28,6 +28,19 @@ def test_unknown_parameters_are_named_with_a_hint() -> None:
     assert "did you mean subscriptionId?" in caught.value.message
 
 
+def test_unknown_parameter_names_are_echoed_short_and_escaped() -> None:
+    long_name = "x" * 5000
+    with pytest.raises(InvalidInput) as caught:
+        params.reject_unknown({long_name: "1", "a\nb\x1b[31m": "2"}, ("from",))
+    message = caught.value.message
+    assert long_name not in message and "x" * 40 + "…" in message
+    assert "\n" not in message and "\x1b" not in message and "a\\x0ab\\x1b[31m" in message
+    many = {f"p{i}": "1" for i in range(50)}
+    with pytest.raises(InvalidInput) as caught:
+        params.reject_unknown(many, ("from",))
+    assert caught.value.field.endswith("and 45 more") and len(caught.value.message) < 600
+
+
 def test_text() -> None:
     assert params.text({}, "user") is None
     assert params.text({"user": "  Alice@Contoso.com "}, "user") == "Alice@Contoso.com"
