@@ -235,16 +235,21 @@ def test_account_index_after_a_crash_and_the_retry(storage: Storage) -> None:
     assert _index(store) == _expected_order(first + later)
 
 
+def _as_before_the_index(store: ActivityStore) -> None:
+    """Make the account listing look as the writer left it before the recency index existed."""
+    for row in list(store.accounts.query_entities("PartitionKey eq 'account'")):
+        if row["RowKey"].startswith("~"):
+            store.accounts.delete_entity("account", row["RowKey"])
+        else:
+            row.pop("index_rk", None)
+            store.accounts.upsert_entity(row, mode=UpdateMode.REPLACE)
+
+
 def test_account_copy_from_before_the_index_is_indexed_by_its_next_save(storage: Storage) -> None:
     store = ActivityStore(storage)
     first = _items(20, seed=51)
     store.save(SUB, first)
-    for row in list(store.accounts.query_entities("PartitionKey eq 'account'")):  # as stored before the index
-        if row["RowKey"].startswith("~"):
-            store.accounts.delete_entity("account", row["RowKey"])
-        else:
-            del row["index_rk"]
-            store.accounts.upsert_entity(row, mode=UpdateMode.REPLACE)
+    _as_before_the_index(store)
     later = _items(30, seed=52, start=T0 + timedelta(days=1))
     store.save(SUB, later)  # each account's next activity indexes its copy
     assert _index(store) == _expected_order(first + later)
@@ -254,12 +259,7 @@ def test_the_daily_maintenance_indexes_copies_from_before_the_index(storage: Sto
     store = ActivityStore(storage)
     items = _items(20, seed=61)
     store.save(SUB, items)
-    for row in list(store.accounts.query_entities("PartitionKey eq 'account'")):  # as stored before the index
-        if row["RowKey"].startswith("~"):
-            store.accounts.delete_entity("account", row["RowKey"])
-        else:
-            row.pop("index_rk", None)
-            store.accounts.upsert_entity(row, mode=UpdateMode.REPLACE)
+    _as_before_the_index(store)
     rows = list(store.accounts.query_entities("PartitionKey eq 'account'"))
     assert rows and not [r for r in rows if r["RowKey"].startswith("~") or r.get("index_rk")]
     assert store.index_accounts() == len(rows)
