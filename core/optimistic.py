@@ -47,3 +47,13 @@ def write_optimistically(attempt: Callable[[], T], *, what: str, jitter: bool = 
             if jitter:
                 time.sleep(random.uniform(0, min(0.02 * 2**number, 0.5)))
     raise WriteContention(what)
+
+
+def first_then(read: Callable[[], T | None], first: T | None) -> Callable[[], T | None]:
+    """A reader for the attempts: `first` (a record just read) on the first attempt, fresh reads after."""
+    pending = [first] if first is not None else []
+
+    def current() -> T | None:
+        return pending.pop() if pending else read()
+
+    return current

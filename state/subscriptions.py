@@ -21,10 +21,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from core.arm import ArmSubscription
 from core.clock import Clock
-from core.optimistic import StaleWrite, WriteContention, write_optimistically
+from core.optimistic import StaleWrite, WriteContention, first_then, write_optimistically
 from core.ports import SubscriptionState
 from state.records import DETACHED, SubscriptionRecord, SubscriptionStatus
 
@@ -49,12 +50,12 @@ def sync_with_arm(
     records = {r.subscription_id: r for r in subscriptions.list()}
     out: list[SubscriptionRecord] = []
     for sub_id in sorted(set(seen) | set(records)):
-        first = records.get(sub_id)
+        current = first_then(partial(subscriptions.get, sub_id), records.get(sub_id))
 
-        def attempt(sub_id: str = sub_id, first: SubscriptionRecord | None = first) -> SubscriptionRecord | None:
-            record = first if first is not None and first is records.get(sub_id) else subscriptions.get(sub_id)
-            records[sub_id] = None  # type: ignore[assignment]  # a retry reads afresh
-            return _sync_one(subscriptions, record, seen.get(sub_id), connection_id, connected_at, now)
+        def attempt(
+            sub_id: str = sub_id, current: Callable[[], SubscriptionRecord | None] = current
+        ) -> SubscriptionRecord | None:
+            return _sync_one(subscriptions, current(), seen.get(sub_id), connection_id, connected_at, now)
 
         record = write_optimistically(attempt, what=f"Subscription {sub_id}")
         if record is not None:
@@ -200,11 +201,10 @@ class Lease:
         `first` is a record just read (saves a read on the first attempt); `plan` is the pull's
         first change (opening its window), written in the same request as the lease.
         """
-        reads = [first]
+        read = first_then(lambda: self._subscriptions.get(subscription_id), first)
 
         def attempt() -> SubscriptionRecord | None:
-            current = reads.pop() if reads and reads[-1] is not None else self._subscriptions.get(subscription_id)
-            reads.clear()
+            current = read()
             if current is None or not current.active or current.connection_id != self._connection_id:
                 return None
             now = self._clock.now()
