@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
@@ -44,8 +45,9 @@ class Runtime:
     pull_queue: PullQueue
     storage: Storage  # the clients behind the storage ports (tables created at start, closed at the end)
 
-    @property
+    @cached_property
     def pull(self) -> PullPorts:
+        """The pull's ports, bundled once."""
         return PullPorts(
             self.connector, self.subscriptions, self.arm, self.activities, self.pull_queue, self.clock, self.settings
         )
