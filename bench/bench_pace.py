@@ -8,7 +8,7 @@
   pages, over a few fan-out ticks (time moving while the pulls run, as it does): the page requests
   of a tick per distinct page of the time the tick covers.
 
-Run: `python -m bench.bench_pace [--latency 0.5] [--events-per-hour 12000]`.
+Run: `python -m bench.bench_pace [--latency 1.0] [--events-per-hour 6000]` (ARM takes 0.5-2 s a page).
 """
 
 from __future__ import annotations
@@ -144,8 +144,8 @@ def bounded_reads(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, eve
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--latency", type=float, default=0.5, help="seconds ARM takes per page (default 0.5)")
-    parser.add_argument("--events-per-hour", type=float, default=12_000)
+    parser.add_argument("--latency", type=float, default=1.0, help="seconds ARM takes per page (default 1.0)")
+    parser.add_argument("--events-per-hour", type=float, default=6_000)
     args = parser.parse_args(argv)
     clock = FakeClock(START)
     with Azurite() as azurite, Emulator(clock=clock, seed=11, check_arm_token_lifetime=False) as emulator:
