@@ -8,7 +8,8 @@
   pages, over a few fan-out ticks (time moving while the pulls run, as it does): the page requests
   of a tick per distinct page of the time the tick covers.
 
-Run: `python -m bench.bench_pace [--latency 1.0] [--events-per-hour 6000]` (ARM takes 0.5-2 s a page).
+Run: `python -m bench.bench_pace [--latency 0.5 1.0 2.0] [--events-per-hour 3000]` (ARM takes 0.5-2 s a
+page; "store s/page" shows how long this machine's storage takes, the other side of the race).
 """
 
 from __future__ import annotations
@@ -73,11 +74,12 @@ def _busiest(emulator: Emulator) -> str:
 
 
 def pace(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, events_per_hour: float, latency: float) -> None:
+    emulator.set_page_latency(latency)
     print(
-        f"ARM's pace: one message reads a 1-hour window of one subscription "
-        f"({events_per_hour:,.0f} events an hour), ARM taking {latency:.2f} s a page"
+        f"\nARM taking {latency:.2f} s a page: one message reads a 1-hour window of one subscription "
+        f"({events_per_hour:,.0f} events an hour)"
     )
-    print(f"{'way':<22} {'pages':>5} {'wall s':>7} {'ARM s':>7} {'waiting on ARM':>15}")
+    print(f"{'way':<22} {'pages':>5} {'wall s':>7} {'ARM s':>7} {'store s/page':>12} {'waiting on ARM':>15}")
     shares = {}
     for label, prefetch in (("fetch ahead (product)", True), ("fetch-then-store", False)):
         clock.set(START)
@@ -90,8 +92,11 @@ def pace(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, events_per_h
         result: PullResult = pull_subscription(runtime.pull, message, prefetch=prefetch)
         wall = time.perf_counter() - started
         shares[label] = result.arm_seconds / wall
+        store = (wall - result.arm_seconds) / result.pages if not prefetch else float("nan")
         print(
-            f"{label:<22} {result.pages:>5} {wall:>7.2f} {result.arm_seconds:>7.2f} {shares[label]:>14.0%}", flush=True
+            f"{label:<22} {result.pages:>5} {wall:>7.2f} {result.arm_seconds:>7.2f} {store:>12.2f} "
+            f"{shares[label]:>14.0%}",
+            flush=True,
         )
         runtime.storage.close()
     print(
@@ -144,16 +149,18 @@ def bounded_reads(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, eve
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--latency", type=float, default=1.0, help="seconds ARM takes per page (default 1.0)")
-    parser.add_argument("--events-per-hour", type=float, default=6_000)
+    parser.add_argument(
+        "--latency", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="seconds ARM takes per page (0.5-2 s)"
+    )
+    parser.add_argument("--events-per-hour", type=float, default=3_000)
     args = parser.parse_args(argv)
     clock = FakeClock(START)
     with Azurite() as azurite, Emulator(clock=clock, seed=11, check_arm_token_lifetime=False) as emulator:
         os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_pem_path)
         emulator.set_events_per_hour(args.events_per_hour, since=START - timedelta(days=1))
-        emulator.set_page_latency(args.latency)
-        pace(emulator, azurite, clock, events_per_hour=args.events_per_hour, latency=args.latency)
-        emulator.set_page_latency(min(args.latency, 0.05))
+        for latency in args.latency:
+            pace(emulator, azurite, clock, events_per_hour=args.events_per_hour, latency=latency)
+        emulator.set_page_latency(0.05)
         emulator.set_events_per_hour(4 * 5 * emulator.event_page_size * 4, since=START - timedelta(days=1))
         bounded_reads(emulator, azurite, clock, events_per_hour=emulator.events_per_hour)
     return 0
