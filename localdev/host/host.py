@@ -10,7 +10,6 @@ import time
 import uuid
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from localdev.host.loader import LoadedFunction, find_app, import_app_module, lo
 from localdev.host.models import HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, FunctionInfo, InvocationLog
 from localdev.host.queues import QueueListener
 from localdev.host.timers import TimerRunner, timer_request
-from localdev.host.workers import worker_pool
+from localdev.host.workers import WorkerPool, worker_pool
 from localdev.serving import LocalServer
 
 logger = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ class LocalHost:
         self._listeners: list[QueueListener] = []
         self._timers: list[TimerRunner] = []
         self._abandon = threading.Event()
-        self._workers: ThreadPoolExecutor | None = None
+        self._workers: WorkerPool | None = None
         self._started_monotonic = 0.0
         self.settings: Mapping[str, str] = os.environ
 
@@ -256,7 +255,7 @@ class LocalHost:
             if busy:
                 logger.warning("Stopped with %d invocation(s) still running; their results are ignored", busy)
         if self._workers is not None:
-            self._workers.shutdown(wait=False, cancel_futures=True)
+            self._workers.shutdown()
         with self._lock:
             self._state = "stopped"
         logger.info("Local Functions host stopped")

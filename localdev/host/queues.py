@@ -24,7 +24,6 @@ import math
 import random
 import threading
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ from azure.functions import queue as func_queue
 from localdev.host.hostjson import QueuesOptions
 from localdev.host.invoker import Invoker
 from localdev.host.loader import LoadedFunction
+from localdev.host.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class QueueListener:
     """Polls one queue for one function."""
 
     def __init__(
-        self, fn: LoadedFunction, options: QueuesOptions, invoker: Invoker, workers: Executor | None = None
+        self, fn: LoadedFunction, options: QueuesOptions, invoker: Invoker, workers: WorkerPool | None = None
     ) -> None:
         assert fn.account is not None and fn.info.queue_name is not None
         self.fn = fn

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -45,5 +47,43 @@ def worker_thread_count(settings: Mapping[str, str]) -> int:
     return value
 
 
-def worker_pool(settings: Mapping[str, str]) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=worker_thread_count(settings), thread_name_prefix="python-worker")
+class WorkerPool:
+    """A fixed number of daemon threads running submitted calls in order, as the worker's pool does.
+
+    Daemon threads, unlike `ThreadPoolExecutor`'s: a host stopped with invocations still running
+    (their messages made visible again) must let the process exit without waiting for them.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._work: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"python-worker-{n}", daemon=True) for n in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._work.put((fn, args))
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception:
+                logger.exception("A call on the worker pool failed")
+
+    def shutdown(self) -> None:
+        """Stop the threads once they finish what they run (calls not started yet are dropped)."""
+        while True:
+            try:
+                self._work.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            self._work.put(None)
+
+
+def worker_pool(settings: Mapping[str, str]) -> WorkerPool:
+    return WorkerPool(worker_thread_count(settings))
