@@ -33,6 +33,7 @@ from azure.core.rest import HttpRequest
 
 from core.errors import ConnectorError
 from core.timefmt import wire_time
+from core.transport import pooled_transport
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,9 @@ class ArmClient:
             BearerTokenCredentialPolicy(credential, scope),
             _LongThrottlePolicy(max_inline_wait),
         ]
-        self._client: PipelineClient[Any, Any] = PipelineClient(base_url=self.endpoint, policies=policies)
+        self._client: PipelineClient[Any, Any] = PipelineClient(
+            base_url=self.endpoint, policies=policies, transport=pooled_transport()
+        )
 
     def close(self) -> None:
         self._client.close()

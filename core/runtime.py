@@ -25,6 +25,7 @@ from core.clock import Clock, SystemClock
 from core.ports import ActivityReader, ActivityWriter, Arm, ConnectorState, PullQueue, SubscriptionState
 from core.settings import Settings, load_settings
 from core.storage import CONNECTOR_TABLE, Storage
+from core.transport import pooled_transport
 from ingestion.messages import StoragePullQueue
 from ingestion.pull import PullPorts
 from state.tables import TableConnectorState, TableSubscriptionState
@@ -80,15 +81,19 @@ def _storage_credential(settings: Settings) -> TokenCredential:
 
 def build_storage(settings: Settings) -> Storage:
     if settings.storage_connection_string:
-        tables = TableServiceClient.from_connection_string(settings.storage_connection_string)
-        queues = QueueServiceClient.from_connection_string(settings.storage_connection_string)
+        tables = TableServiceClient.from_connection_string(
+            settings.storage_connection_string, transport=pooled_transport()
+        )
+        queues = QueueServiceClient.from_connection_string(
+            settings.storage_connection_string, transport=pooled_transport()
+        )
     else:
         account = settings.storage_account_name
         table_uri = settings.storage_table_uri or f"https://{account}.table.core.windows.net"
         queue_uri = settings.storage_queue_uri or f"https://{account}.queue.core.windows.net"
         credential = _storage_credential(settings)
-        tables = TableServiceClient(endpoint=table_uri, credential=credential)
-        queues = QueueServiceClient(account_url=queue_uri, credential=credential)
+        tables = TableServiceClient(endpoint=table_uri, credential=credential, transport=pooled_transport())
+        queues = QueueServiceClient(account_url=queue_uri, credential=credential, transport=pooled_transport())
     return Storage(tables, queues, table_prefix=settings.table_prefix, pull_queue=settings.pull_queue)
 
 

@@ -49,8 +49,10 @@ ARM_RETENTION = timedelta(days=90)
 RETENTION_MARGIN = timedelta(minutes=10)
 MAX_QUEUE_DELAY_SECONDS = 7 * 24 * 3600 - 60
 WALL_CLOCK_BUDGET_SECONDS = 180.0
-# Pages fetched ahead, for every pull of this worker (a fetch is a thread waiting on ARM).
-_FETCHERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="arm-page")
+# Pages fetched ahead, for every pull of this worker (a fetch is a thread waiting on ARM): one per
+# pull the worker runs at once (host.json's batchSize + newBatchThreshold, on as many worker
+# threads, PYTHON_THREADPOOL_THREAD_COUNT), so a busy pull never waits for another's fetch.
+_FETCHERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="arm-page")
 
 Outcome = Literal["caught_up", "backlog", "throttled", "denied", "skipped", "lease_lost"]
 

@@ -39,6 +39,8 @@ DEMO_SETTINGS = {
     "FANOUT_SCHEDULE": "*/20 * * * * *",
     "PULL_LAG_SECONDS": "10",
     "PULL_OVERLAP_SECONDS": "300",
+    # As infra deploys it: the worker runs host.json's batchSize + newBatchThreshold pulls at once.
+    "PYTHON_THREADPOOL_THREAD_COUNT": "32",
 }
 
 

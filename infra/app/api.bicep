@@ -35,6 +35,13 @@ param maximumInstanceCount int = 100
 @description('Every app setting, as name: value.')
 param appSettings object
 
+// PYTHON_THREADPOOL_THREAD_COUNT: the Python worker's threads for synchronous functions. A caught-up
+// pull mostly waits on ARM, so one instance runs host.json's batchSize + newBatchThreshold pulls at
+// once, each on its own thread (the worker's default, CPU count + 4, would leave most waiting).
+@minValue(1)
+@maxValue(64)
+param pythonThreadpoolThreadCount int = 32
+
 param enableEasyAuth bool = false
 
 @description('Client (application) id of the API app registration that Easy Auth validates tokens for.')
@@ -98,7 +105,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
   resource settings 'config' = {
     name: 'appsettings'
-    properties: appSettings
+    properties: union(appSettings, {
+      PYTHON_THREADPOOL_THREAD_COUNT: string(pythonThreadpoolThreadCount)
+    })
   }
 
   // No publishing user names and passwords: azd and the CLI deploy with Entra ID tokens.

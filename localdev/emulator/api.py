@@ -747,6 +747,13 @@ class Api:
         return _json(200, {"subscriptions": [self._subscription_json(s) for s in self.emu.subscriptions]})
 
     def _control_add_subscription(self, body: dict[str, Any], query: dict[str, str]) -> Response:
+        if "count" in body:  # many at once: {"count": n, "activity": 0.0, "namePrefix": "..."}
+            subs = self.emu.add_subscriptions(
+                int(body["count"]),
+                name_prefix=str(body.get("namePrefix") or "Contoso Team"),
+                activity=float(body.get("activity", 1.0)),
+            )
+            return _json(201, {"subscriptions": [self._subscription_json(s) for s in subs]})
         if not body.get("displayName"):
             raise ValueError("displayName is required")
         created = body.get("createdAt")
@@ -765,6 +772,7 @@ class Api:
             listed=body.get("listed"),
             forbidden=body.get("forbidden"),
             display_name=body.get("displayName"),
+            activity=None if body.get("activity") is None else float(body["activity"]),
         )
         return _json(200, self._subscription_json(sub))
 

@@ -1195,8 +1195,15 @@ class EventStore:
         """Events of the operations that start in the slot (cached)."""
         return self._cached(
             (record.subscription.subscription_id, slot, "ops"),
-            lambda: self.generator.slot(record, slot, self.rate_at, self.rates_in),
+            lambda: self.generator.slot(record, slot, *self._rates_of(record)),
         )
+
+    def _rates_of(self, record: SubscriptionRecord) -> tuple[Callable[[int], float], Callable[[int, int], list[float]]]:
+        """The rate functions of one subscription: the tenant's, scaled by its activity."""
+        scale = record.activity
+        if scale == 1.0:
+            return self.rate_at, self.rates_in
+        return (lambda ticks: self.rate_at(ticks) * scale), (lambda a, b: [r * scale for r in self.rates_in(a, b)])
 
     def slot_events(self, record: SubscriptionRecord, slot: int) -> list[StoredEvent]:
         """Every event whose eventTimestamp falls in the slot, newest first (injected ones included)."""

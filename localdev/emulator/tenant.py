@@ -68,6 +68,8 @@ class SubscriptionRecord:
     history: list[tuple[int, str]] = field(default_factory=list)
     resource_groups: tuple[str, ...] = ()
     env: str = "prod"
+    # The subscription's share of the tenant's events per hour: 1 generates the rate, 0 nothing.
+    activity: float = 1.0
 
     def state_at(self, ticks: int) -> str | None:
         if ticks < self.created_ticks:

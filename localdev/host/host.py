@@ -27,6 +27,7 @@ from localdev.host.loader import LoadedFunction, find_app, import_app_module, lo
 from localdev.host.models import HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, FunctionInfo, InvocationLog
 from localdev.host.queues import QueueListener
 from localdev.host.timers import TimerRunner, timer_request
+from localdev.host.workers import WorkerPool, worker_pool
 from localdev.serving import LocalServer
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class LocalHost:
         self._listeners: list[QueueListener] = []
         self._timers: list[TimerRunner] = []
         self._abandon = threading.Event()
+        self._workers: WorkerPool | None = None
         self._started_monotonic = 0.0
         self.settings: Mapping[str, str] = os.environ
 
@@ -186,9 +188,11 @@ class LocalHost:
                 self._server.start("localhost-http")
                 self._started_monotonic = time.monotonic()
                 self._state = "running"
+                # Queue messages run on the worker's thread pool (PYTHON_THREADPOOL_THREAD_COUNT), as in Azure.
+                self._workers = worker_pool(self.settings)
                 for fn in loaded:
                     if fn.info.trigger == QUEUE_TRIGGER:
-                        listener = QueueListener(fn, self._config.queues, self._invoker)
+                        listener = QueueListener(fn, self._config.queues, self._invoker, self._workers)
                         self._listeners.append(listener)
                         listener.start()
                 for fn in loaded:
@@ -250,6 +254,8 @@ class LocalHost:
             busy = self._invoker.busy if self._invoker else 0
             if busy:
                 logger.warning("Stopped with %d invocation(s) still running; their results are ignored", busy)
+        if self._workers is not None:
+            self._workers.shutdown()
         with self._lock:
             self._state = "stopped"
         logger.info("Local Functions host stopped")

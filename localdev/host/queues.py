@@ -2,14 +2,16 @@
 
 Per function: receive up to `batchSize` messages at a time, invisible for 10 minutes (renewed at
 half-time while the function runs), and fetch the next batch once no more than `newBatchThreshold`
-are still running. An empty queue is polled again after a randomized exponential back-off from
-100 ms up to `maxPollingInterval`; finding messages resets it. A message is deleted when the
-function succeeds; on failure it is made visible again after `visibilityTimeout`, and once it has
-been dequeued `maxDequeueCount` times it is copied, unchanged, to `<queue>-poison` (created if
-missing) and deleted. A message already dequeued more than `maxDequeueCount` times, or one that is
-not valid base64 when `messageEncoding` is "base64", goes to the poison queue without running the
-function. Messages still running when the host gives up waiting at shutdown are made visible
-again, never deleted.
+are still in flight (so at most `batchSize + newBatchThreshold` at once). Each message runs on the
+worker's thread pool (`localdev.host.workers`), as a synchronous function does in the Python
+worker: messages in flight beyond its thread count wait there for a thread. An empty queue is
+polled again after a randomized exponential back-off from 100 ms up to `maxPollingInterval`;
+finding messages resets it. A message is deleted when the function succeeds; on failure it is made
+visible again after `visibilityTimeout`, and once it has been dequeued `maxDequeueCount` times it
+is copied, unchanged, to `<queue>-poison` (created if missing) and deleted. A message already
+dequeued more than `maxDequeueCount` times, or one that is not valid base64 when `messageEncoding`
+is "base64", goes to the poison queue without running the function. Messages still running when
+the host gives up waiting at shutdown are made visible again, never deleted.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from azure.functions import queue as func_queue
 from localdev.host.hostjson import QueuesOptions
 from localdev.host.invoker import Invoker
 from localdev.host.loader import LoadedFunction
+from localdev.host.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +83,14 @@ def decode_message(content: str, encoding: str) -> bytes:
 class QueueListener:
     """Polls one queue for one function."""
 
-    def __init__(self, fn: LoadedFunction, options: QueuesOptions, invoker: Invoker) -> None:
+    def __init__(
+        self, fn: LoadedFunction, options: QueuesOptions, invoker: Invoker, workers: WorkerPool | None = None
+    ) -> None:
         assert fn.account is not None and fn.info.queue_name is not None
         self.fn = fn
         self.options = options
         self.invoker = invoker
+        self.workers = workers  # the worker's thread pool; None: a thread per message
         self.queue_name = fn.info.queue_name
         self.poison_name = self.queue_name + POISON_SUFFIX
         self.client = fn.account.queue(self.queue_name)  # raw text: no encode/decode policy
@@ -236,6 +242,9 @@ class QueueListener:
         )
         with self._cond:
             self._in_flight[message.id] = entry
+        if self.workers is not None:
+            self.workers.submit(self._process, message, entry)
+            return
         thread = threading.Thread(
             target=self._process, args=(message, entry), name=f"queue-{self.fn.name}-{message.id[:8]}", daemon=True
         )

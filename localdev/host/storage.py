@@ -14,6 +14,7 @@ from typing import Any
 
 from azure.storage.queue import LinearRetry, QueueClient
 
+from core.transport import pooled_transport
 from localdev.host.errors import HostStartupError
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
@@ -58,8 +59,14 @@ class StorageAccount:
         Without `retry` a failing call fails at once (for polling, which backs off on its own).
         """
         if self.connection_string is not None:
+            # The real host's queue work costs the Python worker nothing: keep the local host's cheap
+            # (environment read once, a connection per worker thread).
             return QueueClient.from_connection_string(
-                self.connection_string, name, retry_policy=_retry(retry), **_CLIENT_OPTIONS
+                self.connection_string,
+                name,
+                retry_policy=_retry(retry),
+                transport=pooled_transport(),
+                **_CLIENT_OPTIONS,
             )
         from azure.identity import DefaultAzureCredential
 

@@ -449,6 +449,32 @@ def test_stop_abandons_in_flight_messages_without_losing_them(queue_env: dict[st
         host.stop(timeout=0)
 
 
+def test_messages_run_on_the_worker_thread_pool_and_batches_follow_new_batch_threshold(
+    queue_env: dict[str, str],
+) -> None:
+    module = import_sample("queue_app")
+    conn, name = queue_env["AzureWebJobsStorage"], queue_env["HOLD_QUEUE"]
+    host_json = {"version": "2.0", "extensions": {"queues": {"batchSize": 4, "newBatchThreshold": 2}}}
+    env = {**queue_env, "PYTHON_THREADPOOL_THREAD_COUNT": "3"}
+    encoded(conn, name).create_queue()
+    for n in range(10):
+        encoded(conn, name).send_message(f"m{n}")
+    host = LocalHost(SAMPLES / "queue_app", app=module.app, port=0, environ=env, host_json=host_json).start()
+    try:
+        assert module.hold_started.wait(10)
+        time.sleep(1.0)
+        # One batch of 4 received (4 in flight is above newBatchThreshold 2: no second batch yet),
+        # of which 3 run, one per worker thread; the fourth waits for a thread.
+        assert len(module.held) == 3
+        assert len(raw(conn, name).peek_messages(max_messages=32)) == 6
+        module.hold_release.set()
+        assert host.wait_idle(timeout=20)
+        assert len(module.held) == 10
+    finally:
+        module.hold_release.set()
+        host.stop(timeout=5)
+
+
 # -- start errors -----------------------------------------------------------------------------
 
 

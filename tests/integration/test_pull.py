@@ -484,3 +484,55 @@ def test_a_disconnect_stops_a_running_pull_before_its_next_page(runtime: Runtime
     assert set(after.values()) == {1}
     expected = expected_events(emulator, [sub], reconnected_at, clock.now() - timedelta(seconds=60), clock.now())
     assert set(expected) <= set(after)
+
+
+def test_many_pulls_at_once_keep_every_guarantee(runtime: Runtime, emulator: Any, clock: Any) -> None:
+    """Pulls as one worker runs them (about 36 at once), three messages of each subscription at once.
+
+    Each subscription's window is read by one message at a time (the lease), every event is stored
+    and counted once, the watermark reaches the window's end, and every lease and window is closed
+    afterwards; a second round with redeliveries of the same messages changes no count.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    emulator.event_page_size = 10
+    emulator.set_page_latency(0.02)
+    emulator.add_subscriptions(7, created_at=clock.now() - timedelta(days=1))
+    connected_at = clock.now()
+    store = connect(runtime)
+    subs = active_ids(emulator)
+    assert len(subs) >= 10
+    pool = ThreadPoolExecutor(max_workers=3 * len(subs))
+
+    def round_of(messages: list[tuple[PullMessage, str]]) -> Counter[str]:
+        together = threading.Barrier(len(messages))
+
+        def pull(message: PullMessage, message_id: str) -> str:
+            together.wait(timeout=30)
+            return pull_subscription(runtime.pull, message, Delivery(message_id)).outcome
+
+        return Counter(pool.map(lambda item: pull(*item), messages))
+
+    try:
+        for minutes in (30, 5):
+            clock.advance(timedelta(minutes=minutes))
+            messages = [(message_for(store, sub, clock), f"{sub}-{k}") for sub in subs for k in range(3)]
+            outcomes = round_of(messages)
+            assert set(outcomes) <= {"caught_up", "skipped"}, outcomes
+            assert outcomes["caught_up"] >= len(subs)
+            assert pull_all(runtime) == 0  # no backlog message: each window was read to its end
+            redelivered = round_of(messages)  # the same messages again: their own leases are free
+            assert set(redelivered) <= {"caught_up", "skipped"}, redelivered
+            end = clock.now() - timedelta(seconds=60)
+            expected = expected_events(emulator, subs, connected_at, end, clock.now())
+            got = stored_ids(runtime)
+            assert set(got) == set(expected) and set(got.values()) == {1}
+            for sub in subs:
+                record = store.subscriptions.get(sub)
+                assert record is not None
+                assert record.watermark == end and record.next_link is None and record.window_end is None
+                assert record.lease_owner is None and record.status == "OK"
+                mine = {i for i, e in expected.items() if e["subscriptionId"].lower() == sub}
+                assert record.activities == len(mine)
+    finally:
+        pool.shutdown()

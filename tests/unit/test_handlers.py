@@ -7,6 +7,7 @@ checked in milliseconds: windows, watermark, lease, the failure table, exactly-o
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -572,3 +573,42 @@ def test_other_categories_are_skipped_and_counted_once_however_often_the_overlap
     }
     body = connector_body(service.current_view(world.connector, world.subscriptions))
     assert [s["skippedEvents"] for s in body["subscriptions"] if s["subscriptionId"] == PROD] == [10]
+
+
+# --- scale: a tenant of ten thousand subscriptions ---------------------------------------------------
+
+
+def test_a_tick_of_ten_thousand_subscriptions_enqueues_each_once_and_costs_the_model_per_pull() -> None:
+    settings = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    clock = FakeClock(START)
+    arm = FakeArm()
+    subs = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(10_000)]
+    for n, sub_id in enumerate(subs):
+        arm.add_subscription(sub_id, f"Team {n}")
+    busy = subs[:5]
+    connector, subscriptions = FakeConnectorState(), FakeSubscriptionState()
+    writer, queue = FakeActivityWriter(), FakePullQueue()
+    world = World(
+        connector, subscriptions, arm, writer, queue, clock,
+        PullPorts(connector, subscriptions, arm, writer, queue, clock, settings),
+    )  # fmt: skip
+    world.connect()
+    for n, sub_id in enumerate(busy):
+        world.add_events(sub_id, 40, START, START + timedelta(minutes=3), seed=n)
+    for _ in range(2):
+        world.clock.advance(timedelta(minutes=5))
+        assert world.fanout().enqueued == 10_000
+        messages = queue.take()
+        assert sorted(m.subscription_id for m in messages) == subs  # every subscription once
+        assert world.fanout().enqueued == 0  # a tick while they wait adds nothing
+        reads, writes, pages = subscriptions.reads, subscriptions.writes, sum(arm.page_reads.values())
+        outcomes = Counter(pull_subscription(world.ports, m).outcome for m in messages)
+        assert outcomes == {"caught_up": 10_000}
+        # A caught-up pull: one record read, two writes (lease + window, close + release), one ARM page.
+        assert subscriptions.reads - reads == 10_000
+        assert subscriptions.writes - writes == 20_000
+        assert sum(arm.page_reads.values()) - pages == 10_000
+        end = world.clock.now() - timedelta(seconds=60)
+        assert all(r.watermark == end and r.lease_owner is None for r in subscriptions.list())
+    for sub_id in busy:
+        assert writer.by_subscription[sub_id] == world.expected(sub_id, START, START + timedelta(minutes=3)) != set()

@@ -623,3 +623,26 @@ def test_the_api_scope_and_app_role_are_the_same_in_code_script_and_emulator() -
     assert f'SCOPE="{API_SCOPE}"' in script
     assert {re.search(r'^APP_ROLE="([^"]+)"', script, re.M).group(1)} == set(APP_ROLES)  # type: ignore[union-attr]
     assert emulator_tokens.API_SCOPE == API_SCOPE and emulator_tokens.API_APP_ROLE in APP_ROLES
+
+
+WORKER_THREADS = "PYTHON_THREADPOOL_THREAD_COUNT"
+
+
+def test_worker_threads_cover_the_queue_batches_and_are_set_and_documented_alike() -> None:
+    """The Python worker runs as many pulls at once as the host hands it (batchSize + newBatchThreshold)."""
+    from core.transport import POOL_CONNECTIONS
+    from ingestion.pull import _FETCHERS
+    from localdev.run import DEMO_SETTINGS
+
+    threads = int(_bicep_params("infra/app/api.bicep")["pythonThreadpoolThreadCount"])
+    api = _strip_bicep_comments((INFRA / "app" / "api.bicep").read_text(encoding="utf-8"))
+    assert f"{WORKER_THREADS}: string(pythonThreadpoolThreadCount)" in api
+    queues = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))["extensions"]["queues"]
+    assert threads >= queues["batchSize"] + queues["newBatchThreshold"]
+    assert _FETCHERS._max_workers >= threads  # one page fetched ahead per pull at once
+    assert 2 * threads <= POOL_CONNECTIONS  # the pulls' own requests and their fetches ahead
+    assert _sample_values()[WORKER_THREADS] == str(threads)
+    assert DEMO_SETTINGS[WORKER_THREADS] == str(threads)
+    lines = README.read_text(encoding="utf-8").splitlines()
+    rows = [line for line in lines if line.startswith(f"| `{WORKER_THREADS}`")]
+    assert rows and all(f"`{threads}`" in row for row in rows), rows
