@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def trap(emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Listed first by each test, so that the runtime's clients are built trusting the trap too."""
     with trap_server(emulator.ca_pem_path, tmp_path / "bundle.pem") as running:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "bundle.pem"))
         yield running
@@ -47,7 +48,7 @@ def test_the_trap_is_reachable_with_the_trusted_bundle(trap: Trap) -> None:
 
 @pytest.mark.parametrize("scheme_host", ["trap", "plain-http"])
 def test_a_stored_link_elsewhere_is_never_followed_and_the_window_is_read_again(
-    runtime: Runtime, emulator: Any, clock: Any, trap: Trap, caplog: pytest.LogCaptureFixture, scheme_host: str
+    trap: Trap, runtime: Runtime, emulator: Any, clock: Any, caplog: pytest.LogCaptureFixture, scheme_host: str
 ) -> None:
     emulator.set_events_per_hour(300)
     emulator.event_page_size = 50
@@ -76,7 +77,7 @@ def test_a_stored_link_elsewhere_is_never_followed_and_the_window_is_read_again(
 
 
 def test_a_next_link_from_arm_pointing_elsewhere_fails_the_attempt(
-    runtime: Runtime, emulator: Any, clock: Any, trap: Trap, monkeypatch: pytest.MonkeyPatch
+    trap: Trap, runtime: Runtime, emulator: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator.set_events_per_hour(300)
     emulator.event_page_size = 50
@@ -99,7 +100,7 @@ def test_a_next_link_from_arm_pointing_elsewhere_fails_the_attempt(
 
 
 def test_a_subscription_list_next_link_pointing_elsewhere_is_refused(
-    runtime: Runtime, emulator: Any, trap: Trap, monkeypatch: pytest.MonkeyPatch
+    trap: Trap, runtime: Runtime, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     connect(runtime)
     assert isinstance(runtime.arm, ArmClient)
