@@ -22,16 +22,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bench.remote_emulator import RemoteEmulator, SharedClock, shared_clock
 from connector import service
 from core.auth import Principal
-from core.clock import FakeClock
 from core.runtime import Runtime, build_runtime
 from core.settings import default_values, load_settings
 from ingestion.fanout import run_fanout
 from ingestion.messages import PullMessage
 from ingestion.pull import PullResult, pull_subscription
 from localdev.azurite import Azurite
-from localdev.emulator import Emulator
 
 START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 ADMIN = Principal(object_id="bench", upn="bench@contoso.com", name="Bench", tenant_id="t", role_ids=frozenset())
@@ -40,17 +39,17 @@ ADMIN = Principal(object_id="bench", upn="bench@contoso.com", name="Bench", tena
 class TickingClock:
     """The shared fake time, moved on by every reading: wall time passes while a pull runs."""
 
-    def __init__(self, inner: FakeClock, step: timedelta) -> None:
+    def __init__(self, inner: SharedClock, step: timedelta) -> None:
         self._inner, self._step = inner, step
 
     def now(self) -> datetime:
         return self._inner.advance(self._step)
 
 
-def _runtime(emulator: Emulator, azurite: Azurite, clock: Any, **settings: str) -> Runtime:
+def _runtime(emulator: RemoteEmulator, azurite: Azurite, clock: Any, **settings: str) -> Runtime:
     environ = {
         **default_values(),
-        **emulator.connector_settings(),
+        **emulator.settings,
         "AzureWebJobsStorage": azurite.connection_string,
         "STORAGE_TABLE_PREFIX": "b" + uuid.uuid4().hex[:10],
         "PULL_QUEUE": "bench-" + uuid.uuid4().hex[:8],
@@ -67,14 +66,15 @@ def _connect(runtime: Runtime) -> str:
     return result.view.connector.connection_id
 
 
-def _busiest(emulator: Emulator) -> str:
-    return next(
-        s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled" and not s.forbidden
-    )
+def _busiest(emulator: RemoteEmulator) -> str:
+    subscriptions = emulator.get("subscriptions")
+    return next(s.subscription_id for s in subscriptions if s.listed and s.state == "Enabled" and not s.forbidden)
 
 
-def pace(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, events_per_hour: float, latency: float) -> None:
-    emulator.set_page_latency(latency)
+def pace(
+    emulator: RemoteEmulator, azurite: Azurite, clock: SharedClock, *, events_per_hour: float, latency: float
+) -> None:
+    emulator.call("set_page_latency", latency)
     print(
         f"\nARM taking {latency:.2f} s a page: one message reads a 1-hour window of one subscription "
         f"({events_per_hour:,.0f} events an hour)"
@@ -105,11 +105,12 @@ def pace(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, events_per_h
     )
 
 
-def bounded_reads(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, events_per_hour: float) -> None:
+def bounded_reads(emulator: RemoteEmulator, azurite: Azurite, clock: SharedClock, *, events_per_hour: float) -> None:
     max_pages = 5
+    page_size = emulator.get("event_page_size")
     print(
         f"\nBounded reads: {events_per_hour:,.0f} events an hour, PULL_MAX_PAGES {max_pages}: the 15-minute "
-        f"overlap alone holds about {events_per_hour / 4 / emulator.event_page_size / max_pages:.1f} x "
+        f"overlap alone holds about {events_per_hour / 4 / page_size / max_pages:.1f} x "
         f"PULL_MAX_PAGES pages; 4 ticks 5 minutes apart, time moving 2 s on every clock reading"
     )
     print(f"{'way':<22} {'messages':>8} {'page reads':>10} {'distinct':>8} {'reads per page':>15}")
@@ -122,7 +123,7 @@ def bounded_reads(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, eve
         clock.set(START + timedelta(minutes=30))
         messages = reads = distinct = 0
         for _ in range(4):
-            emulator.reset_request_log()
+            emulator.call("reset_request_log")
             before = runtime.subscriptions.get(sub)
             assert before is not None
             tick_start = max(START, before.watermark - timedelta(seconds=runtime.settings.pull_overlap_seconds))
@@ -139,9 +140,9 @@ def bounded_reads(emulator: Emulator, azurite: Azurite, clock: FakeClock, *, eve
                         messages += 1
             after = runtime.subscriptions.get(sub)
             assert after is not None
-            reads += sum(1 for r in emulator.request_log if sub in r.path.lower() and r.status == 200)
-            covered = len(emulator.events(sub, tick_start, after.watermark))
-            distinct += max(1, math.ceil(covered / emulator.event_page_size))
+            reads += sum(1 for r in emulator.get("request_log") if sub in r.path.lower() and r.status == 200)
+            covered = len(emulator.call("events", sub, tick_start, after.watermark))
+            distinct += max(1, math.ceil(covered / page_size))
             clock.advance(timedelta(minutes=5))
         print(f"{label:<22} {messages:>8} {reads:>10} {distinct:>8} {reads / distinct:>15.2f}", flush=True)
         runtime.storage.close()
@@ -154,15 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events-per-hour", type=float, default=3_000)
     args = parser.parse_args(argv)
-    clock = FakeClock(START)
-    with Azurite() as azurite, Emulator(clock=clock, seed=11, check_arm_token_lifetime=False) as emulator:
-        os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_pem_path)
-        emulator.set_events_per_hour(args.events_per_hour, since=START - timedelta(days=1))
-        for latency in args.latency:
-            pace(emulator, azurite, clock, events_per_hour=args.events_per_hour, latency=latency)
-        emulator.set_page_latency(0.05)
-        emulator.set_events_per_hour(4 * 5 * emulator.event_page_size * 4, since=START - timedelta(days=1))
-        bounded_reads(emulator, azurite, clock, events_per_hour=emulator.events_per_hour)
+    clock = shared_clock(START)
+    emulator = RemoteEmulator(clock._value, 0.0, seed=11)
+    try:
+        with Azurite() as azurite:
+            os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_pem_path
+            emulator.call("set_events_per_hour", args.events_per_hour, since=START - timedelta(days=1))
+            for latency in args.latency:
+                pace(emulator, azurite, clock, events_per_hour=args.events_per_hour, latency=latency)
+            emulator.call("set_page_latency", 0.05)
+            page_size = emulator.get("event_page_size")
+            busy = 4 * 5 * page_size * 4  # the 15-minute overlap holds 4 x PULL_MAX_PAGES (5) pages
+            emulator.call("set_events_per_hour", busy, since=START - timedelta(days=1))
+            bounded_reads(emulator, azurite, clock, events_per_hour=busy)
+    finally:
+        emulator.close()
     return 0
 
 

@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import multiprocessing
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from azure.data.tables import TableServiceClient
 from azure.functions import FunctionApp
 from azure.storage.queue import QueueServiceClient
 
+from bench.remote_emulator import RemoteEmulator, SharedClock, shared_clock
 from connector import service
 from core.auth import Principal
 from core.runtime import Runtime, build_runtime, install_runtime
@@ -48,7 +47,6 @@ from core.storage import Storage
 from core.transport import pooled_transport
 from ingestion.messages import PullMessage
 from localdev.azurite import Azurite
-from localdev.emulator import Emulator
 from localdev.host import LocalHost
 from localdev.host.workers import default_thread_count
 
@@ -74,70 +72,6 @@ class Counter:
     def __call__(self, response: Any) -> None:
         with self._lock:
             self.requests += 1
-
-
-class SharedClock:
-    """The fake time of both processes (this one and the emulator's): epoch seconds in shared memory."""
-
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self._value.value, UTC)
-
-    def set(self, when: datetime) -> None:
-        self._value.value = when.timestamp()
-
-    def advance(self, delta: timedelta) -> datetime:
-        with self._value.get_lock():
-            self._value.value += delta.total_seconds()
-        return self.now()
-
-
-def _serve_emulator(conn: Connection, value: Any, latency: float, seed: int) -> None:
-    """The emulator in its own process, as ARM is: it must not take this process's CPU (the GIL)."""
-    with Emulator(
-        clock=SharedClock(value),
-        seed=seed,
-        check_arm_token_lifetime=False,
-        subscription_page_size=1_000,
-        page_latency=latency,
-    ) as emulator:
-        conn.send((emulator.connector_settings(), str(emulator.ca_pem_path)))
-        while (request := conn.recv()) is not None:
-            name, args, kwargs = request
-            if name == "arm_reads":
-                result: Any = sum(1 for r in emulator.request_log if r.path.lower().endswith("/management/values"))
-            else:
-                attribute = getattr(emulator, name)
-                result = attribute(*args, **kwargs) if callable(attribute) else attribute
-            conn.send(result)
-
-
-class RemoteEmulator:
-    """Steers the emulator process: `remote.call("add_subscriptions", 10)`, `remote.get("page_latency")`."""
-
-    def __init__(self, clock_value: Any, latency: float, seed: int = 12) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_serve_emulator, args=(child, clock_value, latency, seed), name="emulator", daemon=True
-        )
-        self._process.start()
-        self.settings, self.ca_pem_path = self._conn.recv()
-        self.page_latency = latency
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        self._conn.send((name, args, kwargs))
-        return self._conn.recv()
-
-    get: Callable[..., Any] = call
-
-    def close(self) -> None:
-        self._conn.send(None)
-        self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.terminate()
 
 
 OVERRIDES: dict[str, int] = {}
@@ -351,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if value is not None:
             OVERRIDES[key] = value
-    clock = SharedClock(multiprocessing.get_context("spawn").Value("d", START.timestamp()))
+    clock = shared_clock(START)
     emulator = RemoteEmulator(clock._value, args.latency)
     try:
         with Azurite() as azurite:
