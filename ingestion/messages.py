@@ -38,7 +38,7 @@ def decode(body: bytes) -> PullMessage:
 
 
 # Queue Storage has no batch send: the fan-out's messages go out this many at a time (each send is
-# a thread waiting on one request; the HTTP connection pool holds 10 connections).
+# a thread waiting on one request; see core/transport.py for the connection pool).
 _SENDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue-send")
 
 
