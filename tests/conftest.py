@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,8 +12,8 @@ from hypothesis import settings
 
 from core.clock import FakeClock
 from core.runtime import Runtime, install_runtime
-from localdev.azurite import ROOT, Azurite
-from tests.support.platform import FUNCTION_KEY, connector_environ, fresh_function_app, make_runtime
+from localdev.azurite import Azurite
+from tests.support.platform import connector_environ, hosted_app, make_runtime
 
 logging.getLogger("azure").setLevel(logging.WARNING)
 
@@ -72,18 +71,5 @@ def runtime(environ: dict[str, str], clock: FakeClock) -> Iterator[Runtime]:
 
 @pytest.fixture
 def app_host(runtime: Runtime, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from localdev.host import LocalHost
-
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    host = LocalHost(
-        app_dir=ROOT,
-        app=fresh_function_app(),
-        port=0,
-        environ=dict(os.environ),
-        function_key=FUNCTION_KEY,
-        master_key=FUNCTION_KEY,
-    )
-    host.start()
-    yield host
-    host.stop()
+    with hosted_app(environ, monkeypatch) as host:
+        yield host

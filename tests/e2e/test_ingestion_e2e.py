@@ -8,7 +8,6 @@ stored activities are compared with the emulator's ground truth.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +20,7 @@ from activities.writer import ActivityStore
 from core.runtime import Runtime
 from ingestion.normalize import normalize_event
 from localdev.azurite import ROOT
-from tests.support.platform import FUNCTION_KEY, call, fresh_function_app
+from tests.support.platform import call, hosted_app
 
 pytestmark = pytest.mark.e2e
 
@@ -55,24 +54,10 @@ def environ(environ: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def fast_host(runtime: Runtime, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from localdev.host import LocalHost
-
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
     host_json = json.loads((ROOT / "host.json").read_text())
     host_json["extensions"]["queues"] = FAST_QUEUES
-    host = LocalHost(
-        app_dir=ROOT,
-        app=fresh_function_app(),
-        port=0,
-        environ=dict(os.environ),
-        function_key=FUNCTION_KEY,
-        master_key=FUNCTION_KEY,
-        host_json=host_json,
-    )
-    host.start()
-    yield host
-    host.stop()
+    with hosted_app(environ, monkeypatch, host_json=host_json) as host:
+        yield host
 
 
 def tick(host: Any, clock: Any, minutes: int = 5) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import os
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,4 +86,22 @@ def call(
         return status, raw.decode("utf-8", "replace")
 
 
-__all__ = ["FUNCTION_KEY", "Path", "call", "connector_environ", "fresh_function_app", "make_runtime"]
+@contextmanager
+def hosted_app(environ: dict[str, str], monkeypatch: Any, *, host_json: dict[str, Any] | None = None) -> Iterator[Any]:
+    """function_app.py in a started local host with these app settings (also set in the process)."""
+    from localdev.host import LocalHost
+
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    host = LocalHost(
+        app_dir=ROOT, app=fresh_function_app(), port=0, environ=dict(os.environ), function_key=FUNCTION_KEY,
+        master_key=FUNCTION_KEY, host_json=host_json,
+    )  # fmt: skip
+    host.start()
+    try:
+        yield host
+    finally:
+        host.stop()
+
+
+__all__ = ["FUNCTION_KEY", "Path", "call", "connector_environ", "fresh_function_app", "hosted_app", "make_runtime"]
