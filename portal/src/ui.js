@@ -48,6 +48,11 @@ export function noticeBox(message) {
   return h("div", { className: "alert alert-info", role: "status" }, h("p", null, message));
 }
 
+/** A table in a box that scrolls sideways on narrow screens (and can be scrolled by keyboard). */
+export function scrollBox(label, table) {
+  return h("div", { className: "scroll", tabindex: "0", role: "region", "aria-label": label }, table);
+}
+
 export function definitionList(rows) {
   return h(
     "dl",
@@ -112,6 +117,6 @@ export function pagedTable({ caption, columns, fetchPage, renderRow, noun = "ite
     });
   });
 
-  const element = h("div", { className: "table-wrap" }, h("div", { className: "scroll" }, table), status, more);
+  const element = h("div", { className: "table-wrap" }, scrollBox(caption, table), status, more);
   return { element, load };
 }

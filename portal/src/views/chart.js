@@ -3,6 +3,7 @@
 
 import { h, s } from "../dom.js";
 import { formatCount } from "../format.js";
+import { scrollBox } from "../ui.js";
 
 const PALETTE_SIZE = 8;
 const WIDTH = 720;
@@ -33,8 +34,8 @@ function svgChart(days, subs, titleId, descId) {
   const y = (value) => MARGIN.top + plotH - (value / max) * plotH;
 
   const grid = s("g", { className: "grid", "aria-hidden": "true" });
-  for (let i = 0; i <= 4; i += 1) {
-    const value = (max / 4) * i;
+  for (let i = 0; i <= 5; i += 1) {
+    const value = (max / 5) * i;
     grid.append(
       s("line", { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: y(value), y2: y(value) }),
       s("text", { x: MARGIN.left - 6, y: y(value) + 4, "text-anchor": "end" }, formatCount(Math.round(value))),
@@ -133,6 +134,6 @@ export function activityChart(data) {
     { className: "chart-block" },
     summary,
     subs.length ? [svgChart(days, subs, "chart-title-svg", descId), legend] : h("p", null, "No subscription has activities yet."),
-    h("details", null, h("summary", null, "Show the numbers as a table"), h("div", { className: "scroll" }, table)),
+    h("details", null, h("summary", null, "Show the numbers as a table"), scrollBox("Activities per day (UTC) and subscription", table)),
   );
 }

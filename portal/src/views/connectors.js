@@ -4,7 +4,7 @@
 import { ApiError, activityPerDay, connectAzure, disconnectAzure, getConnectors } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatCount, timeElement } from "../format.js";
-import { alertBox, dash, errorText, messageWithFix, noticeBox, statusBadge } from "../ui.js";
+import { alertBox, dash, errorText, messageWithFix, noticeBox, scrollBox, statusBadge } from "../ui.js";
 import { activityChart } from "./chart.js";
 
 let flash = null; // a notice shown once, on the next App connectors page
@@ -48,9 +48,8 @@ function subscriptionRow(sub) {
 
 function subscriptionsTable(subs) {
   if (!subs || subs.length === 0) return h("p", null, "No subscription is recorded yet.");
-  return h(
-    "div",
-    { className: "scroll" },
+  return scrollBox(
+    "Subscriptions",
     h(
       "table",
       null,
@@ -159,9 +158,8 @@ export async function connectorsView(main, { render }) {
   );
   replace(
     body,
-    h(
-      "div",
-      { className: "scroll" },
+    scrollBox(
+      "Connected apps",
       h(
         "table",
         null,
