@@ -80,6 +80,7 @@ function signInView(route) {
 
 async function render() {
   const current = ++renderCount;
+  delete document.body.dataset.ready;
   const { path, query } = parseHash();
   const route = ROUTES.find(([pattern]) => pattern.test(path));
   let focusTarget;
