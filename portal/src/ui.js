@@ -50,7 +50,7 @@ export function noticeBox(message) {
 
 /** A table in a box that scrolls sideways on narrow screens (and can be scrolled by keyboard). */
 export function scrollBox(label, table) {
-  return h("div", { className: "scroll", tabindex: "0", role: "region", "aria-label": label }, table);
+  return h("div", { className: "scroll", tabindex: "0", role: "region", "aria-label": `${label} (table)` }, table);
 }
 
 export function definitionList(rows) {

@@ -417,6 +417,11 @@ def loaded(page: Page) -> None:
     expect(page.locator(".table-status")).to_have_text(re.compile(r"^(Showing|No )"))
 
 
+def _shown(text: str | None) -> str:
+    """The value of a filter button, without its screen-reader prefix ("Show activities of user: ")."""
+    return (text or "").split(": ", 1)[-1].strip()
+
+
 def _row_ids(page: Page) -> list[str]:
     return list(
         page.locator("table tbody tr td:first-child a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
@@ -448,21 +453,21 @@ def test_activity_log_pages_and_filters(
 
     # A user in a row filters by them.
     first_user = page.locator("table tbody tr").first.locator("td").nth(1).get_by_role("button")
-    who = first_user.inner_text().split(": ", 1)[-1].strip()
+    who = _shown(first_user.text_content())
     first_user.click()
     expect(page).to_have_url(re.compile(r"#/activities\?user="))
     expect(page.get_by_label("User (UPN or id)")).to_have_value(who)
     loaded(page)
-    users = rows.locator("td:nth-child(2) button").all_inner_texts()
-    assert users and all(u.split(": ", 1)[-1].strip() == who for u in users)
+    users = rows.locator("td:nth-child(2) button").all_text_contents()
+    assert users and all(_shown(u) == who for u in users)
 
     # An IP address in a row filters by it (with the user filter kept).
     ip_button = rows.locator("td:nth-child(6) button").first
-    ip = ip_button.inner_text().split(": ", 1)[-1].strip()
+    ip = _shown(ip_button.text_content())
     ip_button.click()
     expect(page.get_by_label("IP address")).to_have_value(ip)
     loaded(page)
-    assert set(t.split(": ", 1)[-1].strip() for t in rows.locator("td:nth-child(6)").all_inner_texts()) == {ip}
+    assert {_shown(t) for t in rows.locator("td:nth-child(6)").all_text_contents()} == {ip}
 
     # The filter form: a status and a time range, in the browser's time zone.
     page.get_by_role("link", name="Clear filters").click()
