@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-e2e test-all lint bench clean
+.PHONY: setup run test test-e2e test-all lint bench clean portal
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ setup: $(VENV)/.installed node_modules/.installed
 
 run: setup
 	$(BIN)/python -m localdev.run
+
+# The portal's script, bundled from portal/src (the bundle is committed; a unit test checks it is fresh).
+portal: node_modules/.installed
+	npm run --silent build:portal
 
 lint: setup
 	$(BIN)/ruff check .

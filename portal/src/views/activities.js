@@ -39,10 +39,10 @@ export function activityRow(item, { onUser, onIp, subscriptionNames }) {
   return h(
     "tr",
     null,
-    h("td", null, h("a", { href: `#/activities/${encodeURIComponent(item.id)}` }, timeElement(h, item.timestamp))),
+    h("td", { className: "time" }, h("a", { href: `#/activities/${encodeURIComponent(item.id)}` }, timeElement(h, item.timestamp))),
     h(
       "td",
-      null,
+      { className: "user" },
       key && onUser ? filterButton("Show activities of user", key, onUser) : dash(who),
       item.user && item.user.name && item.user.name !== key ? h("span", { className: "secondary-text" }, item.user.name) : null,
     ),
