@@ -10,21 +10,21 @@ from core.http import handle_http
 bp = func.Blueprint()
 
 
-@bp.route(route="connectors/azure", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="connectors/azure", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def connector_connect(req: func.HttpRequest) -> func.HttpResponse:
     return handle_http(req, api.connect)
 
 
-@bp.route(route="connectors/azure", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="connectors/azure", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connector_get(req: func.HttpRequest) -> func.HttpResponse:
     return handle_http(req, api.get_connector)
 
 
-@bp.route(route="connectors/azure", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="connectors/azure", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 def connector_disconnect(req: func.HttpRequest) -> func.HttpResponse:
     return handle_http(req, api.disconnect)
 
 
-@bp.route(route="connectors", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="connectors", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connector_list(req: func.HttpRequest) -> func.HttpResponse:
     return handle_http(req, api.list_connectors)

@@ -38,13 +38,21 @@ _STATUS: list[tuple[type[ConnectorError], int]] = [
 ]
 
 
+# Every JSON answer: never sniffed as something else, never rendered or framed as a document.
+JSON_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(body, separators=(",", ":"), ensure_ascii=False),
         status_code=status,
         mimetype="application/json",
         charset="utf-8",
-        headers={"Cache-Control": "no-store", **(headers or {})},
+        headers={**JSON_HEADERS, **(headers or {})},
     )
 
 

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
     client_secret: str | None = Field(None, alias="AZURE_CLIENT_SECRET", repr=False)
     api_audience: str | None = Field(None, alias="CONNECTOR_API_AUDIENCE")
+    # The portal's (single-page app's) client id; by default the API's own app registration's.
+    portal_client_id: str | None = Field(None, alias="PORTAL_CLIENT_ID")
     token_leeway_seconds: NonNegative = Field(120, alias="TOKEN_CLOCK_SKEW_SECONDS")
 
     # Fan-out and pull.
@@ -108,6 +110,13 @@ class Settings(BaseSettings):
     def public_cloud_authority(self) -> bool:
         host = self.authority_host.removeprefix("https://").split("/")[0].lower()
         return host in PUBLIC_AUTHORITY_HOSTS
+
+    @property
+    def portal_client(self) -> str | None:
+        """PORTAL_CLIENT_ID, else the client id in CONNECTOR_API_AUDIENCE (`api://<client id>`)."""
+        if self.portal_client_id:
+            return self.portal_client_id
+        return self.api_audience.removeprefix("api://").rstrip("/") if self.api_audience else None
 
     @property
     def arm_scope(self) -> str:

@@ -143,8 +143,8 @@ class BrowserSignIn:
         return Response(status=302, headers={"Location": redirect_target(redirect_uri, mode, params)})
 
     def _bad_scope(self, scope: str) -> bool:
-        audience = self.emu.audience.rstrip("/").lower()
-        api = {f"{audience}/{API_SCOPE.lower()}", f"{audience}/.default"}
+        resources = {self.emu.audience.rstrip("/").lower(), f"api://{self.client_id.lower()}"}
+        api = {f"{r}/{name}" for r in resources for name in (API_SCOPE.lower(), ".default")}
         return any(s not in OIDC_SCOPES and s not in api for s in scope.lower().split())
 
     def _page(self, request: Request, hint: str, status: int) -> Response:
