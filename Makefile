@@ -22,7 +22,7 @@ node_modules/.installed: package.json package-lock.json
 setup: $(VENV)/.installed node_modules/.installed
 
 run: setup
-	$(BIN)/python -m localdev.run
+	$(BIN)/python -m localdev.run $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
