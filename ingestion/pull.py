@@ -331,16 +331,16 @@ class PullJob:
         # Skipped events are counted once: a re-read of the overlap (times up to the watermark the
         # window was opened at, still the record's until the window closes) does not count them again.
         skipped = page.skipped_after(self.sub.watermark)
-        total = self.sub.activities
+        total, days = self.sub.activities, None
         if page.items:
             result = self.ports.activities.save(self.sub_id, page.items)
             self.stored += result.stored
-            total = result.subscription_total
+            total, days = result.subscription_total, result.subscription_days
         self.pages += 1
         if page.next_link:
-            self._write(state.next_page(page.next_link, total, skipped))
+            self._write(state.next_page(page.next_link, total, skipped, days))
         else:
-            self._defer(state.close_window(window_end, total, skipped))
+            self._defer(state.close_window(window_end, total, skipped, days))
 
     def _fetch(self, link: str) -> bytes:
         """The page at `link`: the one fetched ahead when it is that page, else fetched now."""

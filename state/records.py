@@ -51,6 +51,9 @@ class SubscriptionRecord:
     last_success_at: datetime | None = None
     activities: int = 0
     skipped_events: int = 0  # events of other categories than ARM activity, read and skipped
+    # Activities per UTC day ("YYYY-MM-DD" -> count): a copy of the activity store's summary, like
+    # `activities`, written with it; read by the activities-per-day chart in one query.
+    day_counts: dict[str, int] = field(default_factory=dict)
     # An unfinished window: [window_start, window_end] is being read, next_link is where to go on.
     window_start: datetime | None = None
     window_end: datetime | None = None
