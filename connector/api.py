@@ -10,6 +10,7 @@ from connector import service
 from connector.status import ConnectorView, connector_body
 from core.http import authenticate, json_response, read_json_body
 from core.runtime import Runtime
+from core.troubleshooting import catalog_body
 
 CONNECT_STATUS = {"connected": 201, "already_connected": 200, "probe_failed": 502}
 
@@ -58,3 +59,8 @@ def per_day_body(answer: PerDay) -> dict[str, object]:
             for s in answer.subscriptions
         ],
     }
+
+
+def troubleshooting(req: func.HttpRequest) -> func.HttpResponse:
+    """The troubleshooting catalog: no data and no token, and no settings needed (it helps fix them)."""
+    return json_response(200, catalog_body())

@@ -34,3 +34,9 @@ def connector_list(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connectors/azure/activity-per-day", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connector_activity_per_day(req: func.HttpRequest) -> func.HttpResponse:
     return handle_http(req, api.activity_per_day)
+
+
+# Anonymous and without a token: the catalog of messages carries no data.
+@bp.route(route="troubleshooting", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def troubleshooting(req: func.HttpRequest) -> func.HttpResponse:
+    return api.troubleshooting(req)

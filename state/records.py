@@ -24,6 +24,9 @@ class ConnectorRecord:
     attempted_at: datetime
     # Connector-level problem (sign-in, listing, no readable subscription); cleared by a good run.
     error: str | None = None
+    # The troubleshooting catalog's code of `error` (core.troubleshooting); None for none, or for an
+    # error recorded before codes were (until the next run writes it again).
+    error_code: str | None = None
     disconnected_at: datetime | None = None
     disconnected_by: str | None = None
     last_fanout_at: datetime | None = None
@@ -46,6 +49,7 @@ class SubscriptionRecord:
     visible: bool = True
     status: SubscriptionStatus = "OK"
     message: str | None = None
+    message_code: str | None = None  # the troubleshooting catalog's code of `message`
     failures: int = 0
     last_pulled_at: datetime | None = None
     last_success_at: datetime | None = None

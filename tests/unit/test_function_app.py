@@ -31,6 +31,7 @@ def test_every_function_is_wired_with_its_trigger() -> None:
         "accounts_list": ("accounts", ("GET",)),
         "account_get": ("accounts/{id}", ("GET",)),
         "connector_activity_per_day": ("connectors/azure/activity-per-day", ("GET",)),
+        "troubleshooting": ("troubleshooting", ("GET",)),
     }
     levels = {
         name: str(getattr(t["authLevel"], "value", t["authLevel"])).lower()
@@ -38,14 +39,14 @@ def test_every_function_is_wired_with_its_trigger() -> None:
         if t["type"] == "httpTrigger"
     }
     # The routes the portal calls are anonymous at the host; their handlers require the token.
-    anonymous = {"connector_activity_per_day"}
+    anonymous = {"connector_activity_per_day", "troubleshooting"}
     assert {name for name, level in levels.items() if level == "anonymous"} == anonymous
     assert all(level == "function" for name, level in levels.items() if name not in anonymous)
     assert triggers["fanout"]["type"] == "timerTrigger" and triggers["fanout"]["schedule"] == "%FANOUT_SCHEDULE%"
     assert triggers["retention"]["schedule"] == "%RETENTION_SCHEDULE%"
     assert triggers["pull"]["type"] == "queueTrigger"
     assert triggers["pull"]["queueName"] == "%PULL_QUEUE%" and triggers["pull"]["connection"] == "AzureWebJobsStorage"
-    assert len(functions) == 12
+    assert len(functions) == 13
 
 
 def test_importing_the_app_reads_no_setting(monkeypatch: pytest.MonkeyPatch) -> None:
