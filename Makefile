@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-e2e test-all lint bench clean
+.PHONY: setup run test test-e2e test-all lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test-all: test test-e2e
 
 bench: setup
 	$(BIN)/python -m bench
+
+# docs/troubleshooting.md is generated from the troubleshooting catalog (a unit test fails while it is stale).
+docs: setup
+	$(BIN)/python -m core.troubleshooting docs/troubleshooting.md
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

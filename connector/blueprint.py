@@ -28,3 +28,15 @@ def connector_disconnect(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connectors", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connector_list(req: func.HttpRequest) -> func.HttpResponse:
     return handle_http(req, api.list_connectors)
+
+
+# Anonymous at the host (a browser cannot keep a function key): the handler requires the token.
+@bp.route(route="connectors/azure/activity-per-day", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def connector_activity_per_day(req: func.HttpRequest) -> func.HttpResponse:
+    return handle_http(req, api.activity_per_day)
+
+
+# Anonymous and without a token: the catalog of messages carries no data.
+@bp.route(route="troubleshooting", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def troubleshooting(req: func.HttpRequest) -> func.HttpResponse:
+    return api.troubleshooting(req)

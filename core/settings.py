@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import SettingsError
+from core.troubleshooting import text
 
 PUBLIC_AUTHORITY_HOSTS = frozenset(
     {
@@ -135,7 +136,7 @@ class Settings(BaseSettings):
         by_alias = {str(f.alias): key for key, f in type(self).model_fields.items()}
         for name in names:
             if not getattr(self, by_alias[name]):
-                raise SettingsError(f"The app setting {name} is not set.", setting=name)
+                raise SettingsError(text("SettingMissing", setting=name), setting=name)
 
 
 def setting_names() -> list[str]:
@@ -164,5 +165,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             name = str(field.alias) if field is not None else name
         message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         if name:
-            raise SettingsError(f"The app setting {name} is invalid: {message}.", setting=name) from None
-        raise SettingsError(f"The app settings are invalid: {message}.") from None
+            raise SettingsError(text("SettingInvalid", setting=name, reason=message), setting=name) from None
+        raise SettingsError(text("SettingsInvalid", reason=message)) from None
