@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-e2e test-all lint bench clean portal
+.PHONY: setup run test test-e2e test-all lint bench docs clean portal
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ node_modules/.installed: package.json package-lock.json
 setup: $(VENV)/.installed node_modules/.installed
 
 run: setup
-	$(BIN)/python -m localdev.run
+	$(BIN)/python -m localdev.run $(ARGS)
 
 # The portal's script, bundled from portal/src (the bundle is committed; a unit test checks it is fresh).
 portal: node_modules/.installed
@@ -43,6 +43,10 @@ test-all: test test-e2e
 
 bench: setup
 	$(BIN)/python -m bench
+
+# docs/troubleshooting.md is generated from the troubleshooting catalog (a unit test fails while it is stale).
+docs: setup
+	$(BIN)/python -m core.troubleshooting docs/troubleshooting.md
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

@@ -29,11 +29,13 @@ from activities.layout import (
     ACCOUNT_RECENT_PREFIX,
     ACCOUNT_SUMMARY_RK,
     ACTIVITY_PROPERTIES,
+    DAY_COUNTS,
     LEDGER_PREFIX,
     UPN_ALIAS_PK,
     account_api,
     account_recent_key,
     activity_from_properties,
+    day_counts,
     day_partition,
     epoch_us,
     id_partition,
@@ -55,6 +57,7 @@ from core.storage import (
     Storage,
 )
 from core.timefmt import wire_time
+from state.tables import SUBSCRIPTION_PK
 
 ACTIVITIES_KIND = "activities"
 ACCOUNTS_KIND = "accounts"
@@ -293,6 +296,44 @@ def _from_storage_token(token: Any) -> Position | None:
     return {"pk": pk or None, "rk": rk or None}
 
 
+# --- activities per day --------------------------------------------------------------------------
+
+MAX_DAYS = 90  # the days the per-day chart may ask for (ARM keeps 90 days)
+SUBSCRIPTION_PAGE_SIZE = 1000  # the service's maximum page
+
+
+@dataclass(frozen=True)
+class SubscriptionDays:
+    subscription_id: str
+    display_name: str
+    counts: list[int]  # one per day of `PerDay.days`
+
+
+@dataclass(frozen=True)
+class PerDay:
+    """Activities per UTC day for the last days, per subscription (oldest day first, ending today)."""
+
+    days: list[str]
+    subscriptions: list[SubscriptionDays]
+    requests: int = 0  # storage requests the answer cost
+
+
+def last_days(days: int, today: datetime) -> list[str]:
+    """The `days` UTC days ending with `today`'s, oldest first, as YYYY-MM-DD."""
+    last = today.astimezone(UTC).date()
+    return [(last - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
+
+
+def per_day(days: int, today: datetime, subscriptions: list[tuple[str, str, dict[str, int]]]) -> PerDay:
+    """The chart's series from (subscription id, display name, day map) triples."""
+    wanted = last_days(days, today)
+    series = [
+        SubscriptionDays(sub_id, name, [int(counts.get(day, 0)) for day in wanted])
+        for sub_id, name, counts in sorted(subscriptions, key=lambda s: (s[1].lower(), s[0]))
+    ]
+    return PerDay(days=wanted, subscriptions=series)
+
+
 # --- the queries the API answers ----------------------------------------------------------------
 
 
@@ -362,6 +403,31 @@ class ActivityQueries:
             return None
         entity = dict(row)
         return {**activity_from_properties(entity).to_api(), "raw": raw_from_entity(entity)}
+
+    # activities per day ------------------------------------------------------------------------
+
+    def activity_per_day(self, days: int, today: datetime) -> PerDay:
+        """Every subscription's activities per day, from the copies of the day maps on the subscription
+        records (`activities.layout`): one query of their partition, one request per 1,000 subscriptions."""
+        rows = (
+            self._storage.table(CONNECTOR_TABLE)
+            .query_entities(
+                "PartitionKey eq @pk",
+                parameters={"pk": SUBSCRIPTION_PK},
+                select=["RowKey", "display_name", DAY_COUNTS],
+                results_per_page=SUBSCRIPTION_PAGE_SIZE,
+            )
+            .by_page()
+        )
+        found: list[tuple[str, str, dict[str, int]]] = []
+        requests = 0
+        for page in rows:
+            requests += 1
+            for row in page:
+                sub_id = str(row["RowKey"])
+                found.append((sub_id, str(row.get("display_name") or sub_id), day_counts(row.get(DAY_COUNTS))))
+        answer = per_day(days, today, found)
+        return PerDay(answer.days, answer.subscriptions, requests=max(requests, 1))
 
     # accounts ----------------------------------------------------------------------------------
 

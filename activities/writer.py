@@ -9,7 +9,8 @@ Order of writes, so that a crash at any point is repaired by the retry:
 2. the `activities` and `activitiesbytime` rows of the others (idempotent upserts);
 3. each account's ledger rows with its summary row (one transaction per chunk), then its listing
    copy together with the copy's recency index row (one transaction: see `_copy_account`);
-4. the subscription's ledger rows with its count row, last: it marks the events complete.
+4. the subscription's ledger rows with its summary row (the count and the activities per day),
+   last: it marks the events complete.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,13 +35,17 @@ from activities.layout import (
     ACCOUNT_SUMMARY_RK,
     BATCH_BYTES,
     BATCH_LIMIT,
+    DAY_COUNTS,
     LEDGER_PREFIX,
     SUBSCRIPTION_SUMMARY_RK,
     UPN_ALIAS_PK,
     account_key,
     account_recent_key,
     activity_entity,
+    add_day_counts,
+    day_counts,
     day_partition,
+    encode_day_counts,
     entity_size,
     id_partition,
     inverted_time,
@@ -78,6 +83,8 @@ class SaveResult:
     received: int
     stored: int  # new to the subscription ledger in this call
     subscription_total: int
+    # The subscription's activities per UTC day ("YYYY-MM-DD" -> count), as its summary row holds them.
+    subscription_days: dict[str, int] = field(default_factory=dict)
 
 
 class ActivityStore:
@@ -97,11 +104,11 @@ class ActivityStore:
             unique.setdefault(ledger_row_key(activity), (raw, activity))
         sub_pk = safe_key(subscription_id)
         if not unique:
-            return SaveResult(0, 0, self.subscription_count(subscription_id))
+            return SaveResult(0, 0, *self.subscription_summary(subscription_id))
         known = self._existing(self.by_subscription, sub_pk, unique.keys())
         fresh = {rk: pair for rk, pair in unique.items() if rk not in known}
         if not fresh:
-            return SaveResult(len(unique), 0, self.subscription_count(subscription_id))
+            return SaveResult(len(unique), 0, *self.subscription_summary(subscription_id))
 
         self._upsert_all(self.activities, [activity_entity(a, raw) for raw, a in fresh.values()])
         self._upsert_all(self.by_time, [time_index_entity(a) for _, a in fresh.values()])
@@ -115,11 +122,13 @@ class ActivityStore:
 
         def count(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
             total = int((current or {}).get("count", 0)) + len(new)
+            days = add_day_counts(day_counts((current or {}).get(DAY_COUNTS)), (fresh[rk][1].timestamp for rk in new))
             return {
                 "PartitionKey": sub_pk,
                 "RowKey": SUBSCRIPTION_SUMMARY_RK,
                 "count": total,
                 "subscription_id": subscription_id,
+                DAY_COUNTS: encode_day_counts(days),
             }
 
         summary = self._commit_ledger(
@@ -130,8 +139,9 @@ class ActivityStore:
             count,
             likely_new=True,  # `fresh` was checked against this ledger just above
         )
-        total = int(summary.get("count", 0)) if summary else self.subscription_count(subscription_id)
-        return SaveResult(len(unique), len(fresh), total)
+        if summary is None:
+            return SaveResult(len(unique), len(fresh), *self.subscription_summary(subscription_id))
+        return SaveResult(len(unique), len(fresh), int(summary.get("count", 0)), day_counts(summary.get(DAY_COUNTS)))
 
     def _count_for_account(self, key: str, acts: list[Activity]) -> None:
         def merge(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
@@ -143,11 +153,15 @@ class ActivityStore:
             self._copy_account(summary)
 
     def subscription_count(self, subscription_id: str) -> int:
+        return self.subscription_summary(subscription_id)[0]
+
+    def subscription_summary(self, subscription_id: str) -> tuple[int, dict[str, int]]:
+        """The subscription's count and its activities per day, from its summary row (one point read)."""
         try:
             row = self.by_subscription.get_entity(safe_key(subscription_id), SUBSCRIPTION_SUMMARY_RK)
         except ResourceNotFoundError:
-            return 0
-        return int(row.get("count", 0))
+            return 0, {}
+        return int(row.get("count", 0)), day_counts(row.get(DAY_COUNTS))
 
     def _existing(self, table: TableClient, pk: str, row_keys: Iterable[str]) -> set[str]:
         wanted = set(row_keys)

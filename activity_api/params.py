@@ -70,11 +70,16 @@ def timestamp(params: Mapping[str, str], name: str) -> datetime | None:
 
 
 def limit(params: Mapping[str, str], *, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
-    value = text(params, "limit", max_chars=16)
+    return whole_number(params, "limit", default=default, maximum=maximum)
+
+
+def whole_number(params: Mapping[str, str], name: str, *, default: int, maximum: int) -> int:
+    """A whole number from 1 to `maximum`; `default` when the parameter is absent."""
+    value = text(params, name, max_chars=16)
     if value is None:
         return default
     if not _DIGITS.match(value) or not 1 <= int(value) <= maximum:
-        raise InvalidInput("limit", f"must be a whole number from 1 to {maximum}")
+        raise InvalidInput(name, f"must be a whole number from 1 to {maximum}")
     return int(value)
 
 

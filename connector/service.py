@@ -9,12 +9,13 @@ from datetime import datetime
 from typing import Literal
 
 from connector.status import ConnectorView
-from core.arm import ArmError, ArmSubscription, ArmThrottled, describe_arm_failure, no_subscription_message
+from core.arm import ArmError, ArmSubscription, ArmThrottled, arm_failure_notice, no_subscription_notice
 from core.auth import Principal
 from core.clock import Clock
 from core.errors import NotFound
 from core.optimistic import write_optimistically
 from core.ports import Arm, ConnectorState, SubscriptionState
+from core.troubleshooting import Notice, text
 from state.records import ConnectorRecord
 from state.subscriptions import detach_all, sync_with_arm
 
@@ -32,7 +33,7 @@ class ConnectResult:
 def current_view(connector: ConnectorState, subscriptions: SubscriptionState) -> ConnectorView:
     record = connector.get()
     if record is None:
-        raise NotFound("Microsoft Azure is not connected yet: connect it first (POST /api/connectors/azure).")
+        raise NotFound(text("NotConnected"))
     return ConnectorView(record, subscriptions.list())
 
 
@@ -42,21 +43,23 @@ def connect(
     """Probe ARM with the connector's identity and record the connection (idempotent)."""
     now = clock.now()
     found: list[ArmSubscription] = []
-    probe_error: str | None = None
+    probe_error: Notice | None = None
     try:
         found = arm.list_subscriptions()
     except (ArmError, ArmThrottled) as exc:
-        probe_error = describe_arm_failure(exc)
-        logger.warning("Connect probe failed: %s", probe_error)
+        probe_error = arm_failure_notice(exc)
+        logger.warning("Connect probe failed: %s", probe_error.text)
     if probe_error is None and not found:
-        probe_error = no_subscription_message()
+        probe_error = no_subscription_notice()
 
     def attempt() -> tuple[ConnectorRecord, ConnectOutcome]:
         current = connector.get()
         if probe_error is not None:
             return _record_failed_attempt(connector, current, principal, now, probe_error), "probe_failed"
         if current is not None and current.connected:
-            return (connector.replace(replace(current, error=None)) if current.error else current), "already_connected"
+            if current.error or current.error_code:
+                return connector.replace(replace(current, error=None, error_code=None)), "already_connected"
+            return current, "already_connected"
         return _new_connection(connector, current, principal, now), "connected"
 
     record, outcome = write_optimistically(attempt, what="The connector's state")
@@ -69,8 +72,9 @@ def connect(
 
 
 def _record_failed_attempt(
-    connector: ConnectorState, current: ConnectorRecord | None, principal: Principal, now: datetime, error: str
+    connector: ConnectorState, current: ConnectorRecord | None, principal: Principal, now: datetime, failure: Notice
 ) -> ConnectorRecord:
+    error, code = failure.text, failure.code
     if current is None:
         return connector.insert(
             ConnectorRecord(
@@ -81,15 +85,17 @@ def _record_failed_attempt(
                 connected_by_id=principal.object_id,
                 attempted_at=now,
                 error=error,
+                error_code=code,
             )
         )
     if current.connected:
         # Still connected: the status reads Error until the next good run clears it.
-        return connector.replace(replace(current, error=error, attempted_at=now))
+        return connector.replace(replace(current, error=error, error_code=code, attempted_at=now))
     return connector.replace(
         replace(
             current,
             error=error,
+            error_code=code,
             attempted_at=now,
             connected_by=principal.upn,
             connected_by_id=principal.object_id,
@@ -130,7 +136,7 @@ def disconnect(
     def attempt() -> ConnectorRecord:
         current = connector.get()
         if current is None:
-            raise NotFound("Microsoft Azure is not connected.")
+            raise NotFound(text("NotConnected"))
         if not current.connected and current.disconnected_at is not None:
             return current
         return connector.replace(
@@ -138,6 +144,7 @@ def disconnect(
                 current,
                 connected=False,
                 error=None,
+                error_code=None,
                 disconnected_at=clock.now(),
                 disconnected_by=principal.upn,
                 disconnected_by_id=principal.object_id,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.arm import READER_FIX
 from core.timefmt import wire_time_or_none as wire
+from core.troubleshooting import Notice, notice
 from state.records import ConnectorRecord, SubscriptionRecord
 
 APP_NAME = "Microsoft Azure"
@@ -20,55 +20,72 @@ class ConnectorView:
     subscriptions: list[SubscriptionRecord]
 
 
-def subscription_status(sub: SubscriptionRecord) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class Status:
+    """A status with its message and the message's troubleshooting code (both None when all is well)."""
+
+    status: str
+    message: str | None = None
+    code: str | None = None  # None also for a message recorded before codes were
+
+
+def _shown(status: str, shown: Notice) -> Status:
+    return Status(status, shown.text, shown.code)
+
+
+def subscription_status(sub: SubscriptionRecord) -> Status:
     if not sub.visible:
-        return "Inactive", (
-            "The connector's identity can no longer see this subscription; it is not pulled. "
-            f"To monitor it again, {READER_FIX}."
-        )
+        return _shown("Inactive", notice("SubscriptionNotVisible"))
     if not sub.active:
-        return "Inactive", f"The subscription is {sub.state}; it is not pulled."
-    return sub.status, sub.message
+        return _shown("Inactive", notice("SubscriptionNotActive", state=sub.state))
+    return Status(sub.status, sub.message, sub.message_code if sub.message else None)
 
 
-def rollup(connector: ConnectorRecord, subs: list[SubscriptionRecord]) -> tuple[str, str | None]:
+def rollup(connector: ConnectorRecord, subs: list[SubscriptionRecord]) -> Status:
     if not connector.connected:
         if connector.disconnected_at is not None:
-            who = f" by {connector.disconnected_by}" if connector.disconnected_by else ""
-            return "Disconnected", (
-                f"Disconnected{who} at {wire(connector.disconnected_at)}. Stored data is kept; "
-                "connect again to resume monitoring."
+            return _shown(
+                "Disconnected",
+                notice(
+                    "Disconnected",
+                    disconnectedBy=connector.disconnected_by or "an administrator",
+                    disconnectedAt=wire(connector.disconnected_at),
+                ),
             )
-        return "Error", connector.error or "The connection was not completed; connect again."
+        if connector.error:
+            return Status("Error", connector.error, connector.error_code)
+        return _shown("Error", notice("ConnectionNotCompleted"))
     if connector.error:
-        return "Error", connector.error
+        return Status("Error", connector.error, connector.error_code)
     active = [s for s in subs if s.active]
     if not active:
-        return "Error", f"The connector's identity can read no active subscription: {READER_FIX}."
+        return _shown("Error", notice("NoActiveSubscription"))
     failing = [s for s in active if s.status == "Error"]
     if not failing:
-        return "Connected", None
+        return Status("Connected")
     names = ", ".join(f"{s.display_name} ({s.subscription_id})" for s in failing)
     details = " ".join(s.message for s in failing if s.message)
-    if len(failing) == len(active):
-        return "Error", f"No subscription can be pulled: {names}. {details}".strip()
-    return "Warning", f"Some subscriptions cannot be pulled: {names}. {details}".strip()
+    code = "AllSubscriptionsFailing" if len(failing) == len(active) else "SomeSubscriptionsFailing"
+    return _shown(
+        "Error" if len(failing) == len(active) else "Warning", notice(code, subscriptions=names, details=details)
+    )
 
 
 def connector_body(view: ConnectorView) -> dict[str, Any]:
     connector, subs = view.connector, view.subscriptions
-    status, message = rollup(connector, subs)
+    overall = rollup(connector, subs)
     successes = [s.last_success_at for s in subs if s.last_success_at is not None]
     items = []
     for sub in subs:
-        sub_status, sub_message = subscription_status(sub)
+        shown = subscription_status(sub)
         items.append(
             {
                 "subscriptionId": sub.subscription_id,
                 "displayName": sub.display_name,
                 "state": sub.state,
-                "status": sub_status,
-                "message": sub_message,
+                "status": shown.status,
+                "message": shown.message,
+                "messageCode": shown.code,
                 "watermark": wire(sub.watermark),
                 "lastPulledAt": wire(sub.last_pulled_at),
                 "activities": sub.activities,
@@ -77,8 +94,9 @@ def connector_body(view: ConnectorView) -> dict[str, Any]:
         )
     return {
         "app": APP_NAME,
-        "status": status,
-        "message": message,
+        "status": overall.status,
+        "message": overall.message,
+        "messageCode": overall.code,
         "connectedAt": wire(connector.connected_at),
         "connectedBy": connector.connected_by,
         "connectedById": connector.connected_by_id,

@@ -34,6 +34,7 @@ from azure.core.rest import HttpRequest
 from core.errors import ConnectorError
 from core.timefmt import wire_time
 from core.transport import pooled_transport
+from core.troubleshooting import Notice, notice
 
 logger = logging.getLogger(__name__)
 
@@ -261,41 +262,38 @@ class ArmClient:
         return self._get(self.check_activity_log_link(subscription_id, url))
 
 
-READER_FIX = (
-    "assign the connector's identity the Activity Log Reader role (or Reader) on the subscriptions, or on a "
-    "management group above them"
-)
-
-
-def describe_arm_failure(exc: ArmError | ArmThrottled, *, subscription: str | None = None) -> str:
-    """A message for an administrator: what is wrong and how to fix it."""
+def arm_failure_notice(exc: ArmError | ArmThrottled, *, subscription: str | None = None) -> Notice:
+    """A message for an administrator, from the troubleshooting catalog: what is wrong and how to fix it."""
     where = f"subscription {subscription}" if subscription else "the subscription list"
     if isinstance(exc, ArmThrottled):
-        return f"ARM is throttling the connector's reads of {where}; it retries after {exc.retry_after:.0f} s."
+        return notice("ArmThrottled", where=where, retryAfter=f"{exc.retry_after:.0f}")
     if isinstance(exc, ArmSignInFailed):
-        return (
-            f"{exc.message}. Check AZURE_TENANT_ID and AZURE_CLIENT_ID (and the client secret, or that the "
-            "Function App's managed identity exists)."
-        )
+        return notice("ArmSignInFailed", detail=exc.message.removeprefix(SIGN_IN_PREFIX))
     if isinstance(exc, ArmAccessDenied):
         answer = " ".join(part for part in (str(exc.status or ""), exc.arm_code or "") if part)
         if subscription:
-            return (
-                f"The connector's identity has no read access to {where} (ARM answered {answer}): "
-                "assign it the Activity Log Reader role (or Reader) on that subscription."
-            )
-        return f"ARM refused to list subscriptions for the connector's identity ({answer}): {READER_FIX}."
+            return notice("SubscriptionDenied", subscription=subscription, answer=answer)
+        return notice("ArmListDenied", answer=answer)
     if isinstance(exc, ArmNotFound):
-        return f"ARM no longer knows {where}; it may have been deleted or moved to another tenant."
+        return notice("ArmNotFound", where=where)
     if isinstance(exc, ArmBadRequest):
-        return f"ARM refused the request for {where}: {exc.message}"
+        return notice("ArmBadRequest", where=where, reason=exc.message)
     if isinstance(exc, ArmUnavailable):
-        return f"ARM could not be read for {where}: {exc.message}. The connector retries on its next run."
-    return f"ARM could not be read for {where}: {exc.message}"
+        return notice("ArmUnavailable", where=where, reason=exc.message)
+    return notice("ArmError", where=where, reason=exc.message)
+
+
+def describe_arm_failure(exc: ArmError | ArmThrottled, *, subscription: str | None = None) -> str:
+    """The text of `arm_failure_notice`."""
+    return arm_failure_notice(exc, subscription=subscription).text
+
+
+def no_subscription_notice() -> Notice:
+    return notice("NoSubscription")
 
 
 def no_subscription_message() -> str:
-    return f"The connector's identity can read no subscription: {READER_FIX}."
+    return no_subscription_notice().text
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -332,8 +330,11 @@ def _arm_error(body: bytes) -> tuple[str | None, str]:
     return code, message or "no message"
 
 
+SIGN_IN_PREFIX = "The connector's identity could not sign in to Entra ID: "
+
+
 def _sign_in_message(exc: ClientAuthenticationError) -> str:
     text = str(exc.message or exc)
     # Keep the AADSTS code and first sentence; never anything that could carry a secret.
     first = text.split("\n")[0][:300]
-    return f"The connector's identity could not sign in to Entra ID: {first}"
+    return f"{SIGN_IN_PREFIX}{first}"

@@ -22,6 +22,7 @@ from core.errors import (
     Unauthenticated,
 )
 from core.runtime import Runtime, get_runtime
+from core.troubleshooting import text
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,21 @@ _STATUS: list[tuple[type[ConnectorError], int]] = [
 ]
 
 
+# Every JSON answer: never sniffed as something else, never rendered or framed as a document.
+JSON_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(body, separators=(",", ":"), ensure_ascii=False),
         status_code=status,
         mimetype="application/json",
         charset="utf-8",
-        headers={"Cache-Control": "no-store", **(headers or {})},
+        headers={**JSON_HEADERS, **(headers or {})},
     )
 
 
@@ -58,7 +67,7 @@ def answer_for(exc: ConnectorError) -> func.HttpResponse:
         if isinstance(exc, kind):
             return error_response(status, exc.code, exc.message)
     logger.error("Unmapped connector error %s: %s", type(exc).__name__, exc.message)
-    return error_response(500, "InternalError", "The connector failed to answer; see its logs.")
+    return error_response(500, "InternalError", text("InternalError"))
 
 
 def authenticate(req: func.HttpRequest, runtime: Runtime, *, admin: bool = False) -> Principal:
@@ -117,7 +126,7 @@ def handle_http(
         return answer_for(exc)
     except (ServiceRequestError, ServiceResponseError) as exc:
         logger.warning("Storage could not be reached: %s", type(exc).__name__)
-        return error_response(503, "ServiceUnavailable", "The connector's storage cannot be reached; try again.")
+        return error_response(503, "ServiceUnavailable", text("StorageUnreachable"))
     except Exception:  # the HTTP edge: anything unexpected is logged and answered without internals
         logger.exception("Unhandled error in %s", getattr(handler, "__name__", "handler"))
-        return error_response(500, "InternalError", "The connector failed to answer; see its logs.")
+        return error_response(500, "InternalError", text("InternalError"))

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from activities.reader import ActivityQuery, Page
+    from activities.reader import ActivityQuery, Page, PerDay
     from activities.writer import SaveResult
     from core.arm import ArmSubscription
     from ingestion.messages import PullMessage
@@ -52,6 +52,9 @@ class ActivityReader(Protocol):
     def get_activity(self, activity_id: str) -> dict[str, Any] | None: ...
     def list_accounts(self, limit: int, continuation: str | None, account_type: str | None, *, caller: str) -> Page: ...
     def get_account(self, account_id: str) -> dict[str, Any] | None: ...
+    def activity_per_day(self, days: int, today: datetime) -> PerDay:
+        """Every subscription's activities per UTC day, the `days` days ending with `today`'s."""
+        ...
 
 
 class PullQueue(Protocol):

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import SettingsError
+from core.troubleshooting import text
 
 PUBLIC_AUTHORITY_HOSTS = frozenset(
     {
@@ -48,6 +49,8 @@ class Settings(BaseSettings):
     client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
     client_secret: str | None = Field(None, alias="AZURE_CLIENT_SECRET", repr=False)
     api_audience: str | None = Field(None, alias="CONNECTOR_API_AUDIENCE")
+    # The portal's (single-page app's) client id; by default the API's own app registration's.
+    portal_client_id: str | None = Field(None, alias="PORTAL_CLIENT_ID")
     token_leeway_seconds: NonNegative = Field(120, alias="TOKEN_CLOCK_SKEW_SECONDS")
 
     # Fan-out and pull.
@@ -110,6 +113,13 @@ class Settings(BaseSettings):
         return host in PUBLIC_AUTHORITY_HOSTS
 
     @property
+    def portal_client(self) -> str | None:
+        """PORTAL_CLIENT_ID, else the client id in CONNECTOR_API_AUDIENCE (`api://<client id>`)."""
+        if self.portal_client_id:
+            return self.portal_client_id
+        return self.api_audience.removeprefix("api://").rstrip("/") if self.api_audience else None
+
+    @property
     def arm_scope(self) -> str:
         return f"{self.arm_endpoint}/.default"
 
@@ -126,7 +136,7 @@ class Settings(BaseSettings):
         by_alias = {str(f.alias): key for key, f in type(self).model_fields.items()}
         for name in names:
             if not getattr(self, by_alias[name]):
-                raise SettingsError(f"The app setting {name} is not set.", setting=name)
+                raise SettingsError(text("SettingMissing", setting=name), setting=name)
 
 
 def setting_names() -> list[str]:
@@ -155,5 +165,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             name = str(field.alias) if field is not None else name
         message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         if name:
-            raise SettingsError(f"The app setting {name} is invalid: {message}.", setting=name) from None
-        raise SettingsError(f"The app settings are invalid: {message}.") from None
+            raise SettingsError(text("SettingInvalid", setting=name, reason=message), setting=name) from None
+        raise SettingsError(text("SettingsInvalid", reason=message)) from None

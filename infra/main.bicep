@@ -116,6 +116,9 @@ param easyAuthClientId string = ''
 @description('CONNECTOR_API_AUDIENCE: the `aud` that callers\' tokens must carry. With access token version 2 this is the API app registration\'s application (client) id; infra/scripts/create-api-app-registration.sh prints it.')
 param connectorApiAudience string
 
+@description('PORTAL_CLIENT_ID: the client id the portal (a single-page app) signs in with. Default (empty): the API app registration\'s own, taken from connectorApiAudience.')
+param portalClientId string = ''
+
 // Empty means "this cloud's" (an unset azd variable arrives as an empty string on some azd versions).
 @description('ARM_ENDPOINT: Azure Resource Manager base URL (https). Default (empty): this cloud\'s.')
 param armEndpoint string = ''
@@ -266,6 +269,7 @@ var appSettings = {
   AZURE_TENANT_ID: tenant().tenantId
   AZURE_CLIENT_ID: identity.outputs.clientId
   CONNECTOR_API_AUDIENCE: connectorApiAudience
+  PORTAL_CLIENT_ID: portalClientId
   TOKEN_CLOCK_SKEW_SECONDS: string(tokenClockSkewSeconds)
 
   // Fan-out and pull.

@@ -6,10 +6,11 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from core.arm import ArmError, ArmThrottled, describe_arm_failure, no_subscription_message
+from core.arm import ArmError, ArmThrottled, arm_failure_notice, no_subscription_notice
 from core.clock import Clock
 from core.optimistic import WriteContention, write_optimistically
 from core.ports import Arm, ConnectorState, PullQueue, SubscriptionState
+from core.troubleshooting import Notice
 from ingestion.messages import PullMessage
 from state.records import ConnectorRecord
 from state.subscriptions import pull_pending, sync_with_arm
@@ -36,10 +37,10 @@ def run_fanout(
     try:
         found = arm.list_subscriptions()
     except (ArmError, ArmThrottled) as exc:
-        failure = describe_arm_failure(exc)
-        logger.warning("Fan-out could not list subscriptions: %s", failure)
+        failure = arm_failure_notice(exc)
+        logger.warning("Fan-out could not list subscriptions: %s", failure.text)
         _record(connector, record, error=failure, now=now)
-        return FanoutResult(0, 0, failure)
+        return FanoutResult(0, 0, failure.text)
 
     records = sync_with_arm(
         subscriptions, found, connection_id=record.connection_id, connected_at=record.connected_at, now=now
@@ -63,7 +64,7 @@ def run_fanout(
     # Recorded last: lastFanoutAt means the pulls are on the queue. It is the one write of a
     # steady-state tick (sync_with_arm writes only what ARM changed): the status shows it, and the
     # next tick tells by it which messages are still waiting (`pull_pending`).
-    error: str | None = None if found else no_subscription_message()
+    error = None if found else no_subscription_notice()
     _record(connector, record, error=error, now=now)
     logger.info(
         "Fan-out listed %s subscriptions and enqueued %s pulls (%s still queued or running)",
@@ -71,17 +72,24 @@ def run_fanout(
         enqueued,
         pending,
     )
-    return FanoutResult(len(found), enqueued, error, pending)
+    return FanoutResult(len(found), enqueued, error.text if error else None, pending)
 
 
-def _record(connector: ConnectorState, listed_for: ConnectorRecord, *, error: str | None, now: datetime) -> None:
+def _record(connector: ConnectorState, listed_for: ConnectorRecord, *, error: Notice | None, now: datetime) -> None:
     """Write lastFanoutAt and the connector-level error; nothing if the connector was disconnected meanwhile."""
 
     def attempt() -> None:
         current = connector.get()
         if current is None or not current.connected or current.connection_id != listed_for.connection_id:
             return
-        connector.replace(replace(current, error=error, last_fanout_at=now))
+        connector.replace(
+            replace(
+                current,
+                error=error.text if error else None,
+                error_code=error.code if error else None,
+                last_fanout_at=now,
+            )
+        )
 
     try:
         write_optimistically(attempt, what="The connector's state")

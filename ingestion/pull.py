@@ -30,13 +30,14 @@ from core.arm import (
     ArmLinkRefused,
     ArmNotFound,
     ArmThrottled,
-    describe_arm_failure,
+    arm_failure_notice,
 )
 from core.clock import Clock
 from core.optimistic import WriteContention
 from core.ports import ActivityWriter, Arm, ConnectorState, PullQueue, SubscriptionState
 from core.settings import Settings
 from core.timefmt import wire_time
+from core.troubleshooting import Notice, notice
 from ingestion.messages import MalformedMessage, PullMessage, decode
 from ingestion.normalize import InvalidPage, parse_page
 from state import subscriptions as state
@@ -241,7 +242,7 @@ class PullJob:
         self._pending.append(change)
         self.sub = change(self.sub)
 
-    def release(self, *, status: state.SubscriptionStatus, message: str | None, failed: bool = False) -> None:
+    def release(self, *, status: state.SubscriptionStatus, message: Notice | None, failed: bool = False) -> None:
         self.lease.release(
             self._written, status=status, message=message, failed=failed, change=state.chain(*self._pending)
         )
@@ -331,16 +332,16 @@ class PullJob:
         # Skipped events are counted once: a re-read of the overlap (times up to the watermark the
         # window was opened at, still the record's until the window closes) does not count them again.
         skipped = page.skipped_after(self.sub.watermark)
-        total = self.sub.activities
+        total, days = self.sub.activities, None
         if page.items:
             result = self.ports.activities.save(self.sub_id, page.items)
             self.stored += result.stored
-            total = result.subscription_total
+            total, days = result.subscription_total, result.subscription_days
         self.pages += 1
         if page.next_link:
-            self._write(state.next_page(page.next_link, total, skipped))
+            self._write(state.next_page(page.next_link, total, skipped, days))
         else:
-            self._defer(state.close_window(window_end, total, skipped))
+            self._defer(state.close_window(window_end, total, skipped, days))
 
     def _fetch(self, link: str) -> bytes:
         """The page at `link`: the one fetched ahead when it is that page, else fetched now."""
@@ -372,7 +373,7 @@ def _re_enqueue(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exc
     clock = job.ports.clock
     delay = min(max(1, math.ceil(exc.retry_after)), MAX_QUEUE_DELAY_SECONDS)
     resume = wire_time(clock.now() + timedelta(seconds=delay))
-    job.release(status="OK", message=f"ARM is throttling reads; the pull resumes at {resume}.")
+    job.release(status="OK", message=notice("PullThrottled", resumeAt=resume))
     job.ports.queue.send(
         message.model_copy(update={"reason": "throttled", "enqueued_at": clock.now()}), delay_seconds=delay
     )
@@ -382,9 +383,9 @@ def _re_enqueue(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exc
 
 def _deny(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
     assert isinstance(exc, ArmError)
-    text = describe_arm_failure(exc, subscription=f"{job.sub.display_name} ({job.sub_id})")
-    job.release(status="Error", message=text, failed=True)
-    logger.warning("Pull of %s refused: %s", job.sub_id, text)
+    shown = arm_failure_notice(exc, subscription=f"{job.sub.display_name} ({job.sub_id})")
+    job.release(status="Error", message=shown, failed=True)
+    logger.warning("Pull of %s refused: %s", job.sub_id, shown.text)
     return PullResult("denied", job.pages, job.stored)
 
 
@@ -394,22 +395,23 @@ def _retry(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exceptio
     settings = job.ports.settings
     final = delivery.dequeue_count >= delivery.max_dequeue_count
     reason = getattr(exc, "message", None) or str(exc).split("\n")[0]
-    text = (
-        f"Pulling failed {delivery.dequeue_count} times (last error: {reason}); the message was moved to "
-        f"{settings.pull_queue}-poison and the next fan-out tries again."
+    shown = (
+        notice(
+            "PullPoisoned", attempts=delivery.dequeue_count, reason=reason, poisonQueue=f"{settings.pull_queue}-poison"
+        )
         if final
-        else f"Pulling failed (attempt {delivery.dequeue_count} of {delivery.max_dequeue_count}; it is retried): "
-        f"{reason}"
+        else notice(
+            "PullRetrying", attempt=delivery.dequeue_count, maxAttempts=delivery.max_dequeue_count, reason=reason
+        )
     )
-    job.release(status="Error", message=text, failed=True)
+    job.release(status="Error", message=shown, failed=True)
     logger.warning("Pull of %s failed (attempt %s): %s", job.sub_id, delivery.dequeue_count, reason)
     raise exc
 
 
 def _retry_unexpected(job: PullJob, message: PullMessage, delivery: Delivery, exc: Exception) -> PullResult:
     """A defect: free the subscription and say so, then let the host retry."""
-    text = f"Pulling failed unexpectedly ({type(exc).__name__}); see the Function App's logs."
-    job.release(status="Error", message=text, failed=True)
+    job.release(status="Error", message=notice("PullFailedUnexpectedly", errorType=type(exc).__name__), failed=True)
     logger.error("Pull of %s failed unexpectedly (attempt %s)", job.sub_id, delivery.dequeue_count, exc_info=exc)
     raise exc
 

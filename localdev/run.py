@@ -1,8 +1,9 @@
 """`make run`: the connector end to end on the local platform.
 
 Starts Azurite, the Entra ID + ARM emulator and the local Functions host running
-`function_app.py`, connects as the emulator's Global Administrator, then keeps the timer and
-the queue running and prints activities arriving from every subscription. Ctrl-C stops it all.
+`function_app.py`, prints the portal's URL and who can sign in to it, connects as the emulator's
+Global Administrator (unless `--no-connect`: then connect from the portal), then keeps the timer
+and the queue running and prints activities arriving from every subscription. Ctrl-C stops it all.
 
 With `--azure`, no emulator is started: the Azure settings come from the environment (or
 `local.settings.json`) and the administrator's token from CONNECTOR_ADMIN_TOKEN or the Azure
@@ -27,7 +28,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from core.auth import ADMIN_ROLES
 from core.settings import default_values, setting_names
 from localdev.azurite import ROOT, Azurite
 from localdev.host.host import load_local_settings
@@ -87,6 +90,23 @@ def _print_status(body: dict[str, Any]) -> None:
         )
 
 
+def _print_portal(base: str, emulator: Any) -> None:
+    """The portal's URL and, on the emulator, the way past its local CA and who can sign in."""
+    if emulator is None:
+        portal = base.replace("://127.0.0.1:", "://localhost:") + "/api/portal/"
+        print(f"\nPortal: {portal}\n  Sign in with your Entra ID account (the registration needs this redirect URI).")
+        return
+    portal = f"{base}/api/portal/"
+    start = f"{emulator.url}/{emulator.tenant_id}/oauth2/v2.0/logout?{urlencode({'post_logout_redirect_uri': portal})}"
+    print(f"\nPortal: {portal}")
+    print("  First time in this browser, open this instead: the browser warns about the emulator's local CA")
+    print(f"  ({emulator.ca_pem_path}); accept it once (or trust that CA) and you land on the portal:\n    {start}")
+    print("  Sign in as (no password; the emulator lists them):")
+    for person in emulator.directory.people:
+        can = "can connect and disconnect" if set(person.wids) & ADMIN_ROLES.keys() else "reads only (connect: 403)"
+        print(f"    {person.name:23} {person.upn:36} {can}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=7071, help="local host HTTP port (default 7071)")
@@ -107,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=15.0, help="seconds between progress reports")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: run until Ctrl-C)")
     parser.add_argument("--azure", action="store_true", help="use real Azure settings instead of the emulator")
+    parser.add_argument("--no-connect", action="store_true", help="do not connect: connect from the portal")
     parser.add_argument(
         "--state-dir", type=Path, default=ROOT / ".local", help="where Azurite and the emulator keep their files"
     )
@@ -167,11 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         key = secrets.token_urlsafe(24)
         host = LocalHost(app_dir=ROOT, port=args.port, function_key=key, master_key=key).start()
         base = host.base_url
-        print(f"\nLocal host: {base}/api  (function key for this run: {key})")
+        print(f"\nLocal host: {base}/api  (the API needs a token, no key; /admin key for this run: {key})")
         print(function_table(host.functions), flush=True)
+        _print_portal(base, emulator)
 
-        status, body = _request("POST", f"{base}/api/connectors/azure", admin_token, key)
-        print(f"\nPOST /api/connectors/azure -> {status}")
+        if args.no_connect:
+            body: Any = {"status": "not connected (--no-connect): connect from the portal"}
+        else:
+            status, body = _request("POST", f"{base}/api/connectors/azure", admin_token, key)
+            print(f"\nPOST /api/connectors/azure -> {status}")
         if isinstance(body, dict) and "status" in body:
             _print_status(body)
         else:

@@ -24,6 +24,9 @@ class ConnectorRecord:
     attempted_at: datetime
     # Connector-level problem (sign-in, listing, no readable subscription); cleared by a good run.
     error: str | None = None
+    # The troubleshooting catalog's code of `error` (core.troubleshooting); None for none, or for an
+    # error recorded before codes were (until the next run writes it again).
+    error_code: str | None = None
     disconnected_at: datetime | None = None
     disconnected_by: str | None = None
     last_fanout_at: datetime | None = None
@@ -46,11 +49,15 @@ class SubscriptionRecord:
     visible: bool = True
     status: SubscriptionStatus = "OK"
     message: str | None = None
+    message_code: str | None = None  # the troubleshooting catalog's code of `message`
     failures: int = 0
     last_pulled_at: datetime | None = None
     last_success_at: datetime | None = None
     activities: int = 0
     skipped_events: int = 0  # events of other categories than ARM activity, read and skipped
+    # Activities per UTC day ("YYYY-MM-DD" -> count): a copy of the activity store's summary, like
+    # `activities`, written with it; read by the activities-per-day chart in one query.
+    day_counts: dict[str, int] = field(default_factory=dict)
     # An unfinished window: [window_start, window_end] is being read, next_link is where to go on.
     window_start: datetime | None = None
     window_end: datetime | None = None

@@ -27,6 +27,7 @@ from core.arm import ArmSubscription
 from core.clock import Clock
 from core.optimistic import StaleWrite, WriteContention, first_then, write_optimistically
 from core.ports import SubscriptionState
+from core.troubleshooting import Notice
 from state.records import DETACHED, SubscriptionRecord, SubscriptionStatus
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def _sync_one(
                 watermark=start,
                 status="OK",
                 message=None,
+                message_code=None,
                 failures=0,
                 window_start=None,
                 window_end=None,
@@ -248,7 +250,7 @@ class Lease:
         sub: SubscriptionRecord,
         *,
         status: SubscriptionStatus,
-        message: str | None,
+        message: Notice | None,
         failed: bool = False,
         change: Change | None = None,
     ) -> None:
@@ -259,7 +261,12 @@ class Lease:
         def finish(r: SubscriptionRecord) -> SubscriptionRecord:
             r = change(r) if change is not None else r
             return replace(
-                r, status=status, message=message, failures=r.failures + 1 if failed else r.failures, last_pulled_at=now
+                r,
+                status=status,
+                message=message.text if message else None,
+                message_code=message.code if message else None,
+                failures=r.failures + 1 if failed else r.failures,
+                last_pulled_at=now,
             )
 
         try:
@@ -299,11 +306,18 @@ def reread_window(url: str) -> Change:
     return lambda r: replace(r, next_link=url)
 
 
-def next_page(link: str, total: int, skipped: int) -> Change:
-    return lambda r: replace(r, next_link=link, activities=total, skipped_events=r.skipped_events + skipped)
+def next_page(link: str, total: int, skipped: int, days: dict[str, int] | None = None) -> Change:
+    """A page is stored: the position moves on; the counts are the activity store's (`days` None: unchanged)."""
+    return lambda r: replace(
+        r,
+        next_link=link,
+        activities=total,
+        skipped_events=r.skipped_events + skipped,
+        day_counts=r.day_counts if days is None else dict(days),
+    )
 
 
-def close_window(end: datetime, total: int, skipped: int) -> Change:
+def close_window(end: datetime, total: int, skipped: int, days: dict[str, int] | None = None) -> Change:
     """The whole window is stored: the watermark moves to its end (never backwards)."""
     return lambda r: replace(
         r,
@@ -313,6 +327,7 @@ def close_window(end: datetime, total: int, skipped: int) -> Change:
         next_link=None,
         activities=total,
         skipped_events=r.skipped_events + skipped,
+        day_counts=r.day_counts if days is None else dict(days),
     )
 
 
@@ -321,4 +336,6 @@ def forget_window(r: SubscriptionRecord) -> SubscriptionRecord:
 
 
 def succeeded(at: datetime) -> Change:
-    return lambda r: replace(r, status="OK", message=None, failures=0, last_pulled_at=at, last_success_at=at)
+    return lambda r: replace(
+        r, status="OK", message=None, message_code=None, failures=0, last_pulled_at=at, last_success_at=at
+    )

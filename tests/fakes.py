@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from activities.layout import add_day_counts
+from activities.reader import ActivityQuery, Page, PerDay, per_day
 from activities.writer import SaveResult
 from core.arm import ArmClient, ArmSubscription
 from core.optimistic import AlreadyExists, StaleWrite
@@ -98,11 +100,12 @@ class FakeSubscriptionState(_Row):
 
 
 class FakeActivityWriter:
-    """Keeps each activity once (by id) and exact per-subscription counts."""
+    """Keeps each activity once (by id) and exact per-subscription counts, in total and per day."""
 
     def __init__(self) -> None:
         self.activities: dict[str, Activity] = {}
         self.by_subscription: dict[str, set[str]] = defaultdict(set)
+        self.days: dict[str, dict[str, int]] = defaultdict(dict)
         self.saves = 0
         self.fail_with: Exception | None = None
 
@@ -111,13 +114,18 @@ class FakeActivityWriter:
         if self.fail_with is not None:
             raise self.fail_with
         received = stored = 0
+        new: list[datetime] = []
         for _, activity in items:
             received += 1
             if activity.id not in self.by_subscription[subscription_id]:
                 self.by_subscription[subscription_id].add(activity.id)
                 self.activities[activity.id] = activity
+                new.append(activity.timestamp)
                 stored += 1
-        return SaveResult(received, stored, len(self.by_subscription[subscription_id]))
+        self.days[subscription_id] = add_day_counts(self.days[subscription_id], new)
+        return SaveResult(
+            received, stored, len(self.by_subscription[subscription_id]), dict(self.days[subscription_id])
+        )
 
     def index_accounts(self, *, max_rows: int = 5_000) -> int:
         return 0  # the fake keeps no account index
@@ -127,6 +135,33 @@ class FakeActivityWriter:
         for activity_id in old:
             del self.activities[activity_id]
         return len(old)
+
+
+class FakeActivityReader:
+    """The per-day chart's read over the fake subscription records (the copies the pull writes).
+
+    Only `activity_per_day` is faked: the searches are tested on Azurite (tests/integration).
+    """
+
+    def __init__(self, subscriptions: FakeSubscriptionState) -> None:
+        self.subscriptions = subscriptions
+
+    def activity_per_day(self, days: int, today: datetime) -> PerDay:
+        records = self.subscriptions.list()
+        answer = per_day(days, today, [(r.subscription_id, r.display_name, r.day_counts) for r in records])
+        return replace(answer, requests=1)
+
+    def search(self, query: ActivityQuery, limit: int, continuation: str | None, *, caller: str) -> Page:
+        raise NotImplementedError("searches are tested against Azurite")
+
+    def get_activity(self, activity_id: str) -> dict[str, Any] | None:
+        raise NotImplementedError("searches are tested against Azurite")
+
+    def list_accounts(self, limit: int, continuation: str | None, account_type: str | None, *, caller: str) -> Page:
+        raise NotImplementedError("searches are tested against Azurite")
+
+    def get_account(self, account_id: str) -> dict[str, Any] | None:
+        raise NotImplementedError("searches are tested against Azurite")
 
 
 @dataclass

@@ -127,7 +127,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
   // Optional App Service Authentication: the platform rejects requests without a valid Entra ID
   // bearer token for the API before they reach the code (which validates them again, and checks
-  // the caller's directory roles). The function key is still required on top.
+  // the caller's directory roles). The portal's page and files are excluded: they carry no data
+  // and the browser loads them before anyone has signed in.
   // Written after the app settings: both update the site's configuration, and two concurrent
   // writes to it can fail (or one can undo the other).
   resource authSettings 'config' = if (enableEasyAuth) {
@@ -142,6 +143,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       globalValidation: {
         requireAuthentication: true
         unauthenticatedClientAction: 'Return401'
+        excludedPaths: [
+          '/api/portal'
+          '/api/portal/'
+          '/api/portal/*'
+        ]
       }
       httpSettings: {
         requireHttps: true

@@ -13,13 +13,18 @@
 #     caller's directory role template ids, which the connector checks for Global Administrator
 #     or Security Administrator;
 #   - requires assignment on its service principal (appRoleAssignmentRequired): Entra ID issues
-#     tokens for the API only to users, groups and applications assigned to it.
+#     tokens for the API only to users, groups and applications assigned to it;
+#   - is also the portal's client, a single-page app: its SPA redirect URIs are the portal's URL,
+#     https://<function app>.azurewebsites.net/api/portal/ (--function-app or --portal-url), and
+#     with --local-portal http://localhost:7071/api/portal/ for `make run --azure` (ARGS=--azure).
+#     The portal signs in with the authorization code flow and PKCE and asks for the scope
+#     api://<appId>/Connector.Access; existing redirect URIs are kept.
 #
 # Usage:
 #   infra/scripts/create-api-app-registration.sh [--name NAME | --app-id APP_ID]
 #       [--identifier-uri URI] [--scope NAME] [--group-claims DirectoryRole|All]
 #       [--preauthorize CLIENT_APP_ID]... [--assign OBJECT_ID]... [--grant-app CLIENT_APP_ID]...
-#       [--no-assignment-required]
+#       [--no-assignment-required] [--function-app NAME]... [--portal-url URL]... [--local-portal]
 #
 #   --name is matched exactly (case included); with several registrations of that name the script
 #   stops and lists them: pick one with --app-id.
@@ -31,6 +36,9 @@
 #   app role, so that its app-only tokens are accepted.
 #   --no-assignment-required lets every user and application of the tenant get tokens for the API
 #   (the connector still checks the scope, the role and the administrator roles).
+#   --function-app NAME adds the SPA redirect URI https://NAME.azurewebsites.net/api/portal/ (after
+#   `azd up`: --function-app "$(azd env get-value AZURE_FUNCTION_APP_NAME)"); --portal-url adds any
+#   other portal URL (a custom domain); --local-portal adds http://localhost:7071/api/portal/.
 #
 # Needs: Azure CLI, signed in (az login) as a user allowed to register applications (and, for
 # --assign and --grant-app, to manage the enterprise application's assignments); python3.
@@ -47,9 +55,10 @@ ASSIGNMENT_REQUIRED=true
 PREAUTHORIZED=()
 ASSIGN=()
 GRANT_APPS=()
+PORTAL_URLS=()
 DEFAULT_ACCESS="00000000-0000-0000-0000-000000000000"
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -62,6 +71,9 @@ while [[ $# -gt 0 ]]; do
     --assign) ASSIGN+=("$2"); shift 2 ;;
     --grant-app) GRANT_APPS+=("$2"); shift 2 ;;
     --no-assignment-required) ASSIGNMENT_REQUIRED=false; shift ;;
+    --function-app) PORTAL_URLS+=("https://$2.azurewebsites.net/api/portal/"); shift 2 ;;
+    --portal-url) PORTAL_URLS+=("$2"); shift 2 ;;
+    --local-portal) PORTAL_URLS+=("http://localhost:7071/api/portal/"); shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "Unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -142,9 +154,10 @@ BODY="$(
   APP_JSON="$APP_JSON" SCOPE="$SCOPE" SCOPE_ID="$SCOPE_ID" APP_ROLE="$APP_ROLE" ROLE_ID="$ROLE_ID" \
   APP_ROLE_DESCRIPTION="$APP_ROLE_DESCRIPTION" IDENTIFIER_URI="$IDENTIFIER_URI" \
   GROUP_CLAIMS="$GROUP_CLAIMS" NAME="$NAME" \
-  python3 - <<'PY'
+  python3 - ${PORTAL_URLS[@]+"${PORTAL_URLS[@]}"} <<'PY'
 import json
 import os
+import sys
 
 app = json.loads(os.environ["APP_JSON"])
 scopes = (app.get("api") or {}).get("oauth2PermissionScopes") or []
@@ -179,10 +192,18 @@ if not any(r.get("id") == os.environ["ROLE_ID"] for r in roles):
             "isEnabled": True,
         }
     )
+# The portal (a single-page app on this same registration): existing redirect URIs are kept.
+redirects = list((app.get("spa") or {}).get("redirectUris") or [])
+for url in sys.argv[1:]:
+    if not url.startswith(("https://", "http://localhost:")):
+        sys.exit(f"A portal URL must be https:// (or http://localhost: for local use): {url}")
+    if url not in redirects:
+        redirects.append(url)
 print(
     json.dumps(
         {
             "identifierUris": [os.environ["IDENTIFIER_URI"]],
+            "spa": {"redirectUris": redirects},
             "groupMembershipClaims": os.environ["GROUP_CLAIMS"],
             "api": {"requestedAccessTokenVersion": 2, "oauth2PermissionScopes": scopes},
             "appRoles": roles,
@@ -263,6 +284,7 @@ App registration ready in tenant $TENANT_ID.
   Access token version    : 2 (aud = application id)
   groupMembershipClaims   : $GROUP_CLAIMS (tokens carry 'wids')
   Assignment required     : $ASSIGNMENT_REQUIRED
+  Portal (SPA) redirects  : $(JSON="$(az ad app show --id "$APP_ID" -o json)" jget "' '.join((doc.get('spa') or {}).get('redirectUris') or []) or 'none (add one with --function-app NAME)'")
 
 Set the API audience (azd: before 'azd up'; otherwise pass connectorApiAudience=$APP_ID):
   azd env set CONNECTOR_API_AUDIENCE $APP_ID

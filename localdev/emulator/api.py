@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from .events import JSON_NULL
 from .odata_filter import FilterError, parse_filter
+from .signin import BrowserSignIn
 from .tenant import TENANT_DOMAIN, TENANT_INITIAL_DOMAIN, Subscription
 from .timefmt import format_datetime, parse_datetime, to_ticks
 from .tokens import TOKEN_KINDS, TokenRejected, validate_arm_token
@@ -111,6 +112,8 @@ ENTRA_ROUTES = _routes(
     Rule("/<tenant>/discovery/keys", endpoint="keys"),
     Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"], defaults={"v1": False}),
     Rule("/<tenant>/oauth2/token", endpoint="token", methods=["POST"], defaults={"v1": True}),
+    Rule("/<tenant>/oauth2/v2.0/authorize", endpoint="authorize", methods=["GET", "POST"]),
+    Rule("/<tenant>/oauth2/v2.0/logout", endpoint="logout", methods=["GET"]),
 )
 ARM_ROUTES = _routes(
     Rule("/subscriptions", endpoint="subscriptions"),
@@ -149,6 +152,7 @@ class Api:
         self.emu = emulator
         # Per subscription: (tokens left, emulator time in seconds) of ARM's global read bucket.
         self._read_buckets: dict[str, tuple[float, float]] = {}
+        self.signin = BrowserSignIn(self)
 
     # -- entry point --------------------------------------------------------------------------------
 
@@ -214,6 +218,8 @@ class Api:
     def _entra(self, request: Request, path: str) -> Response:
         tenant = path.strip("/").split("/")[0]
         endpoint: str | None = None
+        if request.method == "OPTIONS":  # a browser's CORS preflight
+            return self.signin.preflight(request)
         try:
             endpoint, values = _match(ENTRA_ROUTES, path.lower(), request.method)
         except NotFound:
@@ -228,13 +234,17 @@ class Api:
                 f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing "
                 "into the correct cloud.",
             )
+        if endpoint == "authorize":
+            return self.signin.authorize(request)
+        if endpoint == "logout":
+            return self.signin.logout(request)
         if endpoint == "openid":
-            return _json(200, self.openid_configuration())
+            return self.signin.cors(request, _json(200, self.openid_configuration()))
         if endpoint == "keys":
-            return _json(200, self.emu.keys.jwks(self.emu.issuer.issuer_v2))
+            return self.signin.cors(request, _json(200, self.emu.keys.jwks(self.emu.issuer.issuer_v2)))
         if endpoint is None:
             return self._aad_error(405, "invalid_request", 900561, "The endpoint only accepts POST requests.")
-        return self._token(request, v1=bool(values["v1"]))
+        return self.signin.cors(request, self._token(request, v1=bool(values["v1"])))
 
     def openid_configuration(self) -> dict[str, Any]:
         base = f"{self.emu.url}/{self.emu.tenant_id}"
@@ -304,13 +314,15 @@ class Api:
             return self._aad_error(
                 400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
             )
+        if grant in ("authorization_code", "refresh_token") and not v1:  # a browser's sign-in
+            return self.signin.token(request, form, grant)
         if grant != "client_credentials":
             return self._aad_error(
                 400,
                 "unsupported_grant_type",
                 70003,
                 f"The app requested an unsupported grant type '{grant}'. This emulator issues tokens for the "
-                "client_credentials grant only.",
+                "client_credentials, authorization_code and refresh_token grants only.",
             )
         if not client_id:
             return self._aad_error(

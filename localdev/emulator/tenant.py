@@ -16,6 +16,8 @@ GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 SECURITY_ADMINISTRATOR = "194ae4cb-b126-40b2-bd5b-6091b380977d"
 # The "User" directory role template every member carries in `wids`.
 DEFAULT_USER_ROLE = "b79fbf4d-3ef9-4689-8143-76b194e85509"
+# The "Guest User" directory role template a B2B guest carries instead.
+GUEST_USER_ROLE = "10dae51f-b6af-4016-8d66-8c2a99b929b3"
 
 # First-party client applications users call ARM through (their well-known app ids).
 AZURE_PORTAL_APP_ID = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c"
@@ -138,6 +140,14 @@ _USERS: tuple[tuple[str, str | None, str, str, float, tuple[str, ...]], ...] = (
     ("johanna.lorenz", "Johanna Lorenz", "Johanna", "Lorenz", 1.5, ()),
 )
 
+# The people of the browser sign-in page: (upn local part, display name, wids).
+_PEOPLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("globaladmin", "Global Administrator", (GLOBAL_ADMINISTRATOR, DEFAULT_USER_ROLE)),
+    ("secadmin", "Security Administrator", (SECURITY_ADMINISTRATOR, DEFAULT_USER_ROLE)),
+    ("user", "Regular User", (DEFAULT_USER_ROLE,)),
+    ("guest_example.com#EXT#", "Guest User", (GUEST_USER_ROLE,)),  # a B2B guest from example.com
+)
+
 # (display name, caller is the app id (True) or the object id (False), weight)
 _SERVICE_PRINCIPALS: tuple[tuple[str, bool, float], ...] = (
     ("terraform-platform", True, 3.0),
@@ -226,6 +236,19 @@ class Directory:
                 ipaddr="198.51.100.92",
                 weight=0.4,
             ),
+        ]
+        # Who can sign in through the browser sign-in page (not callers of the generated activity).
+        self.people: list[Actor] = [
+            Actor(
+                kind="user",
+                key=f"person:{local.split('_')[0]}",
+                caller=f"{local}@{TENANT_DOMAIN}",
+                oid=stable_guid(seed, "person", local),
+                upn=f"{local}@{TENANT_DOMAIN}",
+                name=name,
+                wids=wids,
+            )
+            for local, name, wids in _PEOPLE
         ]
         self.policy_insights_object_id = stable_guid(seed, "policy-insights", "sp-object-id")
         self.service_principals: list[Actor] = []

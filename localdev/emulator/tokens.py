@@ -187,6 +187,32 @@ class TokenIssuer:
         key = key or self.keys.signing
         return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "x5t": key.kid})
 
+    def sign(self, claims: dict[str, Any]) -> str:
+        """RS256 with the published signing key."""
+        return self._sign(claims)
+
+    def id_claims(self, actor: Actor, client_id: str, now: datetime, nonce: str | None) -> dict[str, Any]:
+        """The ID token a browser sign-in returns to the client (`aud` is the client, never an API)."""
+        iat = int(now.timestamp())
+        claims: dict[str, Any] = {
+            "aud": client_id,
+            "iss": self.issuer_v2,
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + 3600,
+            "name": actor.name,
+            "oid": actor.oid,
+            "preferred_username": actor.upn,
+            "rh": f"0.{secrets.token_urlsafe(40)}.",
+            "sub": b64url(hashlib.sha256(f"{self.directory.seed}|{actor.oid}|{client_id}".encode()).digest()),
+            "tid": self.tenant_id,
+            "uti": secrets.token_urlsafe(16),
+            "ver": "2.0",
+        }
+        if nonce:
+            claims["nonce"] = nonce
+        return claims
+
     def user_claims(self, actor: Actor, now: datetime, wids: tuple[str, ...] | None = None) -> dict[str, Any]:
         iat = int(now.timestamp())
         claims: dict[str, Any] = {
@@ -217,6 +243,9 @@ class TokenIssuer:
             claims["family_name"] = actor.surname
         if actor.ipaddr:
             claims["ipaddr"] = actor.ipaddr
+        if actor.upn and "#EXT#" in actor.upn:
+            claims["acct"] = 1  # a guest; `idp` names the home tenant's issuer
+            claims["idp"] = f"https://sts.windows.net/{stable_guid(self.directory.seed, 'guest-home-tenant')}/"
         return claims
 
     def mint(self, kind: str, now: datetime, overrides: dict[str, Any]) -> str:

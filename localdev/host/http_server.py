@@ -2,7 +2,10 @@
 
 Functions answer under `/<routePrefix>/<route>`, routed with werkzeug: literal segments match
 case-insensitively, a `{name}` parameter takes one whole segment (its value keeps its case), a
-trailing slash is ignored, literal routes win over parameters. A path whose decoded form holds a
+catch-all `{*rest}` the rest of the path, possibly empty (`portal/{*path}` answers `/api/portal`,
+`/api/portal/` and `/api/portal/a/b.js`; the function sees the URL to tell the first two apart), a
+trailing slash is ignored, literal routes win over parameters. A function's redirect (3xx with a
+`Location`) reaches the client as it is. A path whose decoded form holds a
 control character or an empty segment (`//`) matches nothing (404). `/admin/host/status`, `/admin/functions` and
 `POST /admin/functions/<name>` (body `{"input": "..."}`, answers 202) mirror the host's admin API.
 Function keys come from `?code=` or `x-functions-key`; neither is ever logged.
@@ -87,8 +90,13 @@ class HttpDispatcher:
         rules = []
         for fn in self.functions.values():
             route = "/".join(p for p in (self.route_prefix, fn.info.route) if p)
-            rules.append(Rule(route_rule(route), endpoint=fn.name, methods=fn.info.methods))
-        self.routes = Map(rules, strict_slashes=False, merge_slashes=False)
+            rule = route_rule(route)
+            rules.append(Rule(rule, endpoint=fn.name, methods=fn.info.methods))
+            if rule.endswith(">") and "<path:" in rule.rsplit("/", 1)[-1]:  # a catch-all also matches empty
+                name = rule.rsplit("<path:", 1)[1][:-1]
+                empty = rule.rsplit("/", 1)[0] or "/"
+                rules.append(Rule(empty, endpoint=fn.name, methods=fn.info.methods, defaults={name: ""}))
+        self.routes = Map(rules, strict_slashes=False, merge_slashes=False, redirect_defaults=False)
         self.invoker = invoker
         self.function_key = function_key
         self.master_key = master_key
@@ -152,7 +160,9 @@ class HttpDispatcher:
         # Route values from the request's own segments: matching ran on the lower-cased path.
         segments = request.path.strip("/").split("/")
         template = "/".join(p for p in (self.route_prefix, fn.info.route) if p).split("/")
-        values = {t[1:-1]: segments[i] for i, t in enumerate(template) if t.startswith("{")}
+        values = {t[1:-1]: segments[i] for i, t in enumerate(template) if t.startswith("{") and t[1] != "*"}
+        if template[-1].startswith("{*"):
+            values[template[-1][2:-1]] = "/".join(segments[len(template) - 1 :])
         trigger = func.HttpRequest(
             method=request.method,
             url=request.root_url.rstrip("/") + request.environ.get("RAW_URI", request.full_path),

@@ -32,6 +32,7 @@ SCRIPT_FILE = "function_app.py"
 SUPPORTED_TRIGGERS = (HTTP_TRIGGER, TIMER_TRIGGER, QUEUE_TRIGGER)
 _SETTING_REF = re.compile(r"%([^%]+)%")
 _ROUTE_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CATCH_ALL = re.compile(r"\{\*([A-Za-z_][A-Za-z0-9_]*)\}")
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 # The concrete object each trigger delivers, to check the parameter's annotation against.
@@ -94,22 +95,28 @@ def _plain(value: Any) -> Any:
 def route_rule(route: str) -> str:
     """The werkzeug rule for a route template: literal segments (lower-cased) and `{name}` parameters.
 
-    Route constraints (`{id:int}`), optional (`{id?}`), default and catch-all (`{*rest}`) parameters,
-    which the app does not use, are refused with a start error.
+    A catch-all `{*rest}` as the last segment takes the rest of the path (`<path:rest>`; the host
+    also matches it empty, see `HttpDispatcher`). Route constraints (`{id:int}`), optional
+    (`{id?}`) and default parameters, which the app does not use, are refused with a start error.
     """
     rule = []
-    for segment in route.split("/") if route else []:
+    segments = route.split("/") if route else []
+    for index, segment in enumerate(segments):
         parameter = _ROUTE_PARAMETER.fullmatch(segment)
+        catch_all = _CATCH_ALL.fullmatch(segment)
         if parameter:
             rule.append(f"<{parameter.group(1)}>")
+        elif catch_all and index == len(segments) - 1:
+            rule.append(f"<path:{catch_all.group(1)}>")
         elif not segment or "{" in segment or "}" in segment:
             raise HostStartupError(
                 f"route {route!r}: the local host supports literal segments and whole-segment parameters "
-                "such as {id} only (no empty segments, constraints, optional or catch-all parameters)"
+                "such as {id} only, and a catch-all {*rest} last (no empty segments, constraints or optional "
+                "parameters)"
             )
         else:
             rule.append(segment.lower())
-    parameters = [r for r in rule if r.startswith("<")]
+    parameters = [r.removeprefix("<path:").strip("<>") for r in rule if r.startswith("<")]
     if len(set(parameters)) != len(parameters):
         raise HostStartupError(f"route {route!r}: a parameter appears twice")
     return "/" + "/".join(rule)

@@ -47,6 +47,10 @@ def test_run_command_connects_and_shows_activities_arriving(tmp_path: Path) -> N
     assert proc.returncode == 0, out + proc.stderr
     for name in ("connector_connect", "connector_get", "fanout", "pull", "retention", "activities_list"):
         assert name in out, f"{name} missing from the hosted functions table"
+    assert re.search(r"Portal: http://127\.0\.0\.1:\d+/api/portal/", out), out
+    for person in ("Global Administrator", "globaladmin@contoso.com", "secadmin@contoso.com", "user@contoso.com"):
+        assert person in out
+    assert "/oauth2/v2.0/logout?post_logout_redirect_uri=" in out  # the way past the emulator's local CA
     assert "POST /api/connectors/azure -> 201" in out
     assert "Connector: Connected" in out
     counts = [int(n) for n in re.findall(r"activities=(\d+)", out)]

@@ -94,9 +94,12 @@ def test_missing_or_malformed_authorization(app_host: Any, headers: dict[str, st
     assert status == 401 and fragment in body["error"]["message"]
 
 
-def test_function_key_is_required(app_host: Any, emulator: Any) -> None:
-    status, _ = call(app_host.base_url, "GET", ROUTE, emulator.mint_token("global_admin"), key=None)
-    assert status == 401
+def test_the_token_not_the_function_key_is_the_gate(app_host: Any, emulator: Any) -> None:
+    # The routes are anonymous at the host (a browser cannot keep a key): the app answers the 401.
+    status, body = call(app_host.base_url, "GET", ROUTE, key=None)
+    assert status == 401 and body["error"]["code"] == "Unauthorized"
+    status, body = call(app_host.base_url, "GET", "/api/connectors", emulator.mint_token("global_admin"), key=None)
+    assert status == 200 and body
 
 
 def test_bodies_that_are_not_json_or_too_large_are_refused(app_host: Any, emulator: Any) -> None:

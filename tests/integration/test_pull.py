@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from azure.storage.queue import QueueClient
 
-from activities.layout import account_api
+from activities.layout import account_api, day_key
 from activities.writer import ActivityStore
 from connector import service
 from connector.status import connector_body
@@ -21,6 +21,7 @@ from core.auth import Principal
 from core.runtime import Runtime
 from ingestion.fanout import FanoutResult, run_fanout
 from ingestion.messages import PullMessage
+from ingestion.models import parse_timestamp
 from ingestion.normalize import normalize_event
 from ingestion.pull import Delivery, pull_subscription, run_pull
 from state.records import SubscriptionRecord
@@ -129,6 +130,10 @@ def test_fanout_and_pulls_store_exactly_the_events_since_connection(
         assert record is not None and record.status == "OK" and record.next_link is None
         n = sum(1 for e in expected.values() if e["subscriptionId"].lower() == sub)
         assert acts.subscription_count(sub) == n == record.activities
+        # The per-day map is copied onto the record with the count: exact, by the event's UTC day.
+        per_day = Counter(day_key(parse_timestamp(e["eventTimestamp"])) for e in expected.values()  # type: ignore[arg-type]
+                          if e["subscriptionId"].lower() == sub)  # fmt: skip
+        assert record.day_counts == acts.subscription_summary(sub)[1] == dict(per_day)
         assert record.watermark >= stop
 
     normalized = [normalize_event(e, ingested_at=stop) for e in expected.values()]

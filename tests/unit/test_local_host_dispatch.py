@@ -60,6 +60,14 @@ def app() -> func.FunctionApp:
     def activity_get(req: func.HttpRequest) -> str:
         return "item " + req.route_params["id"]
 
+    # The shape of the portal: a catch-all that redirects its bare form to the trailing slash.
+    @app.route(route="files/{*path}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    def files(req: func.HttpRequest) -> func.HttpResponse:
+        path = req.route_params["path"]
+        if not path and not req.url.split("?")[0].endswith("/"):
+            return func.HttpResponse(status_code=301, headers={"Location": "/api/files/"})
+        return func.HttpResponse(f"file [{path}]")
+
     return app
 
 
@@ -127,6 +135,17 @@ def test_a_wrong_return_type_fails_the_invocation() -> None:
     (invocation,) = log.for_function("wrong_type")
     assert invocation.outcome == "Failed"
     assert "must return azure.functions.HttpResponse or str" in (invocation.error or "")
+
+
+def test_a_catch_all_takes_the_rest_of_the_path_or_nothing() -> None:
+    d, _, _ = dispatcher("fk", None)
+    assert get(d, "/api/files/").data == b"file []"
+    assert get(d, "/api/FILES/a/B.js").data == b"file [a/B.js]"  # the value keeps its case
+    assert get(d, "/api/files/%2e%2e/x").data == b"file [../x]"  # decoded once, as the host does
+    bare = get(d, "/api/files")
+    assert bare.status_code == 301 and bare.headers["Location"] == "/api/files/"
+    assert get(d, "/api/files//x").status_code == 404
+    assert get(d, "/api/files/x", method="POST").status_code == 405
 
 
 def test_status_and_repeated_headers_pass_through() -> None:

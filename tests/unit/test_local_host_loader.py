@@ -183,7 +183,7 @@ def test_bad_schedule_names_the_function() -> None:
         load_functions(sample_app(), {**SETTINGS, "SCHEDULE": "every minute"})
 
 
-@pytest.mark.parametrize("route", ["r/{id:int}", "r/{id?}", "r/{id=1}", "r/{*rest}", "r/{a}.{b}", "r//x", "{a}/{a}"])
+@pytest.mark.parametrize("route", ["r/{id:int}", "r/{id?}", "r/{id=1}", "r/{*rest}/x", "r/{a}.{b}", "r//x", "{a}/{a}"])
 def test_routes_beyond_literals_and_whole_segment_parameters_are_refused(route: str) -> None:
     app = func.FunctionApp()
 

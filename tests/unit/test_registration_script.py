@@ -318,3 +318,30 @@ def test_preauthorized_clients_get_the_scope(run_script) -> None:
     assert app_patches[1] == {
         "api": {"preAuthorizedApplications": [{"appId": cli, "delegatedPermissionIds": [scope_id]}]}
     }
+
+
+def test_the_portal_redirect_uris_are_added_to_the_existing_ones(run_script) -> None:
+    existing = {"redirectUris": ["https://portal.contoso.com/api/portal/"]}
+    run = run_script([_app("exact-app", "exact-object", spa=existing)], "--function-app", "func-abc", "--local-portal")
+    assert run.returncode == 0, run.stderr
+    (body,) = [body for uri, body in run.rest("PATCH") if "/applications/" in uri]
+    assert body["spa"]["redirectUris"] == [
+        "https://portal.contoso.com/api/portal/",
+        "https://func-abc.azurewebsites.net/api/portal/",
+        "http://localhost:7071/api/portal/",
+    ]
+    (scope,) = body["api"]["oauth2PermissionScopes"]
+    assert scope["value"] == "Connector.Access"  # what the portal asks for
+
+
+def test_without_portal_options_the_redirect_uris_are_left_as_they_are(run_script) -> None:
+    run = run_script([_app("exact-app", "exact-object")])
+    (body,) = [body for uri, body in run.rest("PATCH") if "/applications/" in uri]
+    assert body["spa"] == {"redirectUris": []}
+
+
+def test_a_plain_http_portal_url_is_refused(run_script) -> None:
+    run = run_script([_app("exact-app", "exact-object")], "--portal-url", "http://portal.contoso.com/api/portal/")
+    assert run.returncode != 0
+    assert "must be https://" in run.stderr
+    assert not [uri for uri, _ in run.rest("PATCH") if "/applications/" in uri]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import astuple, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from connector.status import ConnectorView, connector_body, rollup
+from connector.status import ConnectorView, Status, connector_body, rollup
 from state.records import ConnectorRecord, SubscriptionRecord
 
 pytestmark = pytest.mark.unit
@@ -33,36 +33,40 @@ def sub(name: str, **over: Any) -> SubscriptionRecord:
 
 def test_connected_when_every_active_subscription_pulls() -> None:
     subs = [sub("Prod"), sub("Dev"), sub("Old", state="Disabled")]
-    assert rollup(CONNECTED, subs) == ("Connected", None)
+    assert rollup(CONNECTED, subs) == Status("Connected", None, None)
     body = connector_body(ConnectorView(CONNECTED, subs))
     assert [s["status"] for s in body["subscriptions"]] == ["OK", "OK", "Inactive"]
 
 
 def test_warning_names_the_failing_subscriptions_and_the_fix() -> None:
     failing = sub("Prod", status="Error", message="assign it the Reader role on that subscription.")
-    status, message = rollup(CONNECTED, [failing, sub("Dev")])
+    status, message, code = astuple(rollup(CONNECTED, [failing, sub("Dev")]))
     assert status == "Warning" and "Prod (id-Prod)" in (message or "") and "Reader role" in (message or "")
+    assert code == "SomeSubscriptionsFailing"
 
 
 def test_error_when_nothing_can_be_pulled() -> None:
-    assert rollup(CONNECTED, [sub("Prod", status="Error")])[0] == "Error"
-    status, message = rollup(CONNECTED, [sub("Old", state="Disabled")])
-    assert status == "Error" and "Reader role" in (message or "")
-    assert rollup(replace(CONNECTED, error="sign-in failed"), [sub("Prod")]) == ("Error", "sign-in failed")
+    assert astuple(rollup(CONNECTED, [sub("Prod", status="Error")]))[::2] == ("Error", "AllSubscriptionsFailing")
+    status, message, code = astuple(rollup(CONNECTED, [sub("Old", state="Disabled")]))
+    assert status == "Error" and "Reader role" in (message or "") and code == "NoActiveSubscription"
+    failed = replace(CONNECTED, error="sign-in failed", error_code="ArmSignInFailed")
+    assert rollup(failed, [sub("Prod")]) == Status("Error", "sign-in failed", "ArmSignInFailed")
 
 
 def test_disconnected_and_failed_first_attempt() -> None:
     gone = replace(CONNECTED, connected=False, disconnected_at=NOW, disconnected_by="sec@contoso.com")
-    status, message = rollup(gone, [sub("Prod")])
-    assert status == "Disconnected" and "sec@contoso.com" in (message or "")
+    status, message, code = astuple(rollup(gone, [sub("Prod")]))
+    assert status == "Disconnected" and "sec@contoso.com" in (message or "") and code == "Disconnected"
     never = replace(CONNECTED, connected=False, connected_at=None, error="The connector's identity could not sign in")
-    assert rollup(never, []) == ("Error", "The connector's identity could not sign in")
+    # An error recorded before codes were: shown as it is, without a code.
+    assert rollup(never, []) == Status("Error", "The connector's identity could not sign in", None)
 
 
 def test_vanished_subscription_is_inactive_with_the_fix() -> None:
     body = connector_body(ConnectorView(CONNECTED, [sub("Prod"), sub("Gone", visible=False)]))
     gone = body["subscriptions"][1]
     assert gone["status"] == "Inactive" and "Reader role" in gone["message"]
+    assert gone["messageCode"] == "SubscriptionNotVisible" and body["subscriptions"][0]["messageCode"] is None
     assert body["status"] == "Connected"
 
 
