@@ -238,7 +238,7 @@ def status_cell(page: Page) -> Any:
 
 
 @pytest.mark.parametrize("person", list(PEOPLE))
-def test_each_person_signs_in_and_tokens_stay_out_of_local_storage(
+def test_each_person_signs_in_and_out_and_tokens_stay_out_of_local_storage(
     platform: Platform, open_session: Callable[..., Session], person: str
 ) -> None:
     session = open_session()
@@ -250,6 +250,10 @@ def test_each_person_signs_in_and_tokens_stay_out_of_local_storage(
     cached = page.evaluate("JSON.stringify(Object.entries(sessionStorage))")
     assert "accesstoken" in cached.lower()  # MSAL's cache is in sessionStorage
     assert "code=" not in page.url and "state=" not in page.url  # the authority's answer is dropped
+    page.get_by_role("button", name="Sign out").click()
+    expect(heading(page)).to_have_text("Sign in")
+    expect(page.locator("#account")).to_be_empty()
+    assert "accesstoken" not in page.evaluate("JSON.stringify(Object.entries(sessionStorage))").lower()
 
 
 # --- App connectors and the connect flow ----------------------------------------------------------
