@@ -419,8 +419,14 @@ def test_the_connector_page_shows_subscriptions_with_their_fix_and_the_chart(
 
 
 def loaded(page: Page) -> None:
-    """Wait until the page's table says what it shows (not "Loading ...")."""
-    expect(page.locator(".table-status")).to_have_text(re.compile(r"^(Showing|No )"))
+    """Wait until the page's table says what it shows (not "Loading ..."); "more" only when there is more."""
+    status = page.locator(".table-status")
+    expect(status).to_have_text(re.compile(r"^(Showing|No )"))
+    more = page.get_by_role("button", name=re.compile("^Show more"))
+    if "more are available" in status.inner_text():
+        expect(more).to_be_visible()
+    else:
+        expect(more).to_be_hidden()
 
 
 def _shown(text: str | None) -> str:
@@ -522,7 +528,7 @@ def test_accounts_list_and_an_account_opens_its_activities(
 ) -> None:
     page = sign_in(open_session(), platform, "Security Administrator", "#/accounts")
     table = page.get_by_role("table", name=re.compile("Accounts"))
-    expect(table.locator("tbody tr").first).to_be_visible()
+    loaded(page)
     _, listed = platform.api("GET", "/api/accounts?limit=50")
     expect(table.locator("tbody tr")).to_have_count(len(listed["items"]))
     screenshot(page, "accounts")
@@ -532,6 +538,7 @@ def test_accounts_list_and_an_account_opens_its_activities(
     mallory.get_by_role("link", name="mallory@contoso.com").click()
     expect(heading(page)).to_have_text("Account: mallory@contoso.com")
     activities = page.get_by_role("table", name=re.compile("Activities of mallory"))
+    loaded(page)
     expect(activities.locator("tbody tr")).to_have_count(1)
     expect(activities).to_contain_text(HOSTILE_NAME)
 
@@ -540,6 +547,7 @@ def test_accounts_list_and_an_account_opens_its_activities(
     page.get_by_label("Type").select_option("servicePrincipal")
     page.get_by_role("button", name="Apply filter").click()
     expect(page).to_have_url(re.compile(r"type=servicePrincipal"))
+    loaded(page)
     expect(table.locator("tbody tr").first).to_be_visible()
     assert set(table.locator("tbody tr td:first-child").all_inner_texts()) == {"Service principal"}
 
