@@ -87,16 +87,41 @@ function svgChart(days, subs, titleId, descId) {
   );
 }
 
+/**
+ * The series to draw: the busiest subscriptions, each on its own, and the rest summed as one
+ * (a tenant can have thousands of subscriptions; a chart and a table cannot show them apart).
+ */
+export function chartSeries(subscriptions, dayCount, shown = PALETTE_SIZE - 1) {
+  const withTotals = subscriptions.map((sub) => ({
+    subscriptionId: sub.subscriptionId,
+    displayName: sub.displayName || sub.subscriptionId,
+    counts: Array.from({ length: dayCount }, (_, i) => sub.counts[i] || 0),
+  }));
+  withTotals.forEach((sub) => {
+    sub.total = sub.counts.reduce((a, b) => a + b, 0);
+  });
+  withTotals.sort((a, b) => b.total - a.total || a.displayName.localeCompare(b.displayName));
+  if (withTotals.length <= shown + 1) return withTotals;
+  const rest = withTotals.slice(shown);
+  const other = {
+    subscriptionId: null,
+    displayName: `${rest.length} other subscriptions`,
+    counts: Array.from({ length: dayCount }, (_, i) => rest.reduce((sum, sub) => sum + sub.counts[i], 0)),
+  };
+  return [...withTotals.slice(0, shown), other];
+}
+
 export function activityChart(data) {
   const days = data.days || [];
-  const subs = data.subscriptions || [];
+  const allSubs = data.subscriptions || [];
+  const subs = chartSeries(allSubs, days.length);
   const total = subs.reduce((sum, sub) => sum + sub.counts.reduce((a, b) => a + b, 0), 0);
   const descId = "chart-desc";
   const summary = h(
     "p",
     { id: descId },
     days.length
-      ? `${formatCount(total)} activities from ${days[0]} to ${days[days.length - 1]} (days in UTC), in ${subs.length} subscription${subs.length === 1 ? "" : "s"}. The table below has every number.`
+      ? `${formatCount(total)} activities from ${days[0]} to ${days[days.length - 1]} (days in UTC), in ${allSubs.length} subscription${allSubs.length === 1 ? "" : "s"}. The table below has the numbers.`
       : "No days to show.",
   );
   const legend = h(
