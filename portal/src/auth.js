@@ -1,14 +1,14 @@
 // Sign-in with Microsoft Entra ID: authorization code with PKCE through MSAL, redirect flow.
 // Tokens live in sessionStorage (MSAL's cache), never in localStorage.
 
-import { InteractionRequiredAuthError, PublicClientApplication } from "@azure/msal-browser";
+import { BrowserAuthError, InteractionRequiredAuthError, PublicClientApplication } from "@azure/msal-browser";
 
 let app = null;
 let settings = null;
 
 /** The page's own address without query or fragment: the redirect URI registered for the portal. */
 export function redirectUri() {
-  return window.location.origin + window.location.pathname;
+  return window.location.origin + window.location.pathname.replace(/index\.html$/, "");
 }
 
 /**
@@ -66,7 +66,9 @@ export async function accessToken() {
     const result = await app.acquireTokenSilent({ scopes: settings.scopes, account });
     return result.accessToken;
   } catch (error) {
-    if (error instanceof InteractionRequiredAuthError) {
+    // Interaction is needed (the refresh token expired or was revoked), or the silent fallback
+    // failed in the browser (the page's CSP allows no frame of the authority): sign in again.
+    if (error instanceof InteractionRequiredAuthError || error instanceof BrowserAuthError) {
       await app.acquireTokenRedirect({ scopes: settings.scopes, account, state: window.location.hash });
     }
     throw error;
