@@ -260,7 +260,7 @@ def test_each_person_signs_in_and_out_and_tokens_stay_out_of_local_storage(
 
 
 @pytest.mark.parametrize("person", ["Regular User", "Guest User"])
-def test_a_person_without_an_admin_role_sees_why_connect_does_nothing(
+def test_a_person_without_an_admin_role_sees_why_connect_and_disconnect_do_nothing(
     platform: Platform, open_session: Callable[..., Session], person: str
 ) -> None:
     page = sign_in(open_session(), platform, person, "#/connectors/azure/connect")
@@ -272,6 +272,16 @@ def test_a_person_without_an_admin_role_sees_why_connect_does_nothing(
     expect(alert).to_be_focused()
     if person == "Regular User":
         screenshot(page, "connect-forbidden")
+
+    # Disconnecting is refused the same way, and says so.
+    platform.connect()
+    page.get_by_role("link", name="App connectors").first.click()
+    page.get_by_role("button", name="Disconnect Microsoft Azure").click()
+    page.get_by_role("dialog").get_by_role("button", name="Disconnect", exact=True).click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Microsoft Azure was not disconnected.")
+    expect(alert).to_contain_text("Security Administrator")
+    expect(status_cell(page).locator(".status")).not_to_have_text("Disconnected")
 
 
 def test_global_administrator_connects_and_sees_connected(
