@@ -136,7 +136,9 @@ class BrowserSignIn:
             return self._page(request, q.get("login_hint", ""), 400 if request.method == "POST" else 200)
         code = secrets.token_urlsafe(32)
         grant = _Grant(person, client_id, redirect_uri, q["code_challenge"], q.get("nonce"), self._now())
-        with self._lock:
+        with self._lock:  # codes and refresh tokens past their lifetime are dropped as new ones come
+            self._codes = {c: g for c, g in self._codes.items() if grant.issued - g.issued <= CODE_LIFETIME}
+            self._refresh = {r: g for r, g in self._refresh.items() if grant.issued - g.issued <= REFRESH_LIFETIME}
             self._codes[code] = grant
         params = {"code": code, "client_info": self._client_info(person), **state}
         params["session_state"] = secrets.token_hex(8)

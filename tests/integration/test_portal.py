@@ -34,6 +34,7 @@ DATA_ROUTES = [
     ("GET", "/api/activities/0123456789abcdef"),
     ("GET", "/api/accounts"),
     ("GET", "/api/accounts/0123456789abcdef"),
+    ("GET", "/api/connectors/azure/activity-per-day"),
 ]
 
 
