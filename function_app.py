@@ -6,6 +6,7 @@ from activity_api.blueprint import bp as activity_api_bp
 from connector.blueprint import bp as connector_bp
 from core.runtime import configure_logging
 from ingestion.blueprint import bp as ingestion_bp
+from policies.blueprint import bp as policies_bp
 
 configure_logging()
 
@@ -13,3 +14,4 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(connector_bp)
 app.register_functions(ingestion_bp)
 app.register_functions(activity_api_bp)
+app.register_functions(policies_bp)

@@ -30,17 +30,32 @@ def test_every_function_is_wired_with_its_trigger() -> None:
         "activity_get": ("activities/{id}", ("GET",)),
         "accounts_list": ("accounts", ("GET",)),
         "account_get": ("accounts/{id}", ("GET",)),
+        "policies_list": ("policies", ("GET",)),
+        "policy_create": ("policies", ("POST",)),
+        "policy_get": ("policies/{id}", ("GET",)),
+        "policy_replace": ("policies/{id}", ("PUT",)),
+        "policy_delete": ("policies/{id}", ("DELETE",)),
+        "policy_templates": ("policy-templates", ("GET",)),
+        "alerts_list": ("alerts", ("GET",)),
+        "alert_get": ("alerts/{id}", ("GET",)),
+        "alert_change": ("alerts/{id}", ("PATCH",)),
     }
-    assert all(
-        str(getattr(t["authLevel"], "value", t["authLevel"])).lower() == "function"
-        for t in triggers.values()
+    levels = {
+        name: str(getattr(t["authLevel"], "value", t["authLevel"])).lower()
+        for name, t in triggers.items()
         if t["type"] == "httpTrigger"
-    )
+    }
+    # Policies and alerts are anonymous at the host (browsers send only their bearer token); the
+    # handlers validate that token.
+    assert all(level == "anonymous" for name, level in levels.items() if str(name).startswith(("polic", "alert")))
+    assert all(level in ("function", "anonymous") for level in levels.values())
     assert triggers["fanout"]["type"] == "timerTrigger" and triggers["fanout"]["schedule"] == "%FANOUT_SCHEDULE%"
     assert triggers["retention"]["schedule"] == "%RETENTION_SCHEDULE%"
     assert triggers["pull"]["type"] == "queueTrigger"
     assert triggers["pull"]["queueName"] == "%PULL_QUEUE%" and triggers["pull"]["connection"] == "AzureWebJobsStorage"
-    assert len(functions) == 11
+    assert triggers["alert_notify"]["type"] == "queueTrigger"
+    assert triggers["alert_notify"]["queueName"] == "%ALERT_QUEUE%"
+    assert len(functions) == 21
 
 
 def test_importing_the_app_reads_no_setting(monkeypatch: pytest.MonkeyPatch) -> None:
