@@ -363,3 +363,80 @@ def test_a_receiver_with_an_untrusted_certificate_is_not_delivered_to(storage: S
         assert stored is not None and "could not be reached" in (stored.delivery_message or "")
     finally:
         receiver.close()
+
+
+# --- through the pull: the emulator's Activity Log, concurrent and redelivered messages --------------
+
+
+def test_pulls_at_once_redelivered_and_overlapping_raise_each_alert_once(
+    emulator: Any, azurite: Any, clock: FakeClock
+) -> None:
+    from connector import service as connector_service
+    from ingestion.fanout import run_fanout
+    from ingestion.messages import PullMessage
+    from ingestion.pull import pull_subscription
+    from tests.support.platform import connector_environ, make_runtime
+
+    runtime = make_runtime(connector_environ(emulator, azurite, POLICY_DAILY_ALERT_LIMIT="100000"), clock)
+    try:
+        every = service.create_policy(runtime.policies, runtime.engine, clock, ADMIN,
+                                      {"name": "all", "severity": "low", "kind": "singleActivity"},
+                                      webhook_secret=None).id  # fmt: skip
+        bursts = service.create_policy(runtime.policies, runtime.engine, clock, ADMIN,
+                                       {"name": "bursts", "severity": "low", "kind": "repeatedActivity",
+                                        "repeated": {"count": 3, "windowMinutes": 30}},
+                                       webhook_secret=None).id  # fmt: skip
+        emulator.set_events_per_hour(200)
+        emulator.event_page_size = 50
+        connector_service.connect(runtime.connector, runtime.subscriptions, runtime.arm, clock, ADMIN)
+        connector = runtime.connector.get()
+        assert connector is not None
+        sub = next(s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled"
+                   and not s.forbidden)  # fmt: skip
+        clock.advance(timedelta(hours=2))
+        message = PullMessage(subscription_id=sub, connection_id=connector.connection_id, enqueued_at=clock.now())
+        together = threading.Barrier(3)
+
+        def pull() -> None:
+            together.wait(timeout=30)
+            pull_subscription(runtime.pull, message)
+
+        threads = [threading.Thread(target=pull) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        pull_subscription(runtime.pull, message)  # a redelivery
+        clock.advance(timedelta(minutes=5))
+        run_fanout(runtime.connector, runtime.subscriptions, runtime.arm, runtime.pull_queue, clock)
+        for queued in runtime.storage.pull_queue.receive_messages(messages_per_page=32):
+            if PullMessage.model_validate_json(queued.content).subscription_id == sub:
+                pull_subscription(runtime.pull, PullMessage.model_validate_json(queued.content))  # re-reads the overlap
+            runtime.storage.pull_queue.delete_message(queued)
+
+        stored = {row["id"] for row in runtime.storage.table("activities").query_entities("PartitionKey ne ''")
+                  if row["subscription_id"] == sub}  # fmt: skip
+        assert stored, "the emulator generated no events"
+        alerts = runtime.alerts.search(AlertQuery(policy_id=every), 100, None, caller="t")
+        ids: list[str] = []
+        token = None
+        while True:
+            page = runtime.alerts.search(AlertQuery(policy_id=every), 100, token, caller="t")
+            ids += [a["activityIds"][0] for a in page.items]
+            token = page.continuation
+            if not token:
+                break
+        assert alerts.items and sorted(ids) == sorted(stored)  # one alert per stored activity, none twice
+        counted = [
+            row["activity_id"]
+            for row in runtime.storage.table("policycounters").query_entities(
+                "PartitionKey ge @lo and PartitionKey lt @hi and RowKey ne 'summary'",
+                parameters={"lo": f"b-{bursts}-", "hi": f"b-{bursts}."},
+            )
+        ]
+        assert len(counted) == len(set(counted))  # each activity counted once towards a burst
+        with_principal = {row["id"] for row in runtime.storage.table("activities").query_entities(
+            "PartitionKey ne ''") if row["subscription_id"] == sub and row.get("user_key")}  # fmt: skip
+        assert set(counted) == with_principal
+    finally:
+        runtime.storage.close()
