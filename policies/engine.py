@@ -36,6 +36,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +55,10 @@ logger = logging.getLogger(__name__)
 POLICY_CACHE_SECONDS = 30.0
 MAX_BURST_EVENTS = 500  # recent events a burst counter keeps in its summary
 MAX_BURSTS = 20
+Rows = dict[str, dict[str, Any]]  # ledger rows' properties by key
+Admission = tuple[PolicyRecord, list[Alert], int]  # the policy, its alerts admitted, how many refused
+# Counter and alert writes of one evaluation run side by side (clients are thread-safe).
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="policies")
 
 
 @dataclass(frozen=True)
@@ -164,9 +169,17 @@ class PolicyEngine:
     # evaluation ------------------------------------------------------------------------------
 
     def evaluate(self, activities: Sequence[Activity], first_seen: Mapping[str, datetime]) -> Evaluation:
+        """Evaluate `activities` (new to the store) against every active policy; see the module's docstring.
+
+        Matching is in memory; the storage work runs in parallel phases (every policy's burst
+        counters, then their daily counts, then the alerts), each phase finished before the next
+        starts, so the order of writes holds for every policy and alert.
+        """
         result = Evaluation()
         if not activities:
             return result
+        singles: list[tuple[PolicyRecord, Alert]] = []
+        burst_work: list[tuple[PolicyRecord, str, list[Activity]]] = []
         for policy in self.active_policies():
             record = policy.record
             matched = [a for a in activities if a.timestamp >= record.effective_from and policy.matches(a, first_seen)]
@@ -174,10 +187,42 @@ class PolicyEngine:
                 continue
             result.matched += len(matched)
             if record.definition.kind == "singleActivity":
-                candidates = [self._single_alert(record, a) for a in matched]
+                singles.extend((record, self._single_alert(record, a)) for a in matched)
             else:
-                candidates = self._burst_alerts(record, matched)
-            self._raise(record, candidates, result)
+                burst_work.extend((record, partition, acts) for partition, acts in _burst_groups(record, matched))
+        if not singles and not burst_work:
+            return result
+        # 1. burst counters, every (policy, principal) partition at once.
+        candidates = list(singles)
+        for found in _POOL.map(lambda work: self._burst_alerts(*work), burst_work):
+            candidates.extend(found)
+        # 2. daily counts, one partition per (policy, day).
+        by_day: dict[tuple[str, str], tuple[PolicyRecord, list[Alert]]] = {}
+        for record, alert in candidates:
+            key = (record.id, daily_partition(record, alert.first_activity_at))
+            by_day.setdefault(key, (record, []))[1].append(alert)
+        admissions = list(_POOL.map(lambda item: self._admit(item[0][1], *item[1]), by_day.items()))
+        # 3. the admitted alerts, each created once (or its burst grown).
+        admitted = [(record, alert) for record, allowed, _ in admissions for alert in allowed]
+        for record, (stored, created) in zip(
+            (r for r, _ in admitted), _POOL.map(lambda pair: self.alerts.put_alert(pair[1]), admitted), strict=True
+        ):
+            result.alerts += 1
+            result.created += 1 if created else 0
+            if created:
+                logger.info("Policy %s raised alert %s", record.id, stored.id)
+            # 4. the webhook's message while the alert waits for delivery.
+            if record.definition.webhook_url and stored.delivery == "pending":
+                self.queue.send(stored.id)
+        # 5. policies past their daily limit are paused.
+        refused: dict[str, PolicyRecord] = {}
+        for record, _, count in admissions:
+            if count:
+                result.refused += count
+                refused[record.id] = record
+        for record in refused.values():
+            self._pause(record)
+        result.paused = list(refused) or None
         return result
 
     def _single_alert(self, policy: PolicyRecord, activity: Activity) -> Alert:
@@ -198,44 +243,38 @@ class PolicyEngine:
             delivery="pending" if policy.definition.webhook_url else "none",
         )
 
-    def _burst_alerts(self, policy: PolicyRecord, matched: list[Activity]) -> list[Alert]:
+    def _burst_alerts(
+        self, policy: PolicyRecord, partition: str, acts: list[Activity]
+    ) -> list[tuple[PolicyRecord, Alert]]:
+        """Count one principal's activities in its burst counter; the alerts of the bursts they are in."""
         repeated = policy.definition.repeated
         assert repeated is not None
-        groups: dict[str, list[Activity]] = defaultdict(list)
-        for activity in matched:
-            principal = account_key(activity.user) or (activity.user.upn or "").lower()
-            if not principal:
-                continue  # nobody to attribute a burst to
-            action = activity.action if repeated.same_action else None
-            groups[burst_partition(policy.id, principal, action)].append(activity)
-        alerts: list[Alert] = []
-        for partition, acts in groups.items():
-            state = self._count_burst(policy, partition, acts)
-            mine = {a.id for a in acts}
-            first = min(acts, key=lambda a: a.timestamp)
-            for burst in state.get("bursts", []):
-                if not mine.intersection(burst["ids"]):
-                    continue
-                alerts.append(
-                    Alert(
-                        id=burst["id"],
-                        policy_id=policy.id,
-                        policy_name=policy.definition.name,
-                        severity=policy.definition.severity,
-                        kind="repeatedActivity",
-                        title=(
-                            f"{policy.definition.name}: {burst['count']} activities by {_who(first)} "
-                            f"within {repeated.window_minutes} minutes"
-                        ),
-                        user=_user(first),
-                        first_activity_at=_from_us(burst["start"]),
-                        last_activity_at=_from_us(burst["end"]),
-                        activity_ids=tuple(burst["ids"][:MAX_ALERT_ACTIVITIES]),
-                        activity_count=int(burst["count"]),
-                        raised_at=self.clock.now(),
-                        delivery="pending" if policy.definition.webhook_url else "none",
-                    )
-                )
+        state = self._count_burst(policy, partition, acts)
+        mine = {a.id for a in acts}
+        first = min(acts, key=lambda a: a.timestamp)
+        alerts: list[tuple[PolicyRecord, Alert]] = []
+        for burst in state.get("bursts", []):
+            if not mine.intersection(burst["ids"]):
+                continue
+            alert = Alert(
+                id=burst["id"],
+                policy_id=policy.id,
+                policy_name=policy.definition.name,
+                severity=policy.definition.severity,
+                kind="repeatedActivity",
+                title=(
+                    f"{policy.definition.name}: {burst['count']} activities by {_who(first)} "
+                    f"within {repeated.window_minutes} minutes"
+                ),
+                user=_user(first),
+                first_activity_at=_from_us(burst["start"]),
+                last_activity_at=_from_us(burst["end"]),
+                activity_ids=tuple(burst["ids"][:MAX_ALERT_ACTIVITIES]),
+                activity_count=int(burst["count"]),
+                raised_at=self.clock.now(),
+                delivery="pending" if policy.definition.webhook_url else "none",
+            )
+            alerts.append((policy, alert))
         return alerts
 
     def _count_burst(self, policy: PolicyRecord, partition: str, acts: list[Activity]) -> dict[str, Any]:
@@ -260,51 +299,29 @@ class PolicyEngine:
         summary, _ = self.alerts.count_once(partition, list(by_key), decide)
         return json.loads(summary["state"]) if summary and summary.get("state") else {}
 
-    def _raise(self, policy: PolicyRecord, candidates: list[Alert], result: Evaluation) -> None:
-        if not candidates:
-            return
-        by_day: dict[str, list[Alert]] = defaultdict(list)
-        for alert in candidates:
-            by_day[daily_partition(policy, alert.first_activity_at)].append(alert)
-        admitted: list[Alert] = []
-        refused = 0
+    def _admit(
+        self, partition: str, policy: PolicyRecord, alerts: list[Alert]
+    ) -> tuple[PolicyRecord, list[Alert], int]:
+        """Count the alerts in the policy's daily count: (the policy, those admitted, how many refused)."""
         limit = self.daily_limit
-        for partition, alerts in by_day.items():
-            keys = sorted({a.id for a in alerts})
+        keys = sorted({a.id for a in alerts})
 
-            def decide(
-                summary: dict[str, Any] | None, pending: list[str]
-            ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-                count = int((summary or {}).get("count", 0))
-                rows: dict[str, dict[str, Any]] = {}
-                for key in pending:
-                    ok = count < limit
-                    count += 1 if ok else 0
-                    rows[key] = {"admitted": ok}
-                return rows, {
-                    "count": count,
-                    "refused": int((summary or {}).get("refused", 0))
-                    + sum(1 for r in rows.values() if not r["admitted"]),
-                }
+        def decide(
+            summary: dict[str, Any] | None, pending: list[str]
+        ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+            count = int((summary or {}).get("count", 0))
+            refused = int((summary or {}).get("refused", 0))
+            rows: Rows = {}
+            for key in pending:
+                ok = count < limit
+                count += 1 if ok else 0
+                refused += 0 if ok else 1
+                rows[key] = {"admitted": ok}
+            return rows, {"count": count, "refused": refused}
 
-            _, rows = self.alerts.count_once(partition, keys, decide)
-            for alert in alerts:
-                if rows.get(alert.id, {}).get("admitted"):
-                    admitted.append(alert)
-                else:
-                    refused += 1
-        for alert in admitted:
-            stored, created = self.alerts.put_alert(alert)
-            result.alerts += 1
-            result.created += 1 if created else 0
-            if created:
-                logger.info("Policy %s raised alert %s", policy.id, alert.id)
-            if policy.definition.webhook_url and stored.delivery == "pending":
-                self.queue.send(stored.id)
-        if refused:
-            result.refused += refused
-            self._pause(policy)
-            result.paused = [*(result.paused or []), policy.id]
+        _, rows = self.alerts.count_once(partition, keys, decide)
+        allowed = [a for a in alerts if rows.get(a.id, {}).get("admitted")]
+        return policy, allowed, len(alerts) - len(allowed)
 
     def _pause(self, policy: PolicyRecord) -> None:
         now = self.clock.now()
@@ -322,6 +339,20 @@ class PolicyEngine:
         write_optimistically(attempt, what=f"The policy {policy.id}")
         logger.warning("Policy %s paused: over the daily limit of %s alerts", policy.id, self.daily_limit)
         self.invalidate()
+
+
+def _burst_groups(policy: PolicyRecord, matched: list[Activity]) -> list[tuple[str, list[Activity]]]:
+    """The matched activities by burst counter: per principal (and action, with `sameAction`)."""
+    repeated = policy.definition.repeated
+    assert repeated is not None
+    groups: dict[str, list[Activity]] = defaultdict(list)
+    for activity in matched:
+        principal = account_key(activity.user) or (activity.user.upn or "").lower()
+        if not principal:
+            continue  # nobody to attribute a burst to
+        action = activity.action if repeated.same_action else None
+        groups[burst_partition(policy.id, principal, action)].append(activity)
+    return list(groups.items())
 
 
 def _who(activity: Activity) -> str:

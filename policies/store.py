@@ -142,12 +142,13 @@ class TableAlertStore:
         summary: dict[str, Any] | None = None
         conflicts = 0
         while True:
-            found.update(self._ledger_rows(partition, [rk for rk in wanted if wanted[rk] not in found]))
-            pending = sorted(k for k in wanted.values() if k not in found)
             try:
                 current: dict[str, Any] | None = self.counters.get_entity(partition, SUMMARY_RK)
             except ResourceNotFoundError:
                 current = None
+            if current is not None:  # ledger rows are only ever written with the summary
+                found.update(self._ledger_rows(partition, [rk for rk in wanted if wanted[rk] not in found]))
+            pending = sorted(k for k in wanted.values() if k not in found)
             if not pending:
                 summary = dict(current) if current is not None else summary
                 return summary, found
