@@ -109,8 +109,8 @@ class AlertStore(Protocol):
         """
         ...
 
-    def put_alert(self, alert: Alert) -> tuple[Alert, bool]:
-        """Create the alert (True), or keep the stored one, merging a burst's new activities (False)."""
+    def put_alerts(self, alerts: Sequence[Alert]) -> list[tuple[Alert, bool]]:
+        """Create each alert (True), or keep the stored one, merging a burst's new activities (False)."""
         ...
 
     def get_alert(self, alert_id: str) -> Alert | None: ...

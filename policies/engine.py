@@ -204,9 +204,8 @@ class PolicyEngine:
         admissions = list(_POOL.map(lambda item: self._admit(item[0][1], *item[1]), by_day.items()))
         # 3. the admitted alerts, each created once (or its burst grown).
         admitted = [(record, alert) for record, allowed, _ in admissions for alert in allowed]
-        for record, (stored, created) in zip(
-            (r for r, _ in admitted), _POOL.map(lambda pair: self.alerts.put_alert(pair[1]), admitted), strict=True
-        ):
+        stored_alerts = self.alerts.put_alerts([alert for _, alert in admitted]) if admitted else []
+        for (record, _), (stored, created) in zip(admitted, stored_alerts, strict=True):
             result.alerts += 1
             result.created += 1 if created else 0
             if created:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -52,7 +53,7 @@ from policies.models import MAX_ALERT_ACTIVITIES, Alert, PolicyRecord
 logger = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 20
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alerts")
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="alerts")
 
 
 class CounterContention(Exception):
@@ -195,15 +196,42 @@ class TableAlertStore:
     # alerts ---------------------------------------------------------------------------------
 
     def put_alert(self, alert: Alert) -> tuple[Alert, bool]:
-        created = True
+        return self.put_alerts([alert])[0]
+
+    def put_alerts(self, alerts: Sequence[Alert]) -> list[tuple[Alert, bool]]:
+        """Create each alert once (a batch per partition; one by one when some exist), then the copies.
+
+        An alert that exists already is kept, a growing burst's new activities merged in; the
+        index copies are then written from what is stored, a batch per index partition.
+        """
+        unique = list({a.id: a for a in alerts}.values())
+        results: dict[str, tuple[Alert, bool]] = {}
+        groups: dict[str, list[Alert]] = defaultdict(list)
+        for alert in unique:
+            groups[id_partition(alert.id)].append(alert)
+
+        def create(group: list[Alert]) -> list[tuple[Alert, bool]]:
+            done: list[tuple[Alert, bool]] = []
+            for start in range(0, len(group), BATCH_LIMIT):
+                chunk = group[start : start + BATCH_LIMIT]
+                try:
+                    self.alerts.submit_transaction([("create", alert_entity(a)) for a in chunk])
+                    done.extend((a, True) for a in chunk)
+                except TableTransactionError:  # some exist (a re-evaluation, a growing burst): one by one
+                    done.extend(self._create_or_merge(a) for a in chunk)
+            return done
+
+        for done in _POOL.map(create, groups.values()):
+            results.update((stored.id, (stored, created)) for stored, created in done)
+        self._write_index([stored for stored, _ in results.values()])
+        return [results[a.id] for a in alerts]
+
+    def _create_or_merge(self, alert: Alert) -> tuple[Alert, bool]:
         try:
             self.alerts.create_entity(alert_entity(alert))
-            stored = alert
+            return alert, True
         except ResourceExistsError:
-            created = False
-            stored = self._merge_activities(alert)
-        self._write_index(stored)
-        return stored, created
+            return self._merge_activities(alert), False
 
     def _merge_activities(self, alert: Alert) -> Alert:
         """A stored alert, with a growing burst's new activities merged in (status and time kept)."""
@@ -234,16 +262,26 @@ class TableAlertStore:
                 continue
         raise CounterContention(f"alert {alert.id} kept changing")
 
-    def _write_index(self, alert: Alert) -> None:
-        rk = alert_row_key(alert)
-        props = alert_properties(alert)
-        targets = [(self._index[name], pk) for name, pks in alert_index_keys(alert).items() for pk in pks]
+    def _write_index(self, alerts: Sequence[Alert]) -> None:
+        """The alerts' copies in the index tables (upserts from the stored alerts), a batch per partition."""
+        rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for alert in alerts:
+            rk = alert_row_key(alert)
+            props = alert_properties(alert)
+            for name, pks in alert_index_keys(alert).items():
+                for pk in pks:
+                    rows[(name, pk)].append({**props, "PartitionKey": pk, "RowKey": rk})
+        batches = [
+            (self._index[name], chunk[start : start + BATCH_LIMIT])
+            for (name, _), chunk in rows.items()
+            for start in range(0, len(chunk), BATCH_LIMIT)
+        ]
 
-        def upsert(target: tuple[TableClient, str]) -> None:
-            table, pk = target
-            table.upsert_entity({**props, "PartitionKey": pk, "RowKey": rk}, mode=UpdateMode.REPLACE)
+        def upsert(batch: tuple[TableClient, list[dict[str, Any]]]) -> None:
+            table, entities = batch
+            table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities])
 
-        list(_POOL.map(upsert, targets))
+        list(_POOL.map(upsert, batches))
 
     def get_alert(self, alert_id: str) -> Alert | None:
         try:
@@ -266,7 +304,7 @@ class TableAlertStore:
             raise StaleWrite() from exc
         stored = self.get_alert(alert.id) or alert
         if index:
-            self._write_index(stored)
+            self._write_index([stored])
         return stored
 
     def search(self, query: AlertQuery, limit: int, continuation: str | None, *, caller: str) -> Page:

@@ -315,6 +315,9 @@ class FakeAlertStore:
                 ledger[key] = dict(rows[key])
             self.summaries[partition] = (version + 1, dict(new_summary))
 
+    def put_alerts(self, alerts: Sequence[Alert]) -> list[tuple[Alert, bool]]:
+        return [self.put_alert(alert) for alert in alerts]
+
     def put_alert(self, alert: Alert) -> tuple[Alert, bool]:
         if self.fail_put is not None:
             failure, self.fail_put = self.fail_put, None
