@@ -113,7 +113,7 @@ class ActivityQuery:
 class Plan:
     """One server-side query: which table, the filter with @placeholders, and their values."""
 
-    path: Literal["user", "subscription", "time"]
+    path: Literal["user", "subscription", "time", "policy"]
     table: str
     filter: str
     parameters: dict[str, str] = field(default_factory=dict)

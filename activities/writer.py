@@ -9,7 +9,9 @@ Order of writes, so that a crash at any point is repaired by the retry:
 2. the `activities` and `activitiesbytime` rows of the others (idempotent upserts);
 3. each account's ledger rows with its summary row (one transaction per chunk), then its listing
    copy together with the copy's recency index row (one transaction: see `_copy_account`);
-4. the subscription's ledger rows with its summary row (the count and the activities per day),
+4. the policies' evaluation of these events (`policies.engine`, idempotent: alerts and counters
+   keyed by policy and event), so that a crash before step 5 evaluates them again, never loses them;
+5. the subscription's ledger rows with its summary row (the count and the activities per day),
    last: it marks the events complete.
 """
 
@@ -23,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -57,6 +59,7 @@ from activities.layout import (
     time_index_entity,
 )
 from core.optimistic import StaleWrite, write_optimistically
+from core.ports import ActivityEvaluator
 from core.storage import (
     ACCOUNTS_TABLE,
     ACTIVITIES_TABLE,
@@ -88,7 +91,8 @@ class SaveResult:
 
 
 class ActivityStore:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, evaluator: ActivityEvaluator | None = None) -> None:
+        self.evaluator = evaluator
         self.activities = storage.table(ACTIVITIES_TABLE)
         self.by_time = storage.table(BY_TIME_TABLE)
         self.by_subscription = storage.table(BY_SUBSCRIPTION_TABLE)
@@ -118,7 +122,9 @@ class ActivityStore:
             key = account_key(activity.user)
             if key:
                 per_account[key].append(activity)
-        list(self._pool.map(lambda item: self._count_for_account(*item), per_account.items()))
+        first_seen = dict(self._pool.map(lambda item: self._count_for_account(*item), per_account.items()))
+        if self.evaluator is not None:
+            self.evaluator.evaluate([a for _, a in fresh.values()], {k: v for k, v in first_seen.items() if v})
 
         def count(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
             total = int((current or {}).get("count", 0)) + len(new)
@@ -143,14 +149,19 @@ class ActivityStore:
             return SaveResult(len(unique), len(fresh), *self.subscription_summary(subscription_id))
         return SaveResult(len(unique), len(fresh), int(summary.get("count", 0)), day_counts(summary.get(DAY_COUNTS)))
 
-    def _count_for_account(self, key: str, acts: list[Activity]) -> None:
+    def _count_for_account(self, key: str, acts: list[Activity]) -> tuple[str, datetime | None]:
+        """Count the account's activities; its key and first activity's time (for `firstActivityOfPrincipal`)."""
+
         def merge(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
             return merge_account(current, key, [a for a in acts if ledger_row_key(a) in new])
 
         entries = {ledger_row_key(a): ledger_entity(key, a) for a in acts}
         summary = self._commit_ledger(self.by_user, key, entries, ACCOUNT_SUMMARY_RK, merge, likely_new=True)
-        if summary is not None:
-            self._copy_account(summary)
+        if summary is None:
+            return key, None
+        self._copy_account(summary)
+        first = summary.get("first_seen")
+        return key, _as_utc(first) if isinstance(first, datetime) else None
 
     def subscription_count(self, subscription_id: str) -> int:
         return self.subscription_summary(subscription_id)[0]
@@ -392,6 +403,10 @@ class ActivityStore:
                     # Some row was already gone (an earlier, interrupted run): delete one by one.
                     for rk in part:
                         table.delete_entity(pk, rk)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _backoff(attempt: int) -> None:

@@ -53,6 +53,7 @@ def _runtime(emulator: RemoteEmulator, azurite: Azurite, clock: Any, **settings:
         "AzureWebJobsStorage": azurite.connection_string,
         "STORAGE_TABLE_PREFIX": "b" + uuid.uuid4().hex[:10],
         "PULL_QUEUE": "bench-" + uuid.uuid4().hex[:8],
+        "ALERT_QUEUE": "bench-alert-" + uuid.uuid4().hex[:8],
         **settings,
     }
     runtime = build_runtime(load_settings(environ), clock=clock)

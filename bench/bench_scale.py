@@ -109,6 +109,7 @@ class World:
             "AzureWebJobsStorage": azurite.connection_string,
             "STORAGE_TABLE_PREFIX": f"s{unique}",
             "PULL_QUEUE": f"scale-{unique}",
+            "ALERT_QUEUE": f"scale-alert-{unique}",
             "FANOUT_SCHEDULE": NEVER,
             "RETENTION_SCHEDULE": NEVER,
             "PYTHON_THREADPOOL_THREAD_COUNT": str(threads),

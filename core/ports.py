@@ -7,7 +7,7 @@ arguments and never build an adapter themselves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from core.arm import ArmSubscription
     from ingestion.messages import PullMessage
     from ingestion.models import Activity
+    from policies.alert_queries import AlertQuery
+    from policies.models import Alert, PolicyRecord
     from state.records import ConnectorRecord, SubscriptionRecord
 
 
@@ -73,3 +75,60 @@ class Arm(Protocol):
     def activity_log_url(self, subscription_id: str, start: datetime, end: datetime) -> str: ...
     def check_activity_log_link(self, subscription_id: str, url: str) -> str: ...
     def activity_log_page(self, subscription_id: str, url: str) -> bytes: ...
+
+
+class ActivityEvaluator(Protocol):
+    """Evaluates activities stored for the first time against the policies (idempotently: see `policies.engine`).
+
+    `first_seen` maps account keys to the time of the account's earliest stored activity.
+    """
+
+    def evaluate(self, activities: Sequence[Activity], first_seen: Mapping[str, datetime]) -> object: ...
+
+
+class PolicyStore(Protocol):
+    """The policies. `replace` raises StaleWrite when the record changed since it was read."""
+
+    def list(self) -> list[PolicyRecord]: ...
+    def get(self, policy_id: str) -> PolicyRecord | None: ...
+    def insert(self, record: PolicyRecord) -> PolicyRecord: ...
+    def replace(self, record: PolicyRecord) -> PolicyRecord: ...
+    def delete(self, policy_id: str) -> bool: ...
+
+
+# decide(summary or None, keys not yet in the ledger) -> (their ledger rows' properties, the new summary's)
+Decide = Callable[[dict[str, Any] | None, list[str]], tuple[dict[str, dict[str, Any]], dict[str, Any]]]
+
+
+class AlertStore(Protocol):
+    """Alerts, their index copies, and the counters (a ledger of what was counted beside a summary)."""
+
+    def count_once(
+        self, partition: str, keys: Sequence[str], decide: Decide
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        """Count the keys not yet in the partition's ledger, in one transaction with the summary.
+
+        Returns the summary and the ledger rows of `keys` (the ones found and the ones written).
+        """
+        ...
+
+    def put_alerts(self, alerts: Sequence[Alert]) -> list[tuple[Alert, bool]]:
+        """Create each alert (True), or keep the stored one, merging a burst's new activities (False)."""
+        ...
+
+    def get_alert(self, alert_id: str) -> Alert | None: ...
+    def replace_alert(self, alert: Alert) -> Alert: ...
+    def search(self, query: AlertQuery, limit: int, continuation: str | None, *, caller: str) -> Page: ...
+
+
+class AlertQueue(Protocol):
+    """The webhook queue: one message per alert to deliver; its `-poison` queue for the given up."""
+
+    def send(self, alert_id: str, *, attempt: int = 1, delay_seconds: int = 0) -> None: ...
+    def poison(self, alert_id: str, *, attempt: int) -> None: ...
+
+
+class WebhookPoster(Protocol):
+    """POSTs a body to an https:// URL; the HTTP status, or WebhookFailed when no answer came."""
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int: ...

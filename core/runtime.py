@@ -22,12 +22,26 @@ from activities.writer import ActivityStore
 from core.arm import ArmClient
 from core.auth import SigningKeys, TokenValidator, pipeline_fetcher
 from core.clock import Clock, SystemClock
-from core.ports import ActivityReader, ActivityWriter, Arm, ConnectorState, PullQueue, SubscriptionState
+from core.ports import (
+    ActivityReader,
+    ActivityWriter,
+    AlertQueue,
+    AlertStore,
+    Arm,
+    ConnectorState,
+    PolicyStore,
+    PullQueue,
+    SubscriptionState,
+)
 from core.settings import Settings, load_settings
 from core.storage import CONNECTOR_TABLE, Storage
 from core.transport import pooled_transport
+from ingestion.hostconfig import max_dequeue_count
 from ingestion.messages import StoragePullQueue
 from ingestion.pull import PullPorts
+from policies.engine import PolicyEngine
+from policies.notify import HttpWebhookPoster, NotifyPorts, StorageAlertQueue
+from policies.store import TableAlertStore, TablePolicyStore
 from state.tables import TableConnectorState, TableSubscriptionState
 
 logger = logging.getLogger(__name__)
@@ -44,6 +58,10 @@ class Runtime:
     activities: ActivityWriter
     reader: ActivityReader
     pull_queue: PullQueue
+    policies: PolicyStore
+    alerts: AlertStore
+    alert_queue: AlertQueue
+    engine: PolicyEngine  # evaluates what `activities` stores for the first time
     storage: Storage  # the clients behind the storage ports (tables created at start, closed at the end)
 
     @cached_property
@@ -51,6 +69,19 @@ class Runtime:
         """The pull's ports, bundled once."""
         return PullPorts(
             self.connector, self.subscriptions, self.arm, self.activities, self.pull_queue, self.clock, self.settings
+        )
+
+    @cached_property
+    def notify(self) -> NotifyPorts:
+        """The webhook delivery's ports, bundled once."""
+        return NotifyPorts(
+            self.alerts,
+            self.policies,
+            self.alert_queue,
+            HttpWebhookPoster(),
+            self.clock,
+            self.settings.alert_webhook_secret,
+            max_attempts=max_dequeue_count(),
         )
 
 
@@ -94,7 +125,13 @@ def build_storage(settings: Settings) -> Storage:
         credential = _storage_credential(settings)
         tables = TableServiceClient(endpoint=table_uri, credential=credential, transport=pooled_transport())
         queues = QueueServiceClient(account_url=queue_uri, credential=credential, transport=pooled_transport())
-    return Storage(tables, queues, table_prefix=settings.table_prefix, pull_queue=settings.pull_queue)
+    return Storage(
+        tables,
+        queues,
+        table_prefix=settings.table_prefix,
+        pull_queue=settings.pull_queue,
+        alert_queue=settings.alert_queue,
+    )
 
 
 def build_arm(settings: Settings, credential: TokenCredential | None = None) -> ArmClient:
@@ -127,6 +164,10 @@ def build_runtime(
     )
     storage = storage or build_storage(settings)
     connector_table = storage.table(CONNECTOR_TABLE)
+    policies = TablePolicyStore(storage)
+    alerts = TableAlertStore(storage, clock=clock)
+    alert_queue = StorageAlertQueue(storage.alert_queue, storage.alert_poison_queue)
+    engine = PolicyEngine(policies, alerts, alert_queue, clock, daily_limit=settings.policy_daily_alert_limit)
     return Runtime(
         settings=settings,
         clock=clock,
@@ -134,9 +175,13 @@ def build_runtime(
         arm=build_arm(settings, credential),
         connector=TableConnectorState(connector_table),
         subscriptions=TableSubscriptionState(connector_table),
-        activities=ActivityStore(storage),
+        activities=ActivityStore(storage, evaluator=engine),
         reader=ActivityQueries(storage, clock=clock),
         pull_queue=StoragePullQueue(storage.pull_queue),
+        policies=policies,
+        alerts=alerts,
+        alert_queue=alert_queue,
+        engine=engine,
         storage=storage,
     )
 

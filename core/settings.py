@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     pull_max_inline_wait_seconds: NonNegative = Field(10, alias="PULL_MAX_INLINE_WAIT_SECONDS")
     pull_lease_seconds: Positive = Field(600, alias="PULL_LEASE_SECONDS")
 
+    # Policies and alerts.
+    policy_daily_alert_limit: Positive = Field(100, alias="POLICY_DAILY_ALERT_LIMIT")
+    alert_queue: str = Field("alert-notify", alias="ALERT_QUEUE")
+    alert_webhook_secret: str | None = Field(None, alias="ALERT_WEBHOOK_SECRET", repr=False)
+
     # Retention and storage names.
     retention_days: Positive = Field(180, alias="ACTIVITY_RETENTION_DAYS")
     retention_schedule: str = Field("0 30 2 * * *", alias="RETENTION_SCHEDULE")
@@ -76,7 +81,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an https:// URL (bearer tokens are never sent over plain http)")
         return value
 
-    @field_validator("pull_queue")
+    @field_validator("pull_queue", "alert_queue")
     @classmethod
     def _queue_name(cls, value: str) -> str:
         import re
@@ -94,6 +99,12 @@ class Settings(BaseSettings):
         if len(value.split()) != 6:
             raise ValueError("must be a six-field NCRONTAB expression: second minute hour day month weekday")
         return value
+
+    @model_validator(mode="after")
+    def _distinct_queues(self) -> Settings:
+        if self.alert_queue == self.pull_queue:
+            raise ValueError("ALERT_QUEUE must differ from PULL_QUEUE")
+        return self
 
     @model_validator(mode="after")
     def _storage_configured(self) -> Settings:

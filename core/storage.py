@@ -24,11 +24,30 @@ BY_TIME_TABLE = "activitiesbytime"
 BY_SUBSCRIPTION_TABLE = "activitiesbysub"
 BY_USER_TABLE = "activitiesbyuser"
 ACCOUNTS_TABLE = "accounts"
-ALL_TABLES = (CONNECTOR_TABLE, ACTIVITIES_TABLE, BY_TIME_TABLE, BY_SUBSCRIPTION_TABLE, BY_USER_TABLE, ACCOUNTS_TABLE)
+POLICIES_TABLE = "policies"
+ALERTS_TABLE = "alerts"
+ALERTS_BY_TIME_TABLE = "alertsbytime"
+ALERTS_BY_POLICY_TABLE = "alertsbypolicy"
+ALERTS_BY_USER_TABLE = "alertsbyuser"
+POLICY_COUNTERS_TABLE = "policycounters"
+ALL_TABLES = (
+    CONNECTOR_TABLE,
+    ACTIVITIES_TABLE,
+    BY_TIME_TABLE,
+    BY_SUBSCRIPTION_TABLE,
+    BY_USER_TABLE,
+    ACCOUNTS_TABLE,
+    POLICIES_TABLE,
+    ALERTS_TABLE,
+    ALERTS_BY_TIME_TABLE,
+    ALERTS_BY_POLICY_TABLE,
+    ALERTS_BY_USER_TABLE,
+    POLICY_COUNTERS_TABLE,
+)
 
 
 class Storage:
-    """The connector's tables and its pull queue (base64, as host.json's messageEncoding expects)."""
+    """The connector's tables, its pull queue and its alert queue (base64, as host.json's messageEncoding expects)."""
 
     def __init__(
         self,
@@ -37,6 +56,7 @@ class Storage:
         *,
         table_prefix: str,
         pull_queue: str,
+        alert_queue: str = "alert-notify",
     ) -> None:
         self._tables = tables
         self._queues = queues
@@ -47,6 +67,9 @@ class Storage:
         self._ensured = False
         self.pull_queue = self._queue(pull_queue)
         self.poison_queue = self._queue(f"{pull_queue}-poison")
+        self.alert_queue_name = alert_queue
+        self.alert_queue = self._queue(alert_queue)
+        self.alert_poison_queue = self._queue(f"{alert_queue}-poison")
 
     def _queue(self, name: str) -> QueueClient:
         return self._queues.get_queue_client(
@@ -70,7 +93,7 @@ class Storage:
         for name in ALL_TABLES:
             with contextlib.suppress(ResourceExistsError):
                 self._tables.create_table(f"{self._prefix}{name}")
-        for queue in (self.pull_queue, self.poison_queue):
+        for queue in (self.pull_queue, self.poison_queue, self.alert_queue, self.alert_poison_queue):
             with contextlib.suppress(ResourceExistsError):
                 queue.create_queue()
         self._ensured = True

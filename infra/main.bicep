@@ -138,6 +138,19 @@ param fanoutSchedule string = '0 */5 * * * *'
 @description('PULL_QUEUE: name of the pull queue. The queue and <name>-poison are created here.')
 param pullQueue string = 'activity-pull'
 
+@minValue(1)
+@description('POLICY_DAILY_ALERT_LIMIT: alerts one policy may raise in a day before it is paused.')
+param policyDailyAlertLimit int = 100
+
+@minLength(3)
+@maxLength(56)
+@description('ALERT_QUEUE: name of the webhook delivery queue. The queue and <name>-poison are created here.')
+param alertQueue string = 'alert-notify'
+
+@secure()
+@description('ALERT_WEBHOOK_SECRET: the key that signs webhook bodies, best a Key Vault reference: @Microsoft.KeyVault(SecretUri=...). Empty: policies cannot have webhooks.')
+param alertWebhookSecret string = ''
+
 @minValue(0)
 @description('PULL_OVERLAP_SECONDS: how far behind the watermark each pull re-reads, for late events.')
 param pullOverlapSeconds int = 900
@@ -185,9 +198,11 @@ var authorityWithSlash = endsWith(azureAuthorityHostValue, '/') ? azureAuthority
 var tags = { 'azd-env-name': environmentName }
 var appName = !empty(functionAppName) ? functionAppName : 'func-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(toLower(appName), 32)}-${take(toLower(uniqueString(appName, resourceToken)), 7)}'
-var pullQueueNames = [
+var queueNames = [
   pullQueue
   '${pullQueue}-poison'
+  alertQueue
+  '${alertQueue}-poison'
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -218,7 +233,7 @@ module storage 'core/storage.bicep' = {
     location: location
     tags: tags
     containerNames: [deploymentContainerName]
-    queueNames: pullQueueNames
+    queueNames: queueNames
   }
 }
 
@@ -282,6 +297,11 @@ var appSettings = {
   PULL_MAX_INLINE_WAIT_SECONDS: string(pullMaxInlineWaitSeconds)
   PULL_LEASE_SECONDS: string(pullLeaseSeconds)
 
+  // Policies and alerts (the webhook secret: a Key Vault reference, resolved by the platform).
+  POLICY_DAILY_ALERT_LIMIT: string(policyDailyAlertLimit)
+  ALERT_QUEUE: alertQueue
+  ALERT_WEBHOOK_SECRET: alertWebhookSecret
+
   // Retention and storage names.
   ACTIVITY_RETENTION_DAYS: string(activityRetentionDays)
   RETENTION_SCHEDULE: retentionSchedule
@@ -329,4 +349,4 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output CONNECTOR_IDENTITY_NAME string = identity.outputs.name
 output CONNECTOR_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output CONNECTOR_IDENTITY_CLIENT_ID string = identity.outputs.clientId
-output CONNECTOR_PULL_QUEUES array = pullQueueNames
+output CONNECTOR_QUEUES array = queueNames

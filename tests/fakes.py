@@ -12,20 +12,23 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from activities.layout import add_day_counts
+from activities.layout import account_key, add_day_counts
 from activities.reader import ActivityQuery, Page, PerDay, per_day
 from activities.writer import SaveResult
 from core.arm import ArmClient, ArmSubscription
 from core.optimistic import AlreadyExists, StaleWrite
+from core.ports import ActivityEvaluator, Decide
 from core.timefmt import wire_time
 from ingestion.messages import PullMessage
 from ingestion.models import Activity, parse_timestamp
+from policies.alert_queries import AlertQuery
+from policies.models import Alert, PolicyRecord
 from state.records import ConnectorRecord, SubscriptionRecord
 
 R = TypeVar("R", ConnectorRecord, SubscriptionRecord)
@@ -100,31 +103,44 @@ class FakeSubscriptionState(_Row):
 
 
 class FakeActivityWriter:
-    """Keeps each activity once (by id) and exact per-subscription counts, in total and per day."""
+    """Keeps each activity once (by id) and exact per-subscription counts, in total and per day.
 
-    def __init__(self) -> None:
+    With an `evaluator`, the activities new to the subscription are evaluated before they are
+    marked stored (as the real writer's order of writes has it), with each account's first time.
+    """
+
+    def __init__(self, evaluator: ActivityEvaluator | None = None) -> None:
         self.activities: dict[str, Activity] = {}
         self.by_subscription: dict[str, set[str]] = defaultdict(set)
         self.days: dict[str, dict[str, int]] = defaultdict(dict)
+        self.first_seen: dict[str, datetime] = {}
         self.saves = 0
         self.fail_with: Exception | None = None
+        self.evaluator = evaluator
 
     def save(self, subscription_id: str, items: Iterable[tuple[dict[str, Any], Activity]]) -> SaveResult:
         self.saves += 1
         if self.fail_with is not None:
             raise self.fail_with
-        received = stored = 0
-        new: list[datetime] = []
+        received = 0
+        fresh: dict[str, Activity] = {}
         for _, activity in items:
             received += 1
             if activity.id not in self.by_subscription[subscription_id]:
-                self.by_subscription[subscription_id].add(activity.id)
-                self.activities[activity.id] = activity
-                new.append(activity.timestamp)
-                stored += 1
-        self.days[subscription_id] = add_day_counts(self.days[subscription_id], new)
+                fresh.setdefault(activity.id, activity)
+        for activity in fresh.values():
+            key = account_key(activity.user)
+            if key and (key not in self.first_seen or activity.timestamp < self.first_seen[key]):
+                self.first_seen[key] = activity.timestamp
+        if self.evaluator is not None and fresh:
+            keys = {account_key(a.user) for a in fresh.values()} - {None}
+            self.evaluator.evaluate(list(fresh.values()), {k: self.first_seen[k] for k in keys if k})
+        for activity in fresh.values():
+            self.by_subscription[subscription_id].add(activity.id)
+            self.activities[activity.id] = activity
+        self.days[subscription_id] = add_day_counts(self.days[subscription_id], [a.timestamp for a in fresh.values()])
         return SaveResult(
-            received, stored, len(self.by_subscription[subscription_id]), dict(self.days[subscription_id])
+            received, len(fresh), len(self.by_subscription[subscription_id]), dict(self.days[subscription_id])
         )
 
     def index_accounts(self, *, max_rows: int = 5_000) -> int:
@@ -257,3 +273,136 @@ def _when(event: dict[str, Any]) -> datetime:
 class _NoCredential:
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         raise AssertionError("the fake ARM makes no request")
+
+
+# --- policies and alerts ---------------------------------------------------------------------------
+
+
+class FakePolicyStore:
+    """Policies by id, conditional on the ETag like the table adapter."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, PolicyRecord] = {}
+        self.lists = 0
+
+    def list(self) -> list[PolicyRecord]:
+        self.lists += 1
+        return sorted(self.rows.values(), key=lambda r: (r.created_at, r.id))
+
+    def get(self, policy_id: str) -> PolicyRecord | None:
+        return self.rows.get(policy_id)
+
+    def insert(self, record: PolicyRecord) -> PolicyRecord:
+        if record.id in self.rows:
+            raise AlreadyExists()
+        return self._store(record)
+
+    def replace(self, record: PolicyRecord) -> PolicyRecord:
+        current = self.rows.get(record.id)
+        if current is None or record.etag is None or current.etag != record.etag:
+            raise StaleWrite()
+        return self._store(record)
+
+    def delete(self, policy_id: str) -> bool:
+        return self.rows.pop(policy_id, None) is not None
+
+    def _store(self, record: PolicyRecord) -> PolicyRecord:
+        stored = replace(record, etag=f"W/{next(_etags)}")
+        self.rows[record.id] = stored
+        return stored
+
+
+class FakeAlertStore:
+    """Alerts by id and counter partitions (ledger + summary), with the adapter's contracts.
+
+    `before_count` lets a test slip a concurrent writer in between a counter's read and its write
+    (the write then fails on the changed summary and is read and decided again, as the adapter does).
+    """
+
+    def __init__(self) -> None:
+        self.alerts: dict[str, Alert] = {}
+        self.ledgers: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.summaries: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.creates = 0
+        self.before_count: Callable[[], None] | None = None
+        self.fail_put: Exception | None = None
+
+    def count_once(
+        self, partition: str, keys: Sequence[str], decide: Decide
+    ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        ledger = self.ledgers[partition]
+        while True:
+            pending = sorted(k for k in set(keys) if k not in ledger)
+            version, summary = self.summaries.get(partition, (0, None))
+            if not pending:
+                return (dict(summary) if summary is not None else None), {k: dict(ledger[k]) for k in keys}
+            rows, new_summary = decide(dict(summary) if summary is not None else None, pending)
+            hook, self.before_count = self.before_count, None
+            if hook is not None:
+                hook()
+            if self.summaries.get(partition, (0, None))[0] != version or any(k in ledger for k in pending):
+                continue  # another writer came first: read again, decide again
+            for key in pending:
+                ledger[key] = dict(rows[key])
+            self.summaries[partition] = (version + 1, dict(new_summary))
+
+    def put_alerts(self, alerts: Sequence[Alert]) -> list[tuple[Alert, bool]]:
+        return [self.put_alert(alert) for alert in alerts]
+
+    def put_alert(self, alert: Alert) -> tuple[Alert, bool]:
+        if self.fail_put is not None:
+            failure, self.fail_put = self.fail_put, None
+            raise failure
+        current = self.alerts.get(alert.id)
+        if current is None:
+            self.creates += 1
+            self.alerts[alert.id] = replace(alert, etag=f"W/{next(_etags)}")
+            return self.alerts[alert.id], True
+        ids = list(current.activity_ids)
+        ids.extend(i for i in alert.activity_ids if i not in set(ids))
+        merged = replace(
+            current,
+            activity_ids=tuple(ids[:100]),
+            activity_count=max(current.activity_count, alert.activity_count),
+            last_activity_at=max(current.last_activity_at, alert.last_activity_at),
+            etag=f"W/{next(_etags)}",
+        )
+        self.alerts[alert.id] = merged
+        return merged, False
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        return self.alerts.get(alert_id)
+
+    def replace_alert(self, alert: Alert) -> Alert:
+        current = self.alerts.get(alert.id)
+        if current is None or current.etag != alert.etag:
+            raise StaleWrite()
+        self.alerts[alert.id] = replace(alert, etag=f"W/{next(_etags)}")
+        return self.alerts[alert.id]
+
+    def search(self, query: AlertQuery, limit: int, continuation: str | None, *, caller: str) -> Page:
+        items = sorted(self.alerts.values(), key=lambda a: (a.first_activity_at, a.id), reverse=True)
+        return Page(items=[a.to_api() for a in items][:limit], continuation=None)
+
+
+@dataclass
+class QueuedAlert:
+    alert_id: str
+    attempt: int
+    delay_seconds: int
+
+
+class FakeAlertQueue:
+    def __init__(self) -> None:
+        self.sent: list[QueuedAlert] = []
+        self.poisoned: list[QueuedAlert] = []
+
+    def send(self, alert_id: str, *, attempt: int = 1, delay_seconds: int = 0) -> None:
+        self.sent.append(QueuedAlert(alert_id, attempt, delay_seconds))
+
+    def poison(self, alert_id: str, *, attempt: int) -> None:
+        self.poisoned.append(QueuedAlert(alert_id, attempt, 0))
+
+    def take(self) -> list[QueuedAlert]:
+        taken, self.sent = self.sent, []
+        return taken

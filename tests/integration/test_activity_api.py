@@ -198,7 +198,7 @@ def world(storage_connection_string: str) -> Iterator[World]:
     runtime = Runtime(
         settings=issuer.settings, clock=clock, tokens=issuer.validator(clock), arm=unused, connector=unused,
         subscriptions=unused, activities=store, reader=ActivityQueries(storage, clock=clock), pull_queue=unused,
-        storage=storage,
+        policies=unused, alerts=unused, alert_queue=unused, engine=unused, storage=storage,
     )  # fmt: skip
     yield World(runtime, issuer, storage, raw, activities, requests, storage_connection_string)
     storage.close()

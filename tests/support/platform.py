@@ -34,6 +34,7 @@ def connector_environ(emulator: Any, azurite: Azurite, **overrides: str) -> dict
         "AzureWebJobsStorage": azurite.connection_string,
         "STORAGE_TABLE_PREFIX": f"t{unique}",
         "PULL_QUEUE": f"pull-{unique}",
+        "ALERT_QUEUE": f"alert-{unique}",
     }
     env.update(overrides)
     return env

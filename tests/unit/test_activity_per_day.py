@@ -64,6 +64,10 @@ def rt() -> Runtime:
         activities=FakeActivityWriter(),
         reader=FakeActivityReader(subscriptions),
         pull_queue=FakePullQueue(),
+        policies=unused,
+        alerts=unused,
+        alert_queue=unused,
+        engine=unused,
         storage=unused,
     )
 

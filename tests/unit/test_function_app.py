@@ -33,6 +33,15 @@ def test_every_function_is_wired_with_its_trigger() -> None:
         "portal": ("portal/{*path}", ("GET",)),
         "connector_activity_per_day": ("connectors/azure/activity-per-day", ("GET",)),
         "troubleshooting": ("troubleshooting", ("GET",)),
+        "policies_list": ("policies", ("GET",)),
+        "policy_create": ("policies", ("POST",)),
+        "policy_get": ("policies/{id}", ("GET",)),
+        "policy_replace": ("policies/{id}", ("PUT",)),
+        "policy_delete": ("policies/{id}", ("DELETE",)),
+        "policy_templates": ("policy-templates", ("GET",)),
+        "alerts_list": ("alerts", ("GET",)),
+        "alert_get": ("alerts/{id}", ("GET",)),
+        "alert_change": ("alerts/{id}", ("PATCH",)),
     }
     # A browser cannot keep a function key: the host lets every request through and the app
     # requires an access token on every route that carries data (the portal's files and the
@@ -46,7 +55,9 @@ def test_every_function_is_wired_with_its_trigger() -> None:
     assert triggers["retention"]["schedule"] == "%RETENTION_SCHEDULE%"
     assert triggers["pull"]["type"] == "queueTrigger"
     assert triggers["pull"]["queueName"] == "%PULL_QUEUE%" and triggers["pull"]["connection"] == "AzureWebJobsStorage"
-    assert len(functions) == 14
+    assert triggers["alert_notify"]["type"] == "queueTrigger"
+    assert triggers["alert_notify"]["queueName"] == "%ALERT_QUEUE%"
+    assert len(functions) == 24
 
 
 def test_importing_the_app_reads_no_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -484,7 +484,9 @@ def test_bicep_constraints_match_the_code(name: str) -> None:
         if length is None or length < 1 or name == "CONNECTOR_API_AUDIENCE":
             continue
         # The longest (or shortest) value Bicep allows must be one the code accepts.
-        sample = {"PULL_QUEUE": "q" * length, "STORAGE_TABLE_PREFIX": "t" * length}.get(name)
+        sample = {"PULL_QUEUE": "q" * length, "ALERT_QUEUE": "a" * length, "STORAGE_TABLE_PREFIX": "t" * length}.get(
+            name
+        )
         if sample is not None:
             load_settings(_minimal_settings(**{name: sample}))
 

@@ -1,0 +1,442 @@
+"""Policies and alerts against real Azurite: the real writer evaluating, the table adapters, the API
+through the local host, and webhooks to a local HTTPS receiver (a trustme CA, loopback only).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import random
+import ssl
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import trustme
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from activities.writer import ActivityStore
+from core.auth import Principal
+from core.clock import FakeClock
+from core.runtime import Runtime
+from core.storage import Storage
+from ingestion.models import Activity
+from ingestion.normalize import normalize_event
+from policies import service
+from policies.alert_queries import AlertQuery
+from policies.engine import PolicyEngine
+from policies.layout import alert_id
+from policies.models import Alert, AlertUser
+from policies.notify import HttpWebhookPoster, NotifyPorts, StorageAlertQueue, run_notify, verify
+from policies.store import TableAlertStore, TablePolicyStore
+from tests.support.events import USERS, make_event
+from tests.support.platform import call
+
+pytestmark = pytest.mark.integration
+
+SUB = "aaaaaaaa-0000-0000-0000-000000000001"
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+ADMIN = Principal(object_id="a1", upn="admin@contoso.com", name="Admin", tenant_id="t")
+DELETE = "Microsoft.Storage/storageAccounts/delete"
+
+
+@pytest.fixture
+def storage(storage_connection_string: str) -> Iterator[Storage]:
+    s = Storage(
+        TableServiceClient.from_connection_string(storage_connection_string),
+        QueueServiceClient.from_connection_string(storage_connection_string),
+        table_prefix="t" + uuid.uuid4().hex[:10],
+        pull_queue="q" + uuid.uuid4().hex[:10],
+        alert_queue="a" + uuid.uuid4().hex[:10],
+    )
+    s.ensure()
+    yield s
+    s.close()
+
+
+class Platform:
+    def __init__(self, storage: Storage, *, daily_limit: int = 100) -> None:
+        self.clock = FakeClock(T0 - timedelta(hours=1))
+        self.policies = TablePolicyStore(storage)
+        self.alerts = TableAlertStore(storage, clock=self.clock)
+        self.queue = StorageAlertQueue(storage.alert_queue, storage.alert_poison_queue)
+        self.storage = storage
+        self.daily_limit = daily_limit
+
+    def engine(self) -> PolicyEngine:
+        return PolicyEngine(self.policies, self.alerts, self.queue, self.clock, daily_limit=self.daily_limit)
+
+    def writer(self) -> ActivityStore:
+        return ActivityStore(self.storage, evaluator=self.engine())
+
+    def policy(self, **definition: Any) -> str:
+        document = {"name": "p", "severity": "high", "kind": "singleActivity", **definition}
+        return service.create_policy(self.policies, None, self.clock, ADMIN, document, webhook_secret="k").id
+
+
+def _items(times: list[datetime], *, op: str = DELETE, user: Any = USERS[0], seed: int = 1) -> list[Any]:
+    rng = random.Random(seed)
+    out = []
+    for at in times:
+        raw = make_event(SUB, at, rng=rng, user=user, operation=op)
+        out.append((raw, normalize_event(raw, ingested_at=at + timedelta(minutes=3))))
+    return out
+
+
+def test_concurrent_and_redelivered_saves_raise_each_alert_once_and_count_bursts_exactly(storage: Storage) -> None:
+    platform = Platform(storage)
+    single = platform.policy(filter={"actionTypes": ["delete"]})
+    burst = platform.policy(kind="repeatedActivity", filter={"actionTypes": ["delete"]},
+                            repeated={"count": 5, "windowMinutes": 10})  # fmt: skip
+    items = _items([T0 + timedelta(seconds=30 * i) for i in range(12)])
+    items += _items([T0 + timedelta(minutes=1)], op="Microsoft.Compute/virtualMachines/write", seed=2)
+    writers = [platform.writer() for _ in range(3)]  # three workers, each with its own engine and cache
+    barrier = threading.Barrier(len(writers))
+    errors: list[BaseException] = []
+
+    def save(writer: ActivityStore) -> None:
+        try:
+            barrier.wait()
+            writer.save(SUB, items)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save, args=(w,)) for w in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    platform.engine().evaluate([a for _, a in items], {})  # a crash before the events were marked: evaluated again
+
+    singles = platform.alerts.search(AlertQuery(policy_id=single), 100, None, caller="t").items
+    assert len(singles) == 12 and {a["activityIds"][0] for a in singles} == {a.id for _, a in items[:12]}
+    (bursts,) = platform.alerts.search(AlertQuery(policy_id=burst), 100, None, caller="t").items
+    assert bursts["activityCount"] == 12 and bursts["kind"] == "repeatedActivity"
+    by_time = platform.alerts.search(AlertQuery(), 100, None, caller="t").items
+    assert len(by_time) == 13
+    daily = platform.alerts.counters.get_entity(f"d-{single}-v1-20261120", "summary")
+    assert daily["count"] == 12
+
+
+def test_the_daily_limit_pauses_the_policy(storage: Storage) -> None:
+    platform = Platform(storage, daily_limit=4)
+    policy_id = platform.policy(filter={"actionTypes": ["delete"]})
+    writer = platform.writer()
+    writer.save(SUB, _items([T0 + timedelta(seconds=i) for i in range(6)]))
+    assert len(platform.alerts.search(AlertQuery(), 100, None, caller="t").items) == 4
+    record = platform.policies.get(policy_id)
+    assert record is not None and record.state == "paused" and "more than 4 alerts" in (record.paused_message or "")
+
+
+def _alert(n: int, **changes: Any) -> Alert:
+    at = T0 + timedelta(minutes=n)
+    fields: dict[str, Any] = {
+        "id": alert_id("p", str(n)),
+        "policy_id": "p1" if n % 2 else "p2",
+        "policy_name": "P",
+        "severity": ["low", "medium", "high"][n % 3],
+        "kind": "singleActivity",
+        "title": f"alert {n}",
+        "user": AlertUser(id=f"user-{n % 3}", upn=f"u{n % 3}@contoso.com", type="user"),
+        "first_activity_at": at,
+        "last_activity_at": at,
+        "activity_ids": (f"act-{n}",),
+        "activity_count": 1,
+        "raised_at": at,
+    }
+    fields.update(changes)
+    return Alert(**fields)
+
+
+def test_alerts_are_listed_newest_first_with_filters_and_continuation(storage: Storage) -> None:
+    platform = Platform(storage)
+    alerts = [_alert(n) for n in range(20)]
+    for alert in alerts:
+        stored, created = platform.alerts.put_alert(alert)
+        assert created
+        assert platform.alerts.put_alert(alert) == (stored, False)  # idempotent
+    current = platform.alerts.get_alert(alerts[4].id)
+    assert current is not None
+    from dataclasses import replace
+
+    platform.alerts.replace_alert(replace(current, status="resolved", comment="fixed"))
+
+    def listing(query: AlertQuery, limit: int = 3) -> list[str]:
+        ids: list[str] = []
+        token = None
+        while True:
+            page = platform.alerts.search(query, limit, token, caller="me")
+            ids += [item["id"] for item in page.items]
+            token = page.continuation
+            if not token:
+                return ids
+
+    def expected(keep: Any) -> list[str]:
+        chosen = [a for a in alerts if keep(a)]
+        return [a.id for a in sorted(chosen, key=lambda a: a.first_activity_at, reverse=True)]
+
+    assert listing(AlertQuery()) == expected(lambda a: True)
+    assert listing(AlertQuery(status="resolved")) == [alerts[4].id]
+    assert listing(AlertQuery(status="open", severity="high")) == expected(
+        lambda a: a.severity == "high" and a.id != alerts[4].id
+    )
+    assert listing(AlertQuery(policy_id="p1", severity="low")) == expected(
+        lambda a: a.policy_id == "p1" and a.severity == "low"
+    )
+    assert listing(AlertQuery(user="U1@contoso.com")) == expected(lambda a: a.user.upn == "u1@contoso.com")
+    assert listing(AlertQuery(user="user-2", start=T0 + timedelta(minutes=5), end=T0 + timedelta(minutes=15))) == (
+        expected(lambda a: a.user.id == "user-2" and 5 <= (a.first_activity_at - T0).seconds // 60 < 15)
+    )
+    page = platform.alerts.search(AlertQuery(), 2, None, caller="me")
+    with pytest.raises(Exception, match="another caller"):
+        platform.alerts.search(AlertQuery(), 2, page.continuation, caller="someone else")
+
+
+# --- the API through the local host ----------------------------------------------------------------
+
+
+def test_policies_and_alerts_api(app_host: Any, emulator: Any, runtime: Runtime) -> None:
+    admin, user = emulator.mint_token("global_admin"), emulator.mint_token("user")
+    base = app_host.base_url
+    status, templates = call(base, "GET", "/api/policy-templates", user, key=None)
+    assert status == 200 and len(templates["items"]) == 8
+    body = json.dumps({"templateId": "role-assignment-or-elevated-access"}).encode()
+    status, _ = call(base, "POST", "/api/policies", user, body=body, key=None)
+    assert status == 403
+    status, created = call(base, "POST", "/api/policies", admin, body=body, key=None)  # no function key needed
+    assert status == 201 and created["state"] == "enabled" and created["createdBy"] == "admin@contoso.com"
+    bad = json.dumps({"name": "x", "severity": "low", "kind": "singleActivity", "filter": {"ipInRanges": ["nope"]}})
+    status, error = call(base, "POST", "/api/policies", admin, body=bad.encode(), key=None)
+    assert status == 400 and error["error"]["message"].startswith("filter.ipInRanges.0:")
+    status, error = call(base, "POST", "/api/policies", admin, key=None,
+                         body=json.dumps({"name": "x", "severity": "low", "kind": "singleActivity",
+                                          "webhookUrl": "http://example.com/"}).encode())  # fmt: skip
+    assert status == 400 and error["error"]["message"].startswith("webhookUrl:")
+    status, _ = call(base, "GET", "/api/policies", None, key=None)
+    assert status == 401
+
+    # An activity after the policy was created raises an alert as it is stored.
+    runtime.clock.advance(60)  # type: ignore[attr-defined]
+    at = runtime.clock.now()
+    raw = make_event(SUB, at, user=USERS[1], operation="Microsoft.Authorization/roleAssignments/write")
+    act: Activity = normalize_event(raw, ingested_at=at)
+    runtime.activities.save(SUB, [(raw, act)])
+    status, listing = call(base, "GET", "/api/alerts?severity=high&status=open", user, key=None)
+    assert status == 200 and [a["activityIds"] for a in listing["items"]] == [[act.id]]
+    alert = listing["items"][0]
+    status, one = call(base, "GET", f"/api/alerts/{alert['id']}", user, key=None)
+    assert status == 200 and [a["id"] for a in one["activities"]] == [act.id] and one["policyId"] == created["id"]
+    patch = json.dumps({"status": "resolved", "comment": "expected change"}).encode()
+    status, _ = call(base, "PATCH", f"/api/alerts/{alert['id']}", user, body=patch, key=None)
+    assert status == 403
+    status, changed = call(base, "PATCH", f"/api/alerts/{alert['id']}", admin, body=patch, key=None)
+    assert status == 200 and changed["status"] == "resolved" and changed["comment"] == "expected change"
+    status, error = call(base, "PATCH", f"/api/alerts/{alert['id']}", admin, key=None,
+                         body=json.dumps({"status": "closed"}).encode())  # fmt: skip
+    assert status == 400 and error["error"]["message"].startswith("status:")
+    status, listing = call(base, "GET", "/api/alerts?status=resolved", user, key=None)
+    assert [a["id"] for a in listing["items"]] == [alert["id"]]
+
+    # Changing and deleting.
+    definition = {k: created[k] for k in ("name", "severity", "kind", "filter", "enabled")}
+    definition["enabled"] = False
+    status, replaced = call(base, "PUT", f"/api/policies/{created['id']}", admin,
+                            body=json.dumps(definition).encode(), key=None)  # fmt: skip
+    assert status == 200 and replaced["state"] == "disabled" and replaced["version"] == 2
+    status, _ = call(base, "DELETE", f"/api/policies/{created['id']}", admin, key=None)
+    assert status == 204
+    status, _ = call(base, "GET", f"/api/policies/{created['id']}", user, key=None)
+    assert status == 404
+
+
+# --- webhooks to a local HTTPS receiver -------------------------------------------------------------
+
+
+class Receiver:
+    """An HTTPS server on loopback whose certificate a trustme CA signed; answers `statuses` in turn."""
+
+    def __init__(self, ca: trustme.CA, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.requests.append((dict(self.headers.items()), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def ca(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> trustme.CA:
+    authority = trustme.CA()
+    pem = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pem))  # read when the poster builds its transport
+    return authority
+
+
+def _webhook_alert(platform: Platform, url: str) -> tuple[str, NotifyPorts]:
+    platform.policy(filter={"actionTypes": ["delete"]}, webhookUrl=url)
+    platform.writer().save(SUB, _items([T0]))
+    ports = NotifyPorts(
+        platform.alerts, platform.policies, platform.queue, HttpWebhookPoster(timeout=5), platform.clock,
+        "webhook-secret", max_attempts=3, base_delay_seconds=0,
+    )  # fmt: skip
+    (message,) = platform.storage.alert_queue.receive_messages()
+    platform.storage.alert_queue.delete_message(message)
+    return json.loads(message.content)["alertId"], ports
+
+
+def test_webhook_is_signed_and_delivered_over_https(storage: Storage, ca: trustme.CA) -> None:
+    receiver = Receiver(ca, [200])
+    try:
+        platform = Platform(storage)
+        alert, ports = _webhook_alert(platform, receiver.url)
+        assert run_notify(ports, json.dumps({"alertId": alert}).encode()) == "delivered"
+        ((headers, body),) = receiver.requests
+        now = platform.clock.now().timestamp()
+        assert verify("webhook-secret", headers["X-Connector-Timestamp"], body, headers["X-Connector-Signature"],
+                      now=now)  # fmt: skip
+        assert json.loads(body)["alert"]["id"] == alert == headers["X-Connector-Alert-Id"]
+        stored = platform.alerts.get_alert(alert)
+        assert stored is not None and stored.delivery == "delivered"
+        for table in (platform.alerts.alerts, platform.policies.table, platform.alerts.counters):
+            assert "webhook-secret" not in json.dumps(list(table.list_entities()), default=str)  # never stored
+    finally:
+        receiver.close()
+
+
+def test_webhook_failures_are_retried_then_poisoned(storage: Storage, ca: trustme.CA) -> None:
+    receiver = Receiver(ca, [500, 502, 503])
+    try:
+        platform = Platform(storage)
+        alert, ports = _webhook_alert(platform, receiver.url)
+        body = json.dumps({"alertId": alert}).encode()
+        for attempt in (1, 2):
+            assert run_notify(ports, body) == "retrying"
+            (message,) = platform.storage.alert_queue.receive_messages()
+            platform.storage.alert_queue.delete_message(message)
+            body = message.content
+            assert json.loads(body)["attempt"] == attempt + 1
+        assert run_notify(ports, body) == "undelivered"
+        (poisoned,) = platform.storage.alert_poison_queue.receive_messages()
+        assert json.loads(poisoned.content)["alertId"] == alert
+        stored = platform.alerts.get_alert(alert)
+        assert stored is not None and stored.delivery == "undelivered" and "HTTP 503" in (stored.delivery_message or "")
+        assert len(receiver.requests) == 3
+    finally:
+        receiver.close()
+
+
+def test_a_receiver_with_an_untrusted_certificate_is_not_delivered_to(storage: Storage, ca: trustme.CA) -> None:
+    receiver = Receiver(trustme.CA(), [200])  # signed by a CA nobody trusts
+    try:
+        platform = Platform(storage)
+        alert, ports = _webhook_alert(platform, receiver.url)
+        assert run_notify(ports, json.dumps({"alertId": alert}).encode()) == "retrying"
+        assert not receiver.requests
+        stored = platform.alerts.get_alert(alert)
+        assert stored is not None and "could not be reached" in (stored.delivery_message or "")
+    finally:
+        receiver.close()
+
+
+# --- through the pull: the emulator's Activity Log, concurrent and redelivered messages --------------
+
+
+def test_pulls_at_once_redelivered_and_overlapping_raise_each_alert_once(
+    emulator: Any, azurite: Any, clock: FakeClock
+) -> None:
+    from connector import service as connector_service
+    from ingestion.fanout import run_fanout
+    from ingestion.messages import PullMessage
+    from ingestion.pull import pull_subscription
+    from tests.support.platform import connector_environ, make_runtime
+
+    runtime = make_runtime(connector_environ(emulator, azurite, POLICY_DAILY_ALERT_LIMIT="100000"), clock)
+    try:
+        every = service.create_policy(runtime.policies, runtime.engine, clock, ADMIN,
+                                      {"name": "all", "severity": "low", "kind": "singleActivity"},
+                                      webhook_secret=None).id  # fmt: skip
+        bursts = service.create_policy(runtime.policies, runtime.engine, clock, ADMIN,
+                                       {"name": "bursts", "severity": "low", "kind": "repeatedActivity",
+                                        "repeated": {"count": 3, "windowMinutes": 30}},
+                                       webhook_secret=None).id  # fmt: skip
+        emulator.set_events_per_hour(200)
+        emulator.event_page_size = 50
+        connector_service.connect(runtime.connector, runtime.subscriptions, runtime.arm, clock, ADMIN)
+        connector = runtime.connector.get()
+        assert connector is not None
+        sub = next(s.subscription_id for s in emulator.subscriptions if s.listed and s.state == "Enabled"
+                   and not s.forbidden)  # fmt: skip
+        clock.advance(timedelta(hours=2))
+        message = PullMessage(subscription_id=sub, connection_id=connector.connection_id, enqueued_at=clock.now())
+        together = threading.Barrier(3)
+
+        def pull() -> None:
+            together.wait(timeout=30)
+            pull_subscription(runtime.pull, message)
+
+        threads = [threading.Thread(target=pull) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        pull_subscription(runtime.pull, message)  # a redelivery
+        clock.advance(timedelta(minutes=5))
+        run_fanout(runtime.connector, runtime.subscriptions, runtime.arm, runtime.pull_queue, clock)
+        for queued in runtime.storage.pull_queue.receive_messages(messages_per_page=32):
+            if PullMessage.model_validate_json(queued.content).subscription_id == sub:
+                pull_subscription(runtime.pull, PullMessage.model_validate_json(queued.content))  # re-reads the overlap
+            runtime.storage.pull_queue.delete_message(queued)
+
+        stored = {row["id"] for row in runtime.storage.table("activities").query_entities("PartitionKey ne ''")
+                  if row["subscription_id"] == sub}  # fmt: skip
+        assert stored, "the emulator generated no events"
+        alerts = runtime.alerts.search(AlertQuery(policy_id=every), 100, None, caller="t")
+        ids: list[str] = []
+        token = None
+        while True:
+            page = runtime.alerts.search(AlertQuery(policy_id=every), 100, token, caller="t")
+            ids += [a["activityIds"][0] for a in page.items]
+            token = page.continuation
+            if not token:
+                break
+        assert alerts.items and sorted(ids) == sorted(stored)  # one alert per stored activity, none twice
+        counted = [
+            row["activity_id"]
+            for row in runtime.storage.table("policycounters").query_entities(
+                "PartitionKey ge @lo and PartitionKey lt @hi and RowKey ne 'summary'",
+                parameters={"lo": f"b-{bursts}-", "hi": f"b-{bursts}."},
+            )
+        ]
+        assert len(counted) == len(set(counted))  # each activity counted once towards a burst
+        with_principal = {row["id"] for row in runtime.storage.table("activities").query_entities(
+            "PartitionKey ne ''") if row["subscription_id"] == sub and row.get("user_key")}  # fmt: skip
+        assert set(counted) == with_principal
+    finally:
+        runtime.storage.close()
