@@ -165,7 +165,7 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
     lists: dict[str, frozenset[str]] = {}
     values: dict[str, str] = {}
     seen: set[str] = set()
-    for field, operator, (literal_kind, literal, _) in clauses:
+    for field, operator, (raw_kind, raw, _) in clauses:
         lowered, op = field.lower(), operator.lower()
         if lowered == "eventtimestamp":
             if op not in ("ge", "le"):
@@ -186,15 +186,15 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
         if clause_key in seen:
             raise FilterError(f"The $filter clause '{field} {operator}' may appear only once.")
         seen.add(clause_key)
-        if lowered == "eventtimestamp" and literal_kind == "other":
-            value = literal  # ARM also takes the time unquoted: eventTimestamp ge 2024-05-01T10:00:00Z
-        elif literal_kind != "string":
+        if lowered == "eventtimestamp" and raw_kind == "other":
+            value = raw  # ARM also takes the time unquoted: eventTimestamp ge 2024-05-01T10:00:00Z
+        elif raw_kind != "string":
             raise FilterError(
                 f"The value of '{field}' must be a string in single quotes, for example "
-                f"{field} {operator} '...'; got {literal}."
+                f"{field} {operator} '...'; got {raw}."
             )
         else:
-            value = literal[1:-1].replace("''", "'")
+            value = raw[1:-1].replace("''", "'")
         if lowered == "eventtimestamp":
             try:
                 times[op] = parse_timestamp(value)

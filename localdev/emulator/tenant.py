@@ -10,7 +10,9 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
+
+from .timefmt import format_datetime
 
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 SECURITY_ADMINISTRATOR = "194ae4cb-b126-40b2-bd5b-6091b380977d"
@@ -56,6 +58,17 @@ class Subscription:
     created_at: datetime | None = None
     listed: bool = True
     forbidden: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The subscription as the control API and `emulator.json` show it."""
+        return {
+            "subscriptionId": self.subscription_id,
+            "displayName": self.display_name,
+            "state": self.state,
+            "createdAt": format_datetime(self.created_at) if self.created_at else None,
+            "listed": self.listed,
+            "forbidden": self.forbidden,
+        }
 
 
 @dataclass
