@@ -998,11 +998,7 @@ class EventStore:
     """
 
     def __init__(
-        self,
-        generator: EventGenerator,
-        base_rate: float,
-        lock: threading.RLock,
-        cache_events: int = 60_000,
+        self, generator: EventGenerator, base_rate: float, lock: threading.RLock, cache_events: int = 60_000
     ) -> None:
         self.generator = generator
         self._lock = lock
@@ -1020,11 +1016,7 @@ class EventStore:
     def set_rate(self, rate: float, since: int) -> None:
         with self._lock:
             kept = [(t, r) for t, r in self._rates if t < since]
-            if not kept:
-                kept = [(-(2**62), float(rate))]
-            else:
-                kept.append((since, float(rate)))
-            self._rates = kept
+            self._rates = [*kept, (since, float(rate))] if kept else [(-(2**62), float(rate))]
             self.invalidate()
 
     def rate_at(self, ticks: int) -> float:
@@ -1134,13 +1126,10 @@ class EventStore:
             return
         for slot in range(upper // SLOT_TICKS, lower // SLOT_TICKS - 1, -1):
             for stored in self.slot_events(record, slot):
-                ticks = stored[0]
-                if ticks > end or ticks < start:
-                    continue
-                if before is not None and (ticks, stored[1]) >= before:
-                    continue
-                if visible_at is not None and stored[2] > visible_at:
-                    continue
-                if predicate is not None and not predicate(stored[3]):
-                    continue
-                yield stored
+                if (
+                    start <= stored[0] <= end
+                    and (before is None or stored[:2] < before)
+                    and (visible_at is None or stored[2] <= visible_at)
+                    and (predicate is None or predicate(stored[3]))
+                ):
+                    yield stored
