@@ -379,17 +379,11 @@ class Api:
                 "user in the tenant. You might have sent your authentication request to the wrong tenant.",
             )
         token = self.emu.issuer.app_token(resource, self.emu.clock.now())
-        body: dict[str, Any] = {
-            "token_type": "Bearer",
-            "expires_in": 3599,
-            "ext_expires_in": 3599,
-            "access_token": token,
-        }
+        lifetime = "3599" if v1 else 3599  # the v1 endpoint writes its numbers as strings
+        body = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
         if v1:
             now = int(self.emu.clock.now().timestamp())
             body.update(expires_on=str(now + 3599), not_before=str(now), resource=resource)
-            body["expires_in"] = "3599"
-            body["ext_expires_in"] = "3599"
         return _json(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     # -- ARM ----------------------------------------------------------------------------------------

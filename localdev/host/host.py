@@ -143,9 +143,7 @@ class LocalHost:
         return [replace(i, url=self._url(i)) if i.trigger == HTTP_TRIGGER else i for i in infos]
 
     def _url(self, info: FunctionInfo) -> str:
-        prefix = self.config.route_prefix
-        parts = [p for p in (prefix, info.route) if p]
-        return f"{self.base_url}/{'/'.join(parts)}"
+        return f"{self.base_url}/{'/'.join(p for p in (self.config.route_prefix, info.route) if p)}"
 
     def _function(self, name: str) -> LoadedFunction:
         for fn in self._load():
@@ -277,13 +275,14 @@ class LocalHost:
         invoker = self._invoker
         if invoker is None or self._state == "created":
             raise RuntimeError("the host has not been started")
+
+        def quiet() -> bool:
+            return invoker.busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
+
         while True:
             before = invoker.activity
-            idle = all(listener.in_flight == 0 for listener in self._listeners)
-            if idle:
-                idle = all(listener.approximate_message_count() == 0 for listener in self._listeners)
-            idle = idle and invoker.busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
-            if idle and invoker.activity == before:
+            empty = quiet() and all(listener.approximate_message_count() == 0 for listener in self._listeners)
+            if empty and quiet() and invoker.activity == before:
                 return True
             if time.monotonic() >= deadline:
                 return False

@@ -161,18 +161,17 @@ class QueueListener:
         except ResourceExistsError:
             pass
         except AzureError as exc:
-            if not self._warned:
-                logger.warning(
-                    "Queue '%s' for function '%s' is not reachable yet (%s); retrying",
-                    self.queue_name,
-                    self.fn.name,
-                    exc,
-                )
-                self._warned = True
+            self._warn_once("Queue '%s' for function '%s' is not reachable yet (%s); retrying", self.fn.name, exc)
             return False
         self._queue_ready = True
         self._warned = False
         return True
+
+    def _warn_once(self, message: str, *args: Any) -> None:
+        """Warn that the queue does not answer, once until it answers again (the queue name comes first)."""
+        if not self._warned:
+            logger.warning(message, self.queue_name, *args)
+            self._warned = True
 
     def _poll_loop(self) -> None:
         found_since_delay = False
@@ -185,7 +184,8 @@ class QueueListener:
             self._wake.clear()
             messages = self._receive() if self._queue_ready or self._ensure_queue() else []
             if messages and self._stop.is_set():
-                self._release_unstarted(messages)
+                for message in messages:  # received as the host stops: visible again for the next host
+                    self._make_visible(message.id, message.pop_receipt, 0)
                 break
             if messages:
                 found_since_delay = True
@@ -206,24 +206,13 @@ class QueueListener:
             self._queue_ready = False
             return []
         except AzureError as exc:
-            if not self._warned:
-                logger.warning("Polling queue '%s' failed (%s); retrying", self.queue_name, exc)
-                self._warned = True
+            self._warn_once("Polling queue '%s' failed (%s); retrying", exc)
             return []
         self._warned = False
         return messages
 
-    def _release_unstarted(self, messages: list[Any]) -> None:
-        """Messages received as the host stops: make them visible again for the next host."""
-        for message in messages:
-            self._make_visible(message.id, message.pop_receipt, 0)
-
     def _dispatch(self, message: Any) -> None:
-        entry = _InFlight(
-            message.id,
-            message.pop_receipt,
-            renew_at=time.monotonic() + MESSAGE_VISIBILITY / 2,
-        )
+        entry = _InFlight(message.id, message.pop_receipt, renew_at=time.monotonic() + MESSAGE_VISIBILITY / 2)
         with self._cond:
             self._in_flight[message.id] = entry
         self.workers.submit(self._process, message, entry)
