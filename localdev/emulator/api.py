@@ -469,9 +469,7 @@ class Api:
     ) -> Response:
         if request.method not in ("GET", "HEAD"):
             return arm_error(
-                405,
-                "MethodNotAllowed",
-                f"The requested resource does not support http method '{request.method}'.",
+                405, "MethodNotAllowed", f"The requested resource does not support http method '{request.method}'."
             )
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0].lower() == "subscriptions" and not _is_guid(parts[1]):
@@ -567,10 +565,7 @@ class Api:
                     f"Number of 'read' requests for subscription '{sub_id}' actor '{claims.get('oid')}' exceeded. "
                     f"Please try again after '{fault.retry_after}' seconds after additional tokens are available. "
                     "Refer to https://aka.ms/arm-throttling",
-                    {
-                        "Retry-After": str(fault.retry_after),
-                        "x-ms-ratelimit-remaining-subscription-reads": "0",
-                    },
+                    {"Retry-After": str(fault.retry_after), "x-ms-ratelimit-remaining-subscription-reads": "0"},
                 )
             if fault.kind == "5xx":
                 code, message = _SERVER_ERRORS.get(

@@ -452,12 +452,7 @@ class Emulator:
         self.write_info()
 
     def inject_event(
-        self,
-        subscription_id: str,
-        *,
-        at: datetime,
-        delay: timedelta | float = timedelta(0),
-        **fields: Any,
+        self, subscription_id: str, *, at: datetime, delay: timedelta | float = timedelta(0), **fields: Any
     ) -> dict[str, Any]:
         """Add one event at eventTimestamp `at` that surfaces `delay` later; `fields` override generated ones.
 

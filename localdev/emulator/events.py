@@ -30,15 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .tenant import (
-    CLIENT_APPS,
-    POLICY_INSIGHTS_APP_ID,
-    Actor,
-    Directory,
-    SubscriptionRecord,
-    stable_guid,
-    stable_int,
-)
+from .tenant import CLIENT_APPS, POLICY_INSIGHTS_APP_ID, Actor, Directory, SubscriptionRecord, stable_guid, stable_int
 from .timefmt import TICKS_PER_SECOND, dotnet_ticks, format_ticks, format_ticks_digits, truncate_ticks
 
 SLOT_SECONDS = 900
@@ -898,12 +890,7 @@ class EventGenerator:
         return (at, event_id, submitted, body)
 
     def injected(
-        self,
-        record: SubscriptionRecord,
-        at: int,
-        delay: int,
-        counter: int,
-        fields: dict[str, Any],
+        self, record: SubscriptionRecord, at: int, delay: int, counter: int, fields: dict[str, Any]
     ) -> StoredEvent:
         """One event for inject_event: a realistic end event by a user, with `fields` laid over it."""
         rng = random.Random(stable_int(self.seed, record.subscription.subscription_id, "inject", counter))

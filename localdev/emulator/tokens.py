@@ -382,7 +382,6 @@ def validate_arm_token(
             )
         if isinstance(nbf, int) and nbf > current + 300:
             raise TokenRejected(
-                "InvalidAuthenticationToken",
-                f"The access token is not yet valid: it is valid from '{_arm_time(nbf)}'.",
+                "InvalidAuthenticationToken", f"The access token is not yet valid: it is valid from '{_arm_time(nbf)}'."
             )
     return claims

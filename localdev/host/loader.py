@@ -274,10 +274,7 @@ def _load_http(item: LoadedFunction, tdict: Mapping[str, Any], settings: Mapping
     except HostStartupError as exc:
         raise HostStartupError(f"function {item.name!r}: {exc}") from None
     item.info = replace(
-        item.info,
-        route=route,
-        methods=tuple(str(m).upper() for m in methods) if methods else None,
-        auth_level=auth,
+        item.info, route=route, methods=tuple(str(m).upper() for m in methods) if methods else None, auth_level=auth
     )
 
 

@@ -289,9 +289,7 @@ class QueueListener:
         with entry.lock:
             if entry.abandoned:
                 logger.warning(
-                    "Message %s finished after it was abandoned; it stays on queue '%s'",
-                    message.id,
-                    self.queue_name,
+                    "Message %s finished after it was abandoned; it stays on queue '%s'", message.id, self.queue_name
                 )
                 return
             entry.done = True

@@ -22,10 +22,7 @@ DEFAULT_CONNECTION = "AzureWebJobsStorage"
 # UseDevelopmentStorage=true: Azurite on its default ports.
 DEV_CONNECTION_STRING = Azurite(blob_port=10000, queue_port=10001, table_port=10002).connection_string
 
-_CLIENT_OPTIONS: dict[str, Any] = {
-    "connection_timeout": 10,
-    "read_timeout": 60,
-}
+_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
 
 
 def _retry(retry: bool = True) -> LinearRetry:
