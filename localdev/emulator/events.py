@@ -193,6 +193,7 @@ _CASCADED = (
 ARM_CATEGORY = "administrative"
 _MS_CLAIMS = "http://schemas.microsoft.com/identity/claims/"
 _XML_CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
+_AUTHN_CLAIMS = "http://schemas.microsoft.com/claims/"
 
 
 def is_arm_event(event: dict[str, Any]) -> bool:
@@ -355,75 +356,51 @@ class EventGenerator:
             "nbf": str(iat),
             "exp": str(iat + 3600 + _below(rng, 1800)),
         }
-        oid_claim = f"{_MS_CLAIMS}objectidentifier"
+        optional = {f"{_XML_CLAIMS}givenname": actor.given_name}
         if actor.kind == "user" and actor.upn is None:
             # A personal Microsoft account (or a guest signed in with one): idtyp user, no upn, the
             # e-mail behind "live.com#" in the name claims.
-            assert actor.caller is not None
             claims["acr"] = "1"
             claims["aio"] = _b64ish(rng, 40)
             claims["altsecid"] = f"1:live.com:{rng.getrandbits(64):016X}"
-            claims["http://schemas.microsoft.com/claims/authnmethodsreferences"] = "pwd"
-            claims["appid"] = client_app
-            claims["appidacr"] = "0"
-            claims[f"{_XML_CLAIMS}emailaddress"] = actor.caller
-            if actor.given_name:
-                claims[f"{_XML_CLAIMS}givenname"] = actor.given_name
+            claims[f"{_AUTHN_CLAIMS}authnmethodsreferences"] = "pwd"
+            claims.update(appid=client_app, appidacr="0")
+            claims[f"{_XML_CLAIMS}emailaddress"] = str(actor.caller)
             claims[f"{_MS_CLAIMS}identityprovider"] = "live.com"
             claims["idtyp"] = "user"
-            if actor.ipaddr:
-                claims["ipaddr"] = actor.ipaddr
-            if actor.name:
-                claims["name"] = actor.name
-            claims[oid_claim] = actor.oid or ""
-            claims[f"{_MS_CLAIMS}scope"] = "user_impersonation"
             claims[f"{_XML_CLAIMS}nameidentifier"] = _b64ish(rng, 43)
-            claims[f"{_XML_CLAIMS}name"] = f"live.com#{actor.caller}"
-            claims["unique_name"] = f"live.com#{actor.caller}"
-            claims["uti"] = _b64ish(rng, 22)
+            claims[f"{_XML_CLAIMS}name"] = claims["unique_name"] = f"live.com#{actor.caller}"
+            optional.update(ipaddr=actor.ipaddr, name=actor.name)
         elif actor.kind == "user":
             assert actor.upn is not None
-            claims["http://schemas.microsoft.com/claims/authnclassreference"] = "1"
+            claims[f"{_AUTHN_CLAIMS}authnclassreference"] = "1"
             claims["aio"] = _b64ish(rng, 40)
-            claims["http://schemas.microsoft.com/claims/authnmethodsreferences"] = (
-                "pwd,mfa" if rng.random() < 0.8 else "pwd"
-            )
-            claims["appid"] = client_app
-            claims["appidacr"] = "0" if client_app != CLIENT_APPS[0] else "2"
-            if actor.given_name:
-                claims[f"{_XML_CLAIMS}givenname"] = actor.given_name
-            if actor.surname:
-                claims[f"{_XML_CLAIMS}surname"] = actor.surname
-            if actor.ipaddr and rng.random() < 0.93:
-                claims["ipaddr"] = actor.ipaddr
-            if actor.name:
-                claims["name"] = actor.name
-            claims[oid_claim] = actor.oid or ""
+            claims[f"{_AUTHN_CLAIMS}authnmethodsreferences"] = "pwd,mfa" if rng.random() < 0.8 else "pwd"
+            claims.update(appid=client_app, appidacr="0" if client_app != CLIENT_APPS[0] else "2")
+            optional[f"{_XML_CLAIMS}surname"] = actor.surname
+            optional.update(ipaddr=actor.ipaddr if actor.ipaddr and rng.random() < 0.93 else None, name=actor.name)
             claims["puid"] = f"{rng.getrandbits(64):016X}"
             claims["rh"] = f"0.{_b64ish(rng, 60)}."
-            claims[f"{_MS_CLAIMS}scope"] = "user_impersonation"
             claims[f"{_XML_CLAIMS}nameidentifier"] = _b64ish(rng, 43)
-            claims[f"{_XML_CLAIMS}name"] = actor.upn
-            claims[f"{_XML_CLAIMS}upn"] = actor.upn
+            claims[f"{_XML_CLAIMS}name"] = claims[f"{_XML_CLAIMS}upn"] = actor.upn
             if "#EXT#" in actor.upn:
                 claims[f"{_MS_CLAIMS}identityprovider"] = "live.com"
-            claims["uti"] = _b64ish(rng, 22)
-            if actor.wids:
-                claims["wids"] = ",".join(actor.wids)
+            optional["wids"] = ",".join(actor.wids)
         else:
             claims["aio"] = _b64ish(rng, 40)
-            claims["appid"] = actor.appid or ""
-            claims["appidacr"] = "2" if actor.kind == "managedIdentity" else "1"
+            claims.update(appid=actor.appid or "", appidacr="2" if actor.kind == "managedIdentity" else "1")
             claims[f"{_MS_CLAIMS}identityprovider"] = f"https://sts.windows.net/{self.tenant_id}/"
             # Older tokens of service principals carry no idtyp; managed identities always do.
             if actor.kind == "managedIdentity" or rng.random() < 0.7:
                 claims["idtyp"] = "app"
-            claims[oid_claim] = actor.oid or ""
             claims["rh"] = f"0.{_b64ish(rng, 60)}."
             claims[f"{_XML_CLAIMS}nameidentifier"] = actor.oid or ""
-            claims["uti"] = _b64ish(rng, 22)
-            if actor.mirid:
-                claims["xms_mirid"] = actor.mirid
+            optional = {"xms_mirid": actor.mirid}
+        claims[f"{_MS_CLAIMS}objectidentifier"] = actor.oid or ""
+        if actor.kind == "user":
+            claims[f"{_MS_CLAIMS}scope"] = "user_impersonation"
+        claims.update({name: value for name, value in optional.items() if value})
+        claims["uti"] = _b64ish(rng, 22)
         claims[f"{_MS_CLAIMS}tenantid"] = self.tenant_id
         claims["ver"] = "1.0"
         claims["xms_tcdt"] = "1469565974"
