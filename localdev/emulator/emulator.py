@@ -287,8 +287,9 @@ class Emulator:
     # -- subscriptions ------------------------------------------------------------------------------
 
     def _record(self, sub: Subscription, env: str) -> SubscriptionRecord:
-        created = sub.created_at or self.clock.now()
-        sub.created_at = created
+        if sub.subscription_id in self._records:
+            raise ValueError(f"subscription {sub.subscription_id} already exists")
+        created = sub.created_at = sub.created_at or self.clock.now()
         record = SubscriptionRecord(
             subscription=sub,
             created_ticks=to_ticks(created),
@@ -320,8 +321,6 @@ class Emulator:
         with self.lock:
             self._added += 1
             sub_id = (subscription_id or stable_guid(self.seed, "added-subscription", self._added)).lower()
-            if sub_id in self._records:
-                raise ValueError(f"subscription {sub_id} already exists")
             taken = {r.env for r in self._records.values()}
             sub = Subscription(sub_id, display_name, state, created_at or self.clock.now())
             self._record(sub, env_for(display_name, taken))
@@ -351,8 +350,6 @@ class Emulator:
             first = self._added
             for n in range(first + 1, first + count + 1):
                 sub_id = stable_guid(self.seed, "added-subscription", n).lower()
-                if sub_id in self._records:
-                    raise ValueError(f"subscription {sub_id} already exists")
                 sub = Subscription(sub_id, f"{name_prefix} {n}", "Enabled", created_at or self.clock.now())
                 self._record(sub, f"t{n}").activity = activity
                 added.append(replace(sub))
