@@ -61,10 +61,6 @@ class Invocation:
     dequeue_count: int | None = None  # queueTrigger
 
     @property
-    def function_name(self) -> str:
-        return self.function
-
-    @property
     def succeeded(self) -> bool:
         return self.outcome == SUCCEEDED
 
