@@ -52,14 +52,16 @@ class Azurite:
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     @property
+    def services(self) -> dict[str, int]:
+        return {"blob": self.blob_port, "queue": self.queue_port, "table": self.table_port}
+
+    @property
     def connection_string(self) -> str:
-        base = "http://127.0.0.1"
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-            f"BlobEndpoint={base}:{self.blob_port}/{DEV_ACCOUNT};"
-            f"QueueEndpoint={base}:{self.queue_port}/{DEV_ACCOUNT};"
-            f"TableEndpoint={base}:{self.table_port}/{DEV_ACCOUNT};"
+        endpoints = "".join(
+            f"{name.capitalize()}Endpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};"
+            for name, port in self.services.items()
         )
+        return f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};{endpoints}"
 
     def start(self, timeout: float = 30.0) -> Azurite:
         """Start Azurite and wait until its three services listen.
@@ -87,33 +89,13 @@ class Azurite:
             self._tmp = tempfile.TemporaryDirectory(prefix="azurite-")
             self.location = Path(self._tmp.name)
         log = (self.location / "azurite.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                str(exe),
-                "--silent",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--loose",
-                *(["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]),
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                str(self.blob_port),
-                "--queueHost",
-                "127.0.0.1",
-                "--queuePort",
-                str(self.queue_port),
-                "--tableHost",
-                "127.0.0.1",
-                "--tablePort",
-                str(self.table_port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(ROOT),
-        )
+        args = [str(exe), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose"]
+        args += ["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]
+        for name, port in self.services.items():
+            args += [f"--{name}Host", "127.0.0.1", f"--{name}Port", str(port)]
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
         deadline = time.monotonic() + timeout
-        ports = (self.blob_port, self.queue_port, self.table_port)
+        ports = tuple(self.services.values())
         with log:
             while not all(_port_open(p) for p in ports):
                 if self.process.poll() is not None:

@@ -72,13 +72,8 @@ def _admin_token_for_azure(audience: str) -> str:
     az = shutil.which("az")
     if not az:
         raise SystemExit("Set CONNECTOR_ADMIN_TOKEN, or install the Azure CLI and run `az login` first.")
-    out = subprocess.run(
-        [az, "account", "get-access-token", "--resource", audience, "--query", "accessToken", "-o", "tsv"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
+    command = [az, "account", "get-access-token", "--resource", audience, "--query", "accessToken", "-o", "tsv"]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _print_status(body: dict[str, Any]) -> None:
@@ -144,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    azurite = Azurite(location=_fresh(state / "azurite")).start()
+    shutil.rmtree(state / "azurite", ignore_errors=True)  # a clean folder per run: each demo connects from scratch
+    (state / "azurite").mkdir(parents=True)
+    azurite = Azurite(location=state / "azurite").start()
     print(f"Azurite: tables {azurite.table_port}, queues {azurite.queue_port}, blobs {azurite.blob_port}")
     emulator = None
     host = None
@@ -227,14 +224,6 @@ def main(argv: list[str] | None = None) -> int:
             emulator.stop()
         azurite.stop()
     return 0
-
-
-def _fresh(path: Path) -> Path:
-    """A clean Azurite folder per run, so each demo connects from scratch."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
 
 
 if __name__ == "__main__":

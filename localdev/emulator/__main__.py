@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
 
 from core.clock import SystemClock
 
@@ -41,12 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
 
     emulator = Emulator(
         clock=SystemClock(),

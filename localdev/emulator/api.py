@@ -27,7 +27,7 @@ from .odata_filter import FilterError, parse_filter
 from .signin import BrowserSignIn
 from .tenant import TENANT_DOMAIN, TENANT_INITIAL_DOMAIN, Subscription
 from .timefmt import format_datetime, parse_datetime, to_ticks
-from .tokens import TOKEN_KINDS, TokenRejected, validate_arm_token
+from .tokens import TokenRejected, validate_arm_token
 
 if TYPE_CHECKING:  # for annotations only: the emulator imports this module, never the reverse
     from .emulator import Emulator
@@ -56,6 +56,16 @@ READ_REFILL_PER_SECOND = 25.0
 _REGIONS = ("westeurope", "northeurope", "eastus2", "westus2")
 _SKIP_TOKEN_FIELDS = ("asOf", "end", "after", "id", "f")
 READ_ACTION = "Microsoft.Insights/eventtypes/values/read"
+# What ARM answers a 5xx fault with: status -> (code, message).
+_SERVER_ERRORS = {
+    500: ("InternalServerError", "Encountered internal server error."),
+    502: ("BadGateway", "The gateway received an invalid response from 'Microsoft.Insights'."),
+    503: ("ServiceUnavailable", "The server (leader) is currently unable to handle the request."),
+    504: (
+        "GatewayTimeout",
+        "The gateway did not receive a response from 'Microsoft.Insights' within the specified time period.",
+    ),
+}
 
 
 class _Request(Request):
@@ -215,6 +225,10 @@ class Api:
             },
         )
 
+    def _missing(self, parameter: str) -> Response:
+        message = f"The request body must contain the following parameter: '{parameter}'."
+        return self._aad_error(400, "invalid_request", 900144, message)
+
     def _entra(self, request: Request, path: str) -> Response:
         tenant = path.strip("/").split("/")[0]
         endpoint: str | None = None
@@ -311,9 +325,7 @@ class Api:
                 return self._aad_error(400, "invalid_request", 900144, "The Authorization header is malformed.")
         grant = form.get("grant_type", "")
         if not grant:
-            return self._aad_error(
-                400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
-            )
+            return self._missing("grant_type")
         if grant in ("authorization_code", "refresh_token") and not v1:  # a browser's sign-in
             return self.signin.token(request, form, grant)
         if grant != "client_credentials":
@@ -325,9 +337,7 @@ class Api:
                 "client_credentials, authorization_code and refresh_token grants only.",
             )
         if not client_id:
-            return self._aad_error(
-                400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."
-            )
+            return self._missing("client_id")
         app = self.emu.directory.connector
         if client_id.lower() != app.client_id:
             return self._aad_error(
@@ -356,15 +366,11 @@ class Api:
         if v1:
             resource = form.get("resource", "")
             if not resource:
-                return self._aad_error(
-                    400, "invalid_request", 900144, "The request body must contain the following parameter: 'resource'."
-                )
+                return self._missing("resource")
         else:
             scopes = [s for s in form.get("scope", "").split() if s not in ("openid", "profile", "offline_access")]
             if not scopes:
-                return self._aad_error(
-                    400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'."
-                )
+                return self._missing("scope")
             scope = scopes[0]
             if len(scopes) > 1 or not scope.endswith("/.default"):
                 return self._aad_error(
@@ -385,17 +391,11 @@ class Api:
                 "user in the tenant. You might have sent your authentication request to the wrong tenant.",
             )
         token = self.emu.issuer.app_token(resource, self.emu.clock.now())
-        body: dict[str, Any] = {
-            "token_type": "Bearer",
-            "expires_in": 3599,
-            "ext_expires_in": 3599,
-            "access_token": token,
-        }
+        lifetime = "3599" if v1 else 3599  # the v1 endpoint writes its numbers as strings
+        body = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
         if v1:
             now = int(self.emu.clock.now().timestamp())
             body.update(expires_on=str(now + 3599), not_before=str(now), resource=resource)
-            body["expires_in"] = "3599"
-            body["ext_expires_in"] = "3599"
         return _json(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     # -- ARM ----------------------------------------------------------------------------------------
@@ -409,26 +409,16 @@ class Api:
         }
 
     def _authenticate(self, request: Request) -> dict[str, Any] | Response:
-        header = request.headers.get("authorization")
-        challenge = (
-            f'Bearer authorization_uri="{self.emu.url}/{self.emu.tenant_id}", error="invalid_token", '
-            "error_description=\"The authentication failed because of missing 'Authorization' header.\""
-        )
-        if not header:
-            return arm_error(
-                401,
-                "AuthenticationFailed",
-                "Authentication failed. The 'Authorization' header is missing.",
-                {"WWW-Authenticate": challenge},
-            )
+        header = request.headers.get("authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return arm_error(
-                401,
-                "AuthenticationFailed",
-                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
-                {"WWW-Authenticate": challenge},
+            challenge = (
+                f'Bearer authorization_uri="{self.emu.url}/{self.emu.tenant_id}", error="invalid_token", '
+                "error_description=\"The authentication failed because of missing 'Authorization' header.\""
             )
+            problem = "provided in an invalid format" if header else "missing"
+            message = f"Authentication failed. The 'Authorization' header is {problem}."
+            return arm_error(401, "AuthenticationFailed", message, {"WWW-Authenticate": challenge})
         try:
             return validate_arm_token(
                 token.strip(),
@@ -491,9 +481,7 @@ class Api:
     ) -> Response:
         if request.method not in ("GET", "HEAD"):
             return arm_error(
-                405,
-                "MethodNotAllowed",
-                f"The requested resource does not support http method '{request.method}'.",
+                405, "MethodNotAllowed", f"The requested resource does not support http method '{request.method}'."
             )
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0].lower() == "subscriptions" and not _is_guid(parts[1]):
@@ -589,23 +577,12 @@ class Api:
                     f"Number of 'read' requests for subscription '{sub_id}' actor '{claims.get('oid')}' exceeded. "
                     f"Please try again after '{fault.retry_after}' seconds after additional tokens are available. "
                     "Refer to https://aka.ms/arm-throttling",
-                    {
-                        "Retry-After": str(fault.retry_after),
-                        "x-ms-ratelimit-remaining-subscription-reads": "0",
-                    },
+                    {"Retry-After": str(fault.retry_after), "x-ms-ratelimit-remaining-subscription-reads": "0"},
                 )
             if fault.kind == "5xx":
-                codes = {
-                    500: ("InternalServerError", "Encountered internal server error."),
-                    502: ("BadGateway", "The gateway received an invalid response from 'Microsoft.Insights'."),
-                    503: ("ServiceUnavailable", "The server (leader) is currently unable to handle the request."),
-                    504: (
-                        "GatewayTimeout",
-                        "The gateway did not receive a response from 'Microsoft.Insights' within the specified "
-                        "time period.",
-                    ),
-                }
-                code, message = codes.get(fault.status, ("ServerError", "The service failed to answer the request."))
+                code, message = _SERVER_ERRORS.get(
+                    fault.status, ("ServerError", "The service failed to answer the request.")
+                )
                 return arm_error(fault.status, code, message)
             time.sleep(max(0.0, fault.seconds))
         sub = record.subscription
@@ -715,23 +692,11 @@ class Api:
         except KeyError as error:
             return arm_error(404, "NotFound", str(error.args[0] if error.args else error))
 
-    def _subscription_json(self, sub: Subscription) -> dict[str, Any]:
-        return {
-            "subscriptionId": sub.subscription_id,
-            "displayName": sub.display_name,
-            "state": sub.state,
-            "createdAt": format_datetime(sub.created_at) if sub.created_at else None,
-            "listed": sub.listed,
-            "forbidden": sub.forbidden,
-        }
-
     def _control_info(self, body: dict[str, Any], query: dict[str, str]) -> Response:
         return _json(200, self.emu.info())
 
     def _control_mint(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        kind = str(body.get("kind", "global_admin"))
-        if kind not in TOKEN_KINDS:
-            raise ValueError(f"unknown token kind {kind!r}; expected one of {', '.join(TOKEN_KINDS)}")
+        kind = str(body.get("kind", "global_admin"))  # an unknown kind is a ValueError: 400
         claims = body.get("claims") or {}
         if not isinstance(claims, dict):
             raise ValueError("claims must be an object")
@@ -746,17 +711,17 @@ class Api:
             status=int(body.get("status", 503)),
             seconds=float(body.get("seconds", 1.0)),
         )
-        return _json(201, self._fault_json(fault))
+        return _json(201, fault.as_json())
 
     def _control_list_faults(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        return _json(200, {"faults": [self._fault_json(f) for f in self.emu.faults]})
+        return _json(200, {"faults": [f.as_json() for f in self.emu.faults]})
 
     def _control_clear_faults(self, body: dict[str, Any], query: dict[str, str]) -> Response:
         self.emu.clear_faults()
         return Response(status=204)
 
     def _control_list_subscriptions(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        return _json(200, {"subscriptions": [self._subscription_json(s) for s in self.emu.subscriptions]})
+        return _json(200, {"subscriptions": [s.as_json() for s in self.emu.subscriptions]})
 
     def _control_add_subscription(self, body: dict[str, Any], query: dict[str, str]) -> Response:
         if "count" in body:  # many at once: {"count": n, "activity": 0.0, "namePrefix": "..."}
@@ -765,7 +730,7 @@ class Api:
                 name_prefix=str(body.get("namePrefix") or "Contoso Team"),
                 activity=float(body.get("activity", 1.0)),
             )
-            return _json(201, {"subscriptions": [self._subscription_json(s) for s in subs]})
+            return _json(201, {"subscriptions": [s.as_json() for s in subs]})
         if not body.get("displayName"):
             raise ValueError("displayName is required")
         created = body.get("createdAt")
@@ -775,7 +740,7 @@ class Api:
             subscription_id=body.get("subscriptionId"),
             created_at=parse_datetime(created) if created else None,
         )
-        return _json(201, self._subscription_json(sub))
+        return _json(201, sub.as_json())
 
     def _control_set_subscription(self, body: dict[str, Any], query: dict[str, str], sub_id: str) -> Response:
         sub = self.emu.set_subscription(
@@ -786,7 +751,7 @@ class Api:
             display_name=body.get("displayName"),
             activity=None if body.get("activity") is None else float(body["activity"]),
         )
-        return _json(200, self._subscription_json(sub))
+        return _json(200, sub.as_json())
 
     def _control_inject_event(self, body: dict[str, Any], query: dict[str, str]) -> Response:
         sub_id = body.get("subscriptionId")
@@ -841,14 +806,3 @@ class Api:
     def _control_reset_requests(self, body: dict[str, Any], query: dict[str, str]) -> Response:
         self.emu.reset_request_log()
         return Response(status=204)
-
-    @staticmethod
-    def _fault_json(fault: Any) -> dict[str, Any]:
-        return {
-            "kind": fault.kind,
-            "subscriptionId": fault.subscription_id,
-            "count": fault.remaining,
-            "retryAfter": fault.retry_after,
-            "status": fault.status,
-            "seconds": fault.seconds,
-        }

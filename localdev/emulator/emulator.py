@@ -8,11 +8,10 @@ import logging
 import ssl
 import tempfile
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import trustme
 
@@ -31,13 +30,14 @@ from .tenant import (
     resource_groups_for,
     stable_guid,
 )
-from .timefmt import TICKS_PER_SECOND, format_datetime, to_ticks
+from .timefmt import TICKS_PER_SECOND, to_ticks
 from .tokens import KeySet, TokenIssuer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_AUDIENCE = "api://azure-app-connector"
 FAULT_KINDS = ("429", "5xx", "slow")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,15 @@ class Fault:
     status: int = 503
     seconds: float = 1.0
 
-
-@dataclass
-class _State:
-    records: dict[str, SubscriptionRecord] = field(default_factory=dict)
-    faults: list[Fault] = field(default_factory=list)
-    reject_sign_in: bool = False
-    request_log: list[RequestRecord] = field(default_factory=list)
-    added: int = 0
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subscriptionId": self.subscription_id,
+            "count": self.remaining,
+            "retryAfter": self.retry_after,
+            "status": self.status,
+            "seconds": self.seconds,
+        }
 
 
 def _as_timedelta(value: timedelta | float | int) -> timedelta:
@@ -122,7 +123,11 @@ class Emulator:
             raise ValueError("page latency cannot be negative")
         self.page_latency = float(page_latency)
         self.lock = threading.RLock()
-        self._state = _State()
+        self._records: dict[str, SubscriptionRecord] = {}
+        self._faults: list[Fault] = []
+        self._request_log: list[RequestRecord] = []
+        self._added = 0
+        self.sign_in_rejected = False
 
         now = self.clock.now()
         defaults = default_subscriptions(seed, now)
@@ -141,7 +146,6 @@ class Emulator:
         self._issuer: TokenIssuer | None = None
         self._keys: KeySet | None = None
         self._url: str | None = None
-        self._ca_pem_path: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -186,12 +190,7 @@ class Emulator:
     def __enter__(self) -> Emulator:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @staticmethod
@@ -210,29 +209,21 @@ class Emulator:
 
     # -- identity -----------------------------------------------------------------------------------
 
-    def _require_started(self) -> None:
-        if self._url is None or self._issuer is None:
+    @staticmethod
+    def _started(value: _T | None) -> _T:
+        if value is None:
             raise RuntimeError("the emulator is not started: call start() or use it as a context manager")
+        return value
 
     @property
     def url(self) -> str:
-        self._require_started()
-        assert self._url is not None
-        return self._url
+        return self._started(self._url)
 
-    @property
-    def authority_host(self) -> str:
-        return self.url
-
-    @property
-    def arm_endpoint(self) -> str:
-        return self.url
+    authority_host = arm_endpoint = url
 
     @property
     def state_dir(self) -> Path:
-        self._require_started()
-        assert self._state_dir is not None
-        return self._state_dir
+        return self._started(self._state_dir if self._url else None)
 
     @property
     def ca_pem_path(self) -> Path:
@@ -240,15 +231,11 @@ class Emulator:
 
     @property
     def issuer(self) -> TokenIssuer:
-        self._require_started()
-        assert self._issuer is not None
-        return self._issuer
+        return self._started(self._issuer)
 
     @property
     def keys(self) -> KeySet:
-        self._require_started()
-        assert self._keys is not None
-        return self._keys
+        return self._started(self._keys)
 
     @property
     def tenant_id(self) -> str:
@@ -295,18 +282,14 @@ class Emulator:
 
     def reject_sign_in(self, reject: bool = True) -> None:
         """Make the token endpoint refuse the connector's client secret (AADSTS7000215) or accept it again."""
-        with self.lock:
-            self._state.reject_sign_in = reject
-
-    @property
-    def sign_in_rejected(self) -> bool:
-        return self._state.reject_sign_in
+        self.sign_in_rejected = reject
 
     # -- subscriptions ------------------------------------------------------------------------------
 
     def _record(self, sub: Subscription, env: str) -> SubscriptionRecord:
-        created = sub.created_at or self.clock.now()
-        sub.created_at = created
+        if sub.subscription_id in self._records:
+            raise ValueError(f"subscription {sub.subscription_id} already exists")
+        created = sub.created_at = sub.created_at or self.clock.now()
         record = SubscriptionRecord(
             subscription=sub,
             created_ticks=to_ticks(created),
@@ -314,17 +297,17 @@ class Emulator:
             resource_groups=resource_groups_for(env),
             env=env,
         )
-        self._state.records[sub.subscription_id] = record
+        self._records[sub.subscription_id] = record
         return record
 
     @property
     def subscriptions(self) -> list[Subscription]:
         with self.lock:
-            return [replace(r.subscription) for r in self._state.records.values()]
+            return [replace(r.subscription) for r in self._records.values()]
 
     def subscription_record(self, subscription_id: str) -> SubscriptionRecord | None:
         with self.lock:
-            return self._state.records.get(subscription_id.lower())
+            return self._records.get(subscription_id.lower())
 
     def add_subscription(
         self,
@@ -336,11 +319,9 @@ class Emulator:
         if state not in SUBSCRIPTION_STATES:
             raise ValueError(f"unknown subscription state {state!r}; expected one of {sorted(SUBSCRIPTION_STATES)}")
         with self.lock:
-            self._state.added += 1
-            sub_id = (subscription_id or stable_guid(self.seed, "added-subscription", self._state.added)).lower()
-            if sub_id in self._state.records:
-                raise ValueError(f"subscription {sub_id} already exists")
-            taken = {r.env for r in self._state.records.values()}
+            self._added += 1
+            sub_id = (subscription_id or stable_guid(self.seed, "added-subscription", self._added)).lower()
+            taken = {r.env for r in self._records.values()}
             sub = Subscription(sub_id, display_name, state, created_at or self.clock.now())
             self._record(sub, env_for(display_name, taken))
             self.store.invalidate()
@@ -366,15 +347,13 @@ class Emulator:
             raise ValueError("activity cannot be negative")
         added: list[Subscription] = []
         with self.lock:
-            first = self._state.added
+            first = self._added
             for n in range(first + 1, first + count + 1):
                 sub_id = stable_guid(self.seed, "added-subscription", n).lower()
-                if sub_id in self._state.records:
-                    raise ValueError(f"subscription {sub_id} already exists")
                 sub = Subscription(sub_id, f"{name_prefix} {n}", "Enabled", created_at or self.clock.now())
                 self._record(sub, f"t{n}").activity = activity
                 added.append(replace(sub))
-            self._state.added = first + count
+            self._added = first + count
             self.store.invalidate()
         self.write_info()
         return added
@@ -394,9 +373,7 @@ class Emulator:
         `activity` scales the events per hour it generates (1: the rate; 0: none), for all time.
         """
         with self.lock:
-            record = self._state.records.get(subscription_id.lower())
-            if record is None:
-                raise KeyError(f"unknown subscription {subscription_id}")
+            record = self._require_record(subscription_id)
             if activity is not None:
                 if activity < 0:
                     raise ValueError("activity cannot be negative")
@@ -411,12 +388,9 @@ class Emulator:
                 record.history.append((max(now, record.created_ticks), state))
                 sub.state = state
                 self.store.invalidate()
-            if listed is not None:
-                sub.listed = listed
-            if forbidden is not None:
-                sub.forbidden = forbidden
-            if display_name is not None:
-                sub.display_name = display_name
+            for name, value in (("listed", listed), ("forbidden", forbidden), ("display_name", display_name)):
+                if value is not None:
+                    setattr(sub, name, value)
             result = replace(sub)
         self.write_info()
         return result
@@ -440,11 +414,7 @@ class Emulator:
         return record
 
     def events(
-        self,
-        subscription_id: str,
-        start: datetime,
-        end: datetime,
-        surfaced_by: datetime | None = None,
+        self, subscription_id: str, start: datetime, end: datetime, surfaced_by: datetime | None = None
     ) -> list[dict[str, Any]]:
         """Ground truth: every event with start <= eventTimestamp <= end (and surfaced by `surfaced_by`
         when given), newest first, exactly as the API serves them."""
@@ -456,11 +426,7 @@ class Emulator:
         ]
 
     def arm_events(
-        self,
-        subscription_id: str,
-        start: datetime,
-        end: datetime,
-        surfaced_by: datetime | None = None,
+        self, subscription_id: str, start: datetime, end: datetime, surfaced_by: datetime | None = None
     ) -> list[dict[str, Any]]:
         """The ARM activities among `events(...)`: category Administrative, or no category at all.
 
@@ -470,11 +436,7 @@ class Emulator:
         return [e for e in self.events(subscription_id, start, end, surfaced_by) if is_arm_event(e)]
 
     def other_events(
-        self,
-        subscription_id: str,
-        start: datetime,
-        end: datetime,
-        surfaced_by: datetime | None = None,
+        self, subscription_id: str, start: datetime, end: datetime, surfaced_by: datetime | None = None
     ) -> list[dict[str, Any]]:
         """The events among `events(...)` of another category than Administrative."""
         return [e for e in self.events(subscription_id, start, end, surfaced_by) if not is_arm_event(e)]
@@ -487,12 +449,7 @@ class Emulator:
         self.write_info()
 
     def inject_event(
-        self,
-        subscription_id: str,
-        *,
-        at: datetime,
-        delay: timedelta | float = timedelta(0),
-        **fields: Any,
+        self, subscription_id: str, *, at: datetime, delay: timedelta | float = timedelta(0), **fields: Any
     ) -> dict[str, Any]:
         """Add one event at eventTimestamp `at` that surfaces `delay` later; `fields` override generated ones.
 
@@ -534,28 +491,28 @@ class Emulator:
             seconds=float(seconds),
         )
         with self.lock:
-            self._state.faults.append(fault)
+            self._faults.append(fault)
         return replace(fault)
 
     def clear_faults(self) -> None:
         with self.lock:
-            self._state.faults.clear()
+            self._faults.clear()
 
     @property
     def faults(self) -> list[Fault]:
         with self.lock:
-            return [replace(f) for f in self._state.faults]
+            return [replace(f) for f in self._faults]
 
     def take_fault(self, subscription_id: str) -> Fault | None:
         """Consume the first fault that applies to an Activity Log request of this subscription."""
         with self.lock:
-            for fault in self._state.faults:
+            for fault in self._faults:
                 if fault.subscription_id not in (None, subscription_id.lower()):
                     continue
                 if fault.remaining > 0:
                     fault.remaining -= 1
                     if fault.remaining == 0:
-                        self._state.faults.remove(fault)
+                        self._faults.remove(fault)
                 return replace(fault)
         return None
 
@@ -564,33 +521,23 @@ class Emulator:
     @property
     def request_log(self) -> list[RequestRecord]:
         with self.lock:
-            return list(self._state.request_log)
+            return list(self._request_log)
 
     def reset_request_log(self) -> None:
         with self.lock:
-            self._state.request_log.clear()
+            self._request_log.clear()
 
     def record_request(self, method: str, path: str, query: dict[str, str], status: int) -> None:
         record = RequestRecord(method, path, query, status, self.clock.now())
         with self.lock:
-            self._state.request_log.append(record)
+            self._request_log.append(record)
 
     # -- info ---------------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
         """The document `GET /_emulator/info` serves and `emulator.json` holds."""
         with self.lock:
-            subs = [
-                {
-                    "subscriptionId": s.subscription_id,
-                    "displayName": s.display_name,
-                    "state": s.state,
-                    "createdAt": format_datetime(s.created_at) if s.created_at else None,
-                    "listed": s.listed,
-                    "forbidden": s.forbidden,
-                }
-                for s in (r.subscription for r in self._state.records.values())
-            ]
+            subs = [r.subscription.as_json() for r in self._records.values()]
         return {
             "url": self.url,
             "authorityHost": self.url,

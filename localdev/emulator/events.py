@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import bisect
 import functools
+import itertools
 import json
 import random
 import threading
@@ -29,15 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .tenant import (
-    CLIENT_APPS,
-    POLICY_INSIGHTS_APP_ID,
-    Actor,
-    Directory,
-    SubscriptionRecord,
-    stable_guid,
-    stable_int,
-)
+from .tenant import CLIENT_APPS, POLICY_INSIGHTS_APP_ID, Actor, Directory, SubscriptionRecord, stable_guid, stable_int
 from .timefmt import TICKS_PER_SECOND, dotnet_ticks, format_ticks, format_ticks_digits, truncate_ticks
 
 SLOT_SECONDS = 900
@@ -135,8 +128,7 @@ OPERATIONS: tuple[OperationTemplate, ...] = (
     OperationTemplate("Microsoft.Resources", "", "delete", "Delete resource group", 0.3, "resourceGroup"),
     OperationTemplate("Microsoft.Resources", "deployments", "write", "Create Deployment", 2.5, "deployment"),
 )
-_OP_WEIGHTS = tuple(op.weight for op in OPERATIONS)
-_OP_CUM = tuple(sum(_OP_WEIGHTS[: i + 1]) for i in range(len(_OP_WEIGHTS)))
+_OP_CUM = tuple(itertools.accumulate(op.weight for op in OPERATIONS))
 OPERATIONS_BY_NAME = {op.operation_name.lower(): op for op in OPERATIONS}
 
 _NAME_PREFIX = {
@@ -187,7 +179,7 @@ _OTHER_CATEGORIES = (
     ("Security", 1.0),
     ("Recommendation", 2.0),
 )
-_OTHER_CUM = tuple(sum(w for _, w in _OTHER_CATEGORIES[: i + 1]) for i in range(len(_OTHER_CATEGORIES)))
+_OTHER_CUM = tuple(itertools.accumulate(w for _, w in _OTHER_CATEGORIES))
 _HEALTH_STATUSES = ("Active", "Resolved", "In Progress", "Updated")
 # (provider, type, name prefix) of the resources a resource-group delete takes with it.
 _CASCADED = (
@@ -199,6 +191,9 @@ _CASCADED = (
     ("Microsoft.Web", "sites", "app"),
 )
 ARM_CATEGORY = "administrative"
+_MS_CLAIMS = "http://schemas.microsoft.com/identity/claims/"
+_XML_CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
+_AUTHN_CLAIMS = "http://schemas.microsoft.com/claims/"
 
 
 def is_arm_event(event: dict[str, Any]) -> bool:
@@ -209,24 +204,13 @@ def is_arm_event(event: dict[str, Any]) -> bool:
     return not isinstance(category, str) or not category.strip() or category.strip().lower() == ARM_CATEGORY
 
 
-_ROLES = (
-    ("Owner", "8e3af657a8ff443ca75c2fe8c4bcb635"),
-    ("Contributor", "b24988ac618042a0ab8820f7382dd24c"),
-)
+_ROLES = (("Owner", "8e3af657a8ff443ca75c2fe8c4bcb635"), ("Contributor", "b24988ac618042a0ab8820f7382dd24c"))
 
 
 @functools.cache
-def _localized_status(value: str, code: int | None = None) -> dict[str, str]:
-    if not value:
-        return {"value": "", "localizedValue": ""}
-    if code is None:
-        return {"value": value, "localizedValue": value}
-    return {"value": value, "localizedValue": f"{value} (HTTP Status Code: {code})"}
-
-
-@functools.cache
-def _named(value: str) -> dict[str, str]:
-    return {"value": value, "localizedValue": value}
+def _named(value: str, code: int | None = None) -> dict[str, str]:
+    """A {value, localizedValue} object; with an HTTP status code, as a subStatus shows it."""
+    return {"value": value, "localizedValue": value if code is None else f"{value} (HTTP Status Code: {code})"}
 
 
 def _guid(rng: random.Random) -> str:
@@ -250,32 +234,17 @@ def _b64ish(rng: random.Random, length: int) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii")[:length]
 
 
-def _copy(value: Any) -> Any:
-    if type(value) is dict:
-        return {k: _copy(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_copy(v) for v in value]
-    return value
-
-
-def copy_event(event: dict[str, Any]) -> dict[str, Any]:
+def copy_event(value: Any) -> Any:
     """A deep copy of a stored event (made of dicts, lists and scalars), much faster than copy.deepcopy.
 
     Stored events share nested objects (claims, status objects...) and must never be mutated; the
     API only serializes them and everything handed to callers is a copy.
     """
-    out: dict[str, Any] = {}
-    for key, value in event.items():
-        if type(value) is dict:
-            inner: dict[str, Any] = {}
-            for k, v in value.items():
-                inner[k] = _copy(v) if type(v) in (dict, list) else v
-            out[key] = inner
-        elif type(value) is list:
-            out[key] = _copy(value)
-        else:
-            out[key] = value
-    return out
+    if type(value) is dict:
+        return {k: copy_event(v) for k, v in value.items()}
+    if type(value) is list:
+        return [copy_event(v) for v in value]
+    return value
 
 
 class EventGenerator:
@@ -286,20 +255,8 @@ class EventGenerator:
         self.directory = directory
         self.tenant_id = directory.tenant_id
         self.max_delay = max(0, max_surface_delay_ticks)
-        actors = directory.actors
-        self._actors = actors
-        weights = [a.weight for a in actors]
-        self._actor_cum = [sum(weights[: i + 1]) for i in range(len(weights))]
-
-    # -- randomness helpers -------------------------------------------------------------------------
-
-    def _pick_op(self, rng: random.Random) -> OperationTemplate:
-        x = rng.random() * _OP_CUM[-1]
-        return OPERATIONS[bisect.bisect_right(_OP_CUM, x)]
-
-    def _pick_actor(self, rng: random.Random) -> Actor:
-        x = rng.random() * self._actor_cum[-1]
-        return self._actors[min(bisect.bisect_right(self._actor_cum, x), len(self._actors) - 1)]
+        self._actors = directory.actors
+        self._actor_cum = tuple(itertools.accumulate(a.weight for a in self._actors))
 
     def surface_delay(self, rng: random.Random) -> int:
         if self.max_delay == 0:
@@ -313,12 +270,6 @@ class EventGenerator:
         return low + _below(rng, self.max_delay - low + 1)
 
     # -- slots --------------------------------------------------------------------------------------
-
-    @staticmethod
-    def operations_for_rate(rate: float, jitter: float, fraction: float) -> int:
-        if rate <= 0:
-            return 0
-        return int(rate * SLOT_SECONDS / 3600.0 / EVENTS_PER_OPERATION * jitter + fraction)
 
     def slot(
         self,
@@ -340,28 +291,24 @@ class EventGenerator:
         slot_rng = random.Random(stable_int(self.seed, sub_id, slot, "slot"))
         jitter = 0.55 + 0.9 * slot_rng.random()
         fraction = slot_rng.random()
-        n_max = max((self.operations_for_rate(r, jitter, fraction) for r in rates_in(slot_start, slot_end)), default=0)
+
+        def allowed(rate: float, other: bool) -> int:
+            n = int(rate * SLOT_SECONDS / 3600.0 / EVENTS_PER_OPERATION * jitter + fraction) if rate > 0 else 0
+            return int(n * OTHER_EVENTS_PER_OPERATION + fraction) if other else n
+
         events: list[StoredEvent] = []
-        for k in range(n_max):
-            rng = random.Random(stable_int(self.seed, sub_id, slot, k))
-            start = slot_start + _below(rng, SLOT_TICKS)
-            if not record.active_at(start):
-                continue
-            if k >= self.operations_for_rate(rate_at(start), jitter, fraction):
-                continue
-            events.extend(self.operation(record, rng, start))
-        # Platform events of other categories (service and resource health, alerts, autoscale,
-        # Defender, Advisor): not ARM activities, but in the same Activity Log.
-        for k in range(int(n_max * OTHER_EVENTS_PER_OPERATION + fraction)):
-            rng = random.Random(stable_int(self.seed, sub_id, slot, "other", k))
-            start = slot_start + _below(rng, SLOT_TICKS)
-            if not record.active_at(start):
-                continue
-            if k >= int(
-                self.operations_for_rate(rate_at(start), jitter, fraction) * OTHER_EVENTS_PER_OPERATION + fraction
-            ):
-                continue
-            events.append(self.platform_event(record, rng, start))
+        # Operations, then platform events of other categories (service and resource health, alerts,
+        # autoscale, Defender, Advisor): not ARM activities, but in the same Activity Log.
+        for other in (False, True):
+            for k in range(max((allowed(r, other) for r in rates_in(slot_start, slot_end)), default=0)):
+                rng = random.Random(stable_int(self.seed, sub_id, slot, *(("other", k) if other else (k,))))
+                start = slot_start + _below(rng, SLOT_TICKS)
+                if not record.active_at(start) or k >= allowed(rate_at(start), other):
+                    continue
+                if other:
+                    events.append(self.platform_event(record, rng, start))
+                else:
+                    events.extend(self.operation(record, rng, start))
         events.sort(key=lambda e: (e[0], e[1]), reverse=True)
         return events
 
@@ -409,78 +356,52 @@ class EventGenerator:
             "nbf": str(iat),
             "exp": str(iat + 3600 + _below(rng, 1800)),
         }
-        oid_claim = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+        optional = {f"{_XML_CLAIMS}givenname": actor.given_name}
         if actor.kind == "user" and actor.upn is None:
             # A personal Microsoft account (or a guest signed in with one): idtyp user, no upn, the
             # e-mail behind "live.com#" in the name claims.
-            assert actor.caller is not None
             claims["acr"] = "1"
             claims["aio"] = _b64ish(rng, 40)
             claims["altsecid"] = f"1:live.com:{rng.getrandbits(64):016X}"
-            claims["http://schemas.microsoft.com/claims/authnmethodsreferences"] = "pwd"
-            claims["appid"] = client_app
-            claims["appidacr"] = "0"
-            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"] = actor.caller
-            if actor.given_name:
-                claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"] = actor.given_name
-            claims["http://schemas.microsoft.com/identity/claims/identityprovider"] = "live.com"
+            claims[f"{_AUTHN_CLAIMS}authnmethodsreferences"] = "pwd"
+            claims.update(appid=client_app, appidacr="0")
+            claims[f"{_XML_CLAIMS}emailaddress"] = str(actor.caller)
+            claims[f"{_MS_CLAIMS}identityprovider"] = "live.com"
             claims["idtyp"] = "user"
-            if actor.ipaddr:
-                claims["ipaddr"] = actor.ipaddr
-            if actor.name:
-                claims["name"] = actor.name
-            claims[oid_claim] = actor.oid or ""
-            claims["http://schemas.microsoft.com/identity/claims/scope"] = "user_impersonation"
-            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"] = _b64ish(rng, 43)
-            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"] = f"live.com#{actor.caller}"
-            claims["unique_name"] = f"live.com#{actor.caller}"
-            claims["uti"] = _b64ish(rng, 22)
+            claims[f"{_XML_CLAIMS}nameidentifier"] = _b64ish(rng, 43)
+            claims[f"{_XML_CLAIMS}name"] = claims["unique_name"] = f"live.com#{actor.caller}"
+            optional.update(ipaddr=actor.ipaddr, name=actor.name)
         elif actor.kind == "user":
             assert actor.upn is not None
-            claims["http://schemas.microsoft.com/claims/authnclassreference"] = "1"
+            claims[f"{_AUTHN_CLAIMS}authnclassreference"] = "1"
             claims["aio"] = _b64ish(rng, 40)
-            claims["http://schemas.microsoft.com/claims/authnmethodsreferences"] = (
-                "pwd,mfa" if rng.random() < 0.8 else "pwd"
-            )
-            claims["appid"] = client_app
-            claims["appidacr"] = "0" if client_app != CLIENT_APPS[0] else "2"
-            if actor.given_name:
-                claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"] = actor.given_name
-            if actor.surname:
-                claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname"] = actor.surname
-            if actor.ipaddr and rng.random() < 0.93:
-                claims["ipaddr"] = actor.ipaddr
-            if actor.name:
-                claims["name"] = actor.name
-            claims[oid_claim] = actor.oid or ""
+            claims[f"{_AUTHN_CLAIMS}authnmethodsreferences"] = "pwd,mfa" if rng.random() < 0.8 else "pwd"
+            claims.update(appid=client_app, appidacr="0" if client_app != CLIENT_APPS[0] else "2")
+            optional[f"{_XML_CLAIMS}surname"] = actor.surname
+            optional.update(ipaddr=actor.ipaddr if actor.ipaddr and rng.random() < 0.93 else None, name=actor.name)
             claims["puid"] = f"{rng.getrandbits(64):016X}"
             claims["rh"] = f"0.{_b64ish(rng, 60)}."
-            claims["http://schemas.microsoft.com/identity/claims/scope"] = "user_impersonation"
-            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"] = _b64ish(rng, 43)
-            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"] = actor.upn
-            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = actor.upn
+            claims[f"{_XML_CLAIMS}nameidentifier"] = _b64ish(rng, 43)
+            claims[f"{_XML_CLAIMS}name"] = claims[f"{_XML_CLAIMS}upn"] = actor.upn
             if "#EXT#" in actor.upn:
-                claims["http://schemas.microsoft.com/identity/claims/identityprovider"] = "live.com"
-            claims["uti"] = _b64ish(rng, 22)
-            if actor.wids:
-                claims["wids"] = ",".join(actor.wids)
+                claims[f"{_MS_CLAIMS}identityprovider"] = "live.com"
+            optional["wids"] = ",".join(actor.wids)
         else:
             claims["aio"] = _b64ish(rng, 40)
-            claims["appid"] = actor.appid or ""
-            claims["appidacr"] = "2" if actor.kind == "managedIdentity" else "1"
-            claims["http://schemas.microsoft.com/identity/claims/identityprovider"] = (
-                f"https://sts.windows.net/{self.tenant_id}/"
-            )
+            claims.update(appid=actor.appid or "", appidacr="2" if actor.kind == "managedIdentity" else "1")
+            claims[f"{_MS_CLAIMS}identityprovider"] = f"https://sts.windows.net/{self.tenant_id}/"
             # Older tokens of service principals carry no idtyp; managed identities always do.
             if actor.kind == "managedIdentity" or rng.random() < 0.7:
                 claims["idtyp"] = "app"
-            claims[oid_claim] = actor.oid or ""
             claims["rh"] = f"0.{_b64ish(rng, 60)}."
-            claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"] = actor.oid or ""
-            claims["uti"] = _b64ish(rng, 22)
-            if actor.mirid:
-                claims["xms_mirid"] = actor.mirid
-        claims["http://schemas.microsoft.com/identity/claims/tenantid"] = self.tenant_id
+            claims[f"{_XML_CLAIMS}nameidentifier"] = actor.oid or ""
+            optional = {"xms_mirid": actor.mirid}
+        claims[f"{_MS_CLAIMS}objectidentifier"] = actor.oid or ""
+        if actor.kind == "user":
+            claims[f"{_MS_CLAIMS}scope"] = "user_impersonation"
+        claims.update({name: value for name, value in optional.items() if value})
+        claims["uti"] = _b64ish(rng, 22)
+        claims[f"{_MS_CLAIMS}tenantid"] = self.tenant_id
         claims["ver"] = "1.0"
         claims["xms_tcdt"] = "1469565974"
         return claims
@@ -499,8 +420,8 @@ class EventGenerator:
 
     def operation(self, record: SubscriptionRecord, rng: random.Random, start: int) -> list[StoredEvent]:
         """The events one operation logs (start, end, maybe an asynchronous completion)."""
-        op = self._pick_op(rng)
-        actor = self._pick_actor(rng)
+        op = rng.choices(OPERATIONS, cum_weights=_OP_CUM)[0]
+        actor = rng.choices(self._actors, cum_weights=self._actor_cum)[0]
         return self._build(record, rng, start, op, actor)
 
     def _build(
@@ -530,16 +451,8 @@ class EventGenerator:
                 "clientIpAddress": self._client_ip(actor, rng),
                 "method": op.method,
             }
-        outcome_roll = rng.random()
-        kind = op.kind
-        if kind == "read":
-            outcome = "Succeeded"
-        elif outcome_roll < 0.1:
-            outcome = "Failed"
-        elif outcome_roll < 0.17 and kind != "read":
-            outcome = "Accepted"
-        else:
-            outcome = "Succeeded"
+        roll, kind = rng.random(), op.kind
+        outcome = "Succeeded" if kind == "read" or roll >= 0.17 else "Failed" if roll < 0.1 else "Accepted"
         failure = _FAILURES[_below(rng, len(_FAILURES))]
         upper_rg = rng.random() < 0.15
         end = start + TICKS_PER_SECOND // 3 + _below(rng, 40 * TICKS_PER_SECOND)
@@ -558,13 +471,14 @@ class EventGenerator:
 
         def event(
             at: int,
-            phase: str,
             status: str,
             sub_status: dict[str, str],
-            level: str,
             extra_props: dict[str, Any],
-            with_http: bool,
-            big_rg: bool,
+            *,
+            level: str = "Informational",
+            begin: bool = False,
+            with_http: bool = True,
+            big_rg: bool = upper_rg,
         ) -> StoredEvent:
             event_id = _guid(rng)
             digits = 7 if single else _digits(rng)
@@ -575,7 +489,7 @@ class EventGenerator:
             if big_rg:
                 rid = resource_id.replace(f"/resourceGroups/{rg}", f"/resourcegroups/{rg_name}")
             authorization: dict[str, Any] = {"action": op.operation_name, "scope": rid}
-            if evidence is not None and phase != "BeginRequest":
+            if evidence is not None and not begin:
                 authorization["evidence"] = evidence
             properties = {
                 "eventCategory": "Administrative",
@@ -593,7 +507,7 @@ class EventGenerator:
             body["correlationId"] = correlation_id
             body["description"] = ""
             body["eventDataId"] = event_id
-            body["eventName"] = _BEGIN if phase == "BeginRequest" else _END
+            body["eventName"] = _BEGIN if begin else _END
             body["category"] = _ADMINISTRATIVE
             body["eventTimestamp"] = format_ticks_digits(at, digits)
             if with_http and http is not None:
@@ -624,22 +538,10 @@ class EventGenerator:
                     properties["requestbody"] = None
             return (at, event_id, submitted, body)
 
-        result: list[StoredEvent] = []
         if kind == "read" or single:
-            result.append(
-                event(
-                    start,
-                    "EndRequest",
-                    "Succeeded",
-                    _localized_status("OK", 200),
-                    "Informational",
-                    {"statusCode": "OK", "serviceRequestId": _guid(rng)},
-                    True,
-                    False,
-                )
-            )
-            return result
-        result.append(event(start, "BeginRequest", "Started", _localized_status(""), "Informational", {}, True, False))
+            props = {"statusCode": "OK", "serviceRequestId": _guid(rng)}
+            return [event(start, "Succeeded", _named("OK", 200), props, big_rg=False)]
+        result = [event(start, "Started", _named(""), {}, begin=True, big_rg=False)]
         if outcome == "Failed":
             sub_value, code, error_code, message, level = failure
             props = {
@@ -647,36 +549,12 @@ class EventGenerator:
                 "serviceRequestId": _guid(rng) if rng.random() < 0.7 else "",
                 "statusMessage": json.dumps({"error": {"code": error_code, "message": message}}),
             }
-            result.append(
-                event(end, "EndRequest", "Failed", _localized_status(sub_value, code), level, props, True, upper_rg)
-            )
+            result.append(event(end, "Failed", _named(sub_value, code), props, level=level))
         elif outcome == "Accepted":
             props = {"statusCode": "Accepted", "serviceRequestId": _guid(rng)}
-            result.append(
-                event(
-                    end,
-                    "EndRequest",
-                    "Accepted",
-                    _localized_status("Accepted", 202),
-                    "Informational",
-                    props,
-                    True,
-                    upper_rg,
-                )
-            )
+            result.append(event(end, "Accepted", _named("Accepted", 202), props))
             if rng.random() < 0.7:
-                result.append(
-                    event(
-                        completion,
-                        "EndRequest",
-                        "Succeeded",
-                        _localized_status(""),
-                        "Informational",
-                        {},
-                        False,
-                        upper_rg,
-                    )
-                )
+                result.append(event(completion, "Succeeded", _named(""), {}, with_http=False))
         else:
             codes = _SUCCESS_CODES.get(kind, (("OK", 200),))
             sub_value, code = codes[_below(rng, len(codes))]
@@ -688,87 +566,81 @@ class EventGenerator:
             elif kind == "write" and rng.random() < 0.3:
                 state = {"id": resource_id, "properties": {"provisioningState": "Succeeded"}}
                 props["responseBody"] = json.dumps(state)
-            result.append(
-                event(
-                    end,
-                    "EndRequest",
-                    "Succeeded",
-                    _localized_status(sub_value, code),
-                    "Informational",
-                    props,
-                    True,
-                    upper_rg,
-                )
-            )
-        result.extend(
-            self._consequences(record, rng, op, actor, claims, rg, resource_id, correlation_id, outcome, start, end)
-        )
+            result.append(event(end, "Succeeded", _named(sub_value, code), props))
+        if op.scope == "resourceGroup" and kind == "delete" and outcome != "Failed":
+            result.extend(self._cascaded_deletes(record, rng, actor, claims, rg, correlation_id, start, end))
+        if kind == "write" and outcome != "Accepted" and rng.random() < 0.3:
+            at = end + TICKS_PER_SECOND + _below(rng, 5 * TICKS_PER_SECOND)
+            result.append(self._policy_event(record, rng, op, actor, claims, rg, resource_id, correlation_id, at))
         return result
 
     # -- events that follow an operation, and platform events ------------------------------------------
 
-    def _consequences(
+    def _follow_up(
+        self, rng: random.Random, sub_id: str, at: int, path: str, correlation_id: str, **fields: Any
+    ) -> StoredEvent:
+        """An event that follows an operation (under its correlationId): the common fields plus `fields`."""
+        event_id = _guid(rng)
+        body: dict[str, Any] = {
+            "channels": "Operation",
+            "correlationId": correlation_id,
+            "description": "",
+            "eventDataId": event_id,
+            "eventName": _END,
+            "eventTimestamp": format_ticks(at),
+            "id": f"{path}/events/{event_id}/ticks/{dotnet_ticks(at)}",
+            "operationId": _guid(rng),
+            "status": _named("Succeeded"),
+            "subStatus": _named(""),
+            "subscriptionId": sub_id,
+            "tenantId": self.tenant_id,
+            **fields,
+        }
+        submitted = at + self.surface_delay(rng)
+        body["submissionTimestamp"] = format_ticks(submitted)
+        return (at, event_id, submitted, body)
+
+    def _cascaded_deletes(
         self,
         record: SubscriptionRecord,
         rng: random.Random,
-        op: OperationTemplate,
         actor: Actor,
         claims: dict[str, str] | None,
         rg: str,
-        resource_id: str,
         correlation_id: str,
-        outcome: str,
         start: int,
         end: int,
     ) -> list[StoredEvent]:
-        """A resource-group delete's cascaded child deletes, and Azure Policy's audit of a write."""
-        found: list[StoredEvent] = []
+        """The child deletes a resource-group delete causes, logged under its action and type."""
         sub_id = record.subscription.subscription_id
-        if op.scope == "resourceGroup" and op.kind == "delete" and outcome != "Failed":
-            rg_id = f"/subscriptions/{sub_id}/resourceGroups/{rg}"
-            upper = rng.random() < 0.5
-            for index in range(1 + _below(rng, 4)):
-                child = _CASCADED[_below(rng, len(_CASCADED))]
-                at = start + 1 + _below(rng, max(1, end - start))
-                provider, type_name, prefix = child
-                child_id = f"{rg_id}/providers/{provider}/{type_name}/{prefix}-{record.env}-{index + 1:02d}"
-                event_id = _guid(rng)
-                body: dict[str, Any] = {
-                    # The parent's action and type: ARM logs the cascade under the delete that caused it.
-                    "authorization": {"action": _RESOURCE_GROUP_DELETE, "scope": rg_id},
-                    "caller": actor.caller,
-                    "channels": "Operation",
-                    "claims": claims,
-                    "correlationId": correlation_id,
-                    "description": "",
-                    "eventDataId": event_id,
-                    "eventName": _END,
-                    "category": _ADMINISTRATIVE,
-                    "eventTimestamp": format_ticks(at),
-                    "id": f"{child_id}/events/{event_id}/ticks/{dotnet_ticks(at)}",
-                    "level": "Informational",
-                    "operationId": _guid(rng),
-                    "operationName": _named(f"{provider}/{type_name}/delete"),
-                    "properties": {"eventCategory": "Administrative", "entity": child_id, "statusCode": "OK"},
-                    "resourceGroupName": rg.upper() if upper else rg,
-                    "resourceProviderName": _named("Microsoft.Resources"),
-                    "resourceType": _named(_RESOURCE_GROUP_TYPE),
-                    "resourceId": child_id.upper() if upper else child_id,
-                    "status": _named("Succeeded"),
-                    "subStatus": _localized_status(""),
-                    "subscriptionId": sub_id,
-                    "tenantId": self.tenant_id,
-                }
-                submitted = at + self.surface_delay(rng)
-                body["submissionTimestamp"] = format_ticks(submitted)
-                if actor.caller is None:
-                    del body["caller"]
-                if claims is None:
-                    del body["claims"]
-                found.append((at, event_id, submitted, body))
-        if op.kind == "write" and outcome != "Accepted" and rng.random() < 0.3:
-            at = end + TICKS_PER_SECOND + _below(rng, 5 * TICKS_PER_SECOND)
-            found.append(self._policy_event(record, rng, op, actor, claims, rg, resource_id, correlation_id, at))
+        rg_id = f"/subscriptions/{sub_id}/resourceGroups/{rg}"
+        upper = rng.random() < 0.5
+        found: list[StoredEvent] = []
+        for index in range(1 + _below(rng, 4)):
+            provider, type_name, prefix = _CASCADED[_below(rng, len(_CASCADED))]
+            at = start + 1 + _below(rng, max(1, end - start))
+            child_id = f"{rg_id}/providers/{provider}/{type_name}/{prefix}-{record.env}-{index + 1:02d}"
+            stored = self._follow_up(
+                rng,
+                sub_id,
+                at,
+                child_id,
+                correlation_id,
+                authorization={"action": _RESOURCE_GROUP_DELETE, "scope": rg_id},
+                category=_ADMINISTRATIVE,
+                level="Informational",
+                operationName=_named(f"{provider}/{type_name}/delete"),
+                properties={"eventCategory": "Administrative", "entity": child_id, "statusCode": "OK"},
+                resourceGroupName=rg.upper() if upper else rg,
+                resourceProviderName=_named("Microsoft.Resources"),
+                resourceType=_named(_RESOURCE_GROUP_TYPE),
+                resourceId=child_id.upper() if upper else child_id,
+            )
+            if actor.caller is not None:
+                stored[3]["caller"] = actor.caller
+            if claims is not None:
+                stored[3]["claims"] = claims
+            found.append(stored)
         return found
 
     def _policy_event(
@@ -785,52 +657,41 @@ class EventGenerator:
     ) -> StoredEvent:
         """Azure Policy auditing a write: the write's correlationId, often the Policy Insights app as caller."""
         sub_id = record.subscription.subscription_id
-        event_id = _guid(rng)
         assignment = f"{stable_int(self.seed, sub_id, 'policy-assignment'):024x}"[:24]
         definition = stable_guid(self.seed, "policy-definition", op.provider)
-        policies = [
-            {
-                "policyDefinitionId": f"/providers/Microsoft.Authorization/policyDefinitions/{definition}/",
-                "policyDefinitionName": definition,
-                "policyDefinitionEffect": "Audit",
-                "policyAssignmentId": f"/subscriptions/{sub_id}/providers/Microsoft.Authorization/"
-                f"policyAssignments/{assignment}/",
-                "policyAssignmentName": assignment,
-                "policyAssignmentScope": f"/subscriptions/{sub_id}",
-                "policyAssignmentParameters": {},
-            }
-        ]
-        body: dict[str, Any] = {
-            "authorization": {"action": op.operation_name, "scope": resource_id},
-            "channels": "Operation",
-            "correlationId": correlation_id,
-            "description": "",
-            "eventDataId": event_id,
-            "eventName": _END,
-            "category": _named("Policy"),
-            "eventTimestamp": format_ticks(at),
-            "id": f"{resource_id}/events/{event_id}/ticks/{dotnet_ticks(at)}",
-            "level": "Warning",
-            "operationId": _guid(rng),
-            "operationName": _named("Microsoft.Authorization/policies/audit/action"),
-            "properties": {
+        policy = {
+            "policyDefinitionId": f"/providers/Microsoft.Authorization/policyDefinitions/{definition}/",
+            "policyDefinitionName": definition,
+            "policyDefinitionEffect": "Audit",
+            "policyAssignmentId": f"/subscriptions/{sub_id}/providers/Microsoft.Authorization/"
+            f"policyAssignments/{assignment}/",
+            "policyAssignmentName": assignment,
+            "policyAssignmentScope": f"/subscriptions/{sub_id}",
+            "policyAssignmentParameters": {},
+        }
+        stored = self._follow_up(
+            rng,
+            sub_id,
+            at,
+            resource_id,
+            correlation_id,
+            authorization={"action": op.operation_name, "scope": resource_id},
+            category=_named("Policy"),
+            level="Warning",
+            operationName=_named("Microsoft.Authorization/policies/audit/action"),
+            properties={
                 "isComplianceCheck": "False",
                 "resourceLocation": "westeurope",
                 "ancestors": self.tenant_id,
-                "policies": json.dumps(policies, separators=(",", ":")),
+                "policies": json.dumps([policy], separators=(",", ":")),
                 "hierarchy": "",
             },
-            "resourceGroupName": rg,
-            "resourceProviderName": _named(op.provider),
-            "resourceType": _named(op.resource_type),
-            "resourceId": resource_id,
-            "status": _named("Succeeded"),
-            "subStatus": _localized_status(""),
-            "subscriptionId": sub_id,
-            "tenantId": self.tenant_id,
-        }
-        submitted = at + self.surface_delay(rng)
-        body["submissionTimestamp"] = format_ticks(submitted)
+            resourceGroupName=rg,
+            resourceProviderName=_named(op.provider),
+            resourceType=_named(op.resource_type),
+            resourceId=resource_id,
+        )
+        body = stored[3]
         if rng.random() < 0.6 or actor.caller is None:
             # The Policy Insights resource provider's service principal.
             policy_oid = self.directory.policy_insights_object_id
@@ -840,22 +701,21 @@ class EventGenerator:
                 "iss": f"https://sts.windows.net/{self.tenant_id}/",
                 "appid": POLICY_INSIGHTS_APP_ID,
                 "appidacr": "2",
-                "http://schemas.microsoft.com/identity/claims/identityprovider": f"https://sts.windows.net/{self.tenant_id}/",
-                "http://schemas.microsoft.com/identity/claims/objectidentifier": policy_oid,
-                "http://schemas.microsoft.com/identity/claims/tenantid": self.tenant_id,
+                f"{_MS_CLAIMS}identityprovider": f"https://sts.windows.net/{self.tenant_id}/",
+                f"{_MS_CLAIMS}objectidentifier": policy_oid,
+                f"{_MS_CLAIMS}tenantid": self.tenant_id,
                 "ver": "1.0",
             }
         else:  # a new resource: the identity that made the write
             body["caller"] = actor.caller
             if claims is not None:
                 body["claims"] = claims
-        return (at, event_id, submitted, body)
+        return stored
 
     def platform_event(self, record: SubscriptionRecord, rng: random.Random, start: int) -> StoredEvent:
         """One event of another category than Administrative, shaped like the published samples."""
         sub_id = record.subscription.subscription_id
-        x = rng.random() * _OTHER_CUM[-1]
-        category = _OTHER_CATEGORIES[bisect.bisect_right(_OTHER_CUM, x)][0]
+        category = rng.choices(_OTHER_CATEGORIES, cum_weights=_OTHER_CUM)[0][0]
         event_id = _guid(rng)
         correlation_id = _guid(rng)
         groups = record.resource_groups
@@ -873,9 +733,7 @@ class EventGenerator:
             ]
             body = {
                 "channels": "Admin",
-                "correlationId": correlation_id,
                 "description": f"{status}: {title}",
-                "eventDataId": event_id,
                 "eventName": {"value": None},
                 "category": {"value": "ServiceHealth", "localizedValue": "Service Health"},
                 "level": "Warning" if rng.random() < 0.6 else "Informational",
@@ -885,7 +743,6 @@ class EventGenerator:
                 "resourceId": f"/subscriptions/{sub_id}",
                 "status": _named(status),
                 "subStatus": {"value": None},
-                "subscriptionId": sub_id,
                 "properties": {
                     "title": title,
                     "service": "Virtual Machines",
@@ -901,16 +758,13 @@ class EventGenerator:
                     "version": "0.1.1",
                 },
             }
-            resource_path = f"/subscriptions/{sub_id}"
         elif category == "ResourceHealth":
             status = _HEALTH_STATUSES[_below(rng, len(_HEALTH_STATUSES))]
             digits = 2
             body = {
                 "channels": "Admin, Operation",
-                "correlationId": correlation_id,
                 "description": "",
-                "eventDataId": event_id,
-                "eventName": {"value": "", "localizedValue": ""},
+                "eventName": _named(""),
                 "category": {"value": "ResourceHealth", "localizedValue": "Resource Health"},
                 "level": ("Critical", "Warning", "Informational")[_below(rng, 3)],
                 "operationId": "",
@@ -923,8 +777,7 @@ class EventGenerator:
                 "resourceType": _named("Microsoft.Compute/virtualMachines"),
                 "resourceId": vm_id,
                 "status": _named(status),
-                "subStatus": {"value": "", "localizedValue": ""},
-                "subscriptionId": sub_id,
+                "subStatus": _named(""),
                 "properties": {
                     "stage": status,
                     "title": "Virtual Machine health status changed to unavailable",
@@ -935,10 +788,10 @@ class EventGenerator:
                     "healthEventCategory": "Unplanned",
                 },
             }
-            resource_path = vm_id
         elif category in ("Alert", "Autoscale"):
-            spn = "Microsoft.Insights/alertRules" if category == "Alert" else "Microsoft.Insights/autoscaleSettings"
-            kind = "alertrules" if category == "Alert" else "autoscalesettings"
+            alert = category == "Alert"
+            spn = "Microsoft.Insights/alertRules" if alert else "Microsoft.Insights/autoscaleSettings"
+            kind = "alertrules" if alert else "autoscalesettings"
             rule = (
                 f"/subscriptions/{sub_id}/resourceGroups/{rg}/providers/microsoft.insights/{kind}/"
                 f"{kind[:-1]}-{record.env}"
@@ -948,13 +801,11 @@ class EventGenerator:
             body = {
                 "caller": spn,
                 "channels": "Admin, Operation",
-                "claims": {"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/spn": spn},
-                "correlationId": correlation_id,
+                "claims": {f"{_XML_CLAIMS}spn": spn},
                 "description": "",
-                "eventDataId": event_id,
-                "eventName": _named("Alert" if category == "Alert" else "AutoscaleAction"),
+                "eventName": _named("Alert" if alert else "AutoscaleAction"),
                 "category": _named(category),
-                "level": "Informational" if category == "Autoscale" or resolved else "Critical",
+                "level": "Informational" if not alert or resolved else "Critical",
                 "resourceGroupName": rg,
                 "resourceProviderName": _named("microsoft.insights"),
                 "resourceId": rule,
@@ -962,24 +813,19 @@ class EventGenerator:
                 "operationId": correlation_id,
                 "operationName": _named(
                     f"Microsoft.Insights/AlertRules/{'Resolved' if resolved else 'Activated'}/Action"
-                    if category == "Alert"
+                    if alert
                     else "Microsoft.Insights/AutoscaleSettings/Scaleup/Action"
                 ),
                 "properties": {"RuleUri": rule, "Threshold": "80", "WindowSizeInMinutes": "5"}
-                if category == "Alert"
+                if alert
                 else {"ResourceName": vm_id, "OldInstancesCount": "2", "NewInstancesCount": "3"},
-                "status": _named(("Resolved" if resolved else "Active") if category == "Alert" else "Succeeded"),
+                "status": _named(("Resolved" if resolved else "Active") if alert else "Succeeded"),
                 "subStatus": {"value": None},
-                "subscriptionId": sub_id,
             }
-            resource_path = rule
         elif category == "Security":
-            alert = f"/subscriptions/{sub_id}/providers/Microsoft.Security/locations/westeurope/alerts/{_guid(rng)}"
             body = {
                 "channels": "Operation",
-                "correlationId": correlation_id,
                 "description": "Suspicious double extension file executed.\r\nThis may indicate malware.",
-                "eventDataId": event_id,
                 "eventName": _named("Suspicious double extension file executed"),
                 "category": _named("Security"),
                 "level": "Informational",
@@ -988,22 +834,18 @@ class EventGenerator:
                 "resourceGroupName": rg,
                 "resourceProviderName": _named("Microsoft.Security"),
                 "resourceType": _named("Microsoft.Security/locations/alerts"),
-                "resourceId": alert,
+                "resourceId": f"/subscriptions/{sub_id}/providers/Microsoft.Security/locations/westeurope/alerts/"
+                f"{_guid(rng)}",
                 "status": _named("Active"),
                 "subStatus": {"value": None},
-                "subscriptionId": sub_id,
                 "properties": {"Severity": "High", "ActionTaken": "Detected", "parentProcess id": "0"},
             }
-            resource_path = alert
         else:  # Recommendation: Advisor writes ids and providers in upper case
             digits = 6
-            upper_vm = vm_id.upper().replace(sub_id.upper(), sub_id)
             body = {
                 "channels": "Operation",
-                "correlationId": correlation_id,
                 "description": "The action was successful.",
-                "eventDataId": event_id,
-                "eventName": {"value": "", "localizedValue": ""},
+                "eventName": _named(""),
                 "category": _named("Recommendation"),
                 "level": "Informational",
                 "operationId": "",
@@ -1011,39 +853,31 @@ class EventGenerator:
                 "resourceGroupName": rg.upper(),
                 "resourceProviderName": _named("MICROSOFT.COMPUTE"),
                 "resourceType": _named("MICROSOFT.COMPUTE/virtualmachines"),
-                "resourceId": upper_vm,
+                "resourceId": vm_id.upper().replace(sub_id.upper(), sub_id),
                 "status": _named("Active"),
-                "subStatus": {"value": "", "localizedValue": ""},
-                "subscriptionId": sub_id,
+                "subStatus": _named(""),
                 "properties": {"recommendationCategory": "HighAvailability", "recommendationImpact": "Medium"},
             }
-            resource_path = upper_vm
         at = truncate_ticks(start, digits)
+        body.update(correlationId=correlation_id, eventDataId=event_id, subscriptionId=sub_id)
         body["eventTimestamp"] = format_ticks_digits(at, digits)
-        body["id"] = f"{resource_path}/events/{event_id}/ticks/{dotnet_ticks(at)}"
+        body["id"] = f"{body['resourceId']}/events/{event_id}/ticks/{dotnet_ticks(at)}"
         submitted = at + self.surface_delay(rng)
         body["submissionTimestamp"] = format_ticks(submitted)
         return (at, event_id, submitted, body)
 
     def injected(
-        self,
-        record: SubscriptionRecord,
-        at: int,
-        delay: int,
-        counter: int,
-        fields: dict[str, Any],
+        self, record: SubscriptionRecord, at: int, delay: int, counter: int, fields: dict[str, Any]
     ) -> StoredEvent:
         """One event for inject_event: a realistic end event by a user, with `fields` laid over it."""
         rng = random.Random(stable_int(self.seed, record.subscription.subscription_id, "inject", counter))
         op_name = fields.get("operationName", fields.get("operation"))
         if isinstance(op_name, dict):
             op_name = op_name.get("value")
-        op = OPERATIONS_BY_NAME.get(str(op_name).lower()) if op_name else None
-        if op is None:
-            op = OPERATIONS[0]
+        op = OPERATIONS_BY_NAME.get(str(op_name).lower(), OPERATIONS[0])
         actor = self.directory.users[_below(rng, len(self.directory.users))]
         base = self._build(record, rng, at, op, actor, single=True)[0][3]
-        base["eventName"] = {"value": "EndRequest", "localizedValue": "End request"}
+        base["eventName"] = _END
         if op.kind != "read":
             base["httpRequest"] = {**base.get("httpRequest", {}), "method": op.method}
         base["submissionTimestamp"] = format_ticks(at + delay)
@@ -1094,7 +928,7 @@ def apply_fields(base: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]
             continue
         if key in _VALUE_OBJECTS and isinstance(value, str):
             value = {"value": value, "localizedValue": value}
-        event[key] = _copy(value)
+        event[key] = copy_event(value)
     op = given.get("operationName")
     if isinstance(op, str | dict) and op is not JSON_NULL:
         op_value = op if isinstance(op, str) else str(op.get("value", ""))
@@ -1128,11 +962,7 @@ class EventStore:
     """
 
     def __init__(
-        self,
-        generator: EventGenerator,
-        base_rate: float,
-        lock: threading.RLock,
-        cache_events: int = 60_000,
+        self, generator: EventGenerator, base_rate: float, lock: threading.RLock, cache_events: int = 60_000
     ) -> None:
         self.generator = generator
         self._lock = lock
@@ -1150,11 +980,7 @@ class EventStore:
     def set_rate(self, rate: float, since: int) -> None:
         with self._lock:
             kept = [(t, r) for t, r in self._rates if t < since]
-            if not kept:
-                kept = [(-(2**62), float(rate))]
-            else:
-                kept.append((since, float(rate)))
-            self._rates = kept
+            self._rates = [*kept, (since, float(rate))] if kept else [(-(2**62), float(rate))]
             self.invalidate()
 
     def rate_at(self, ticks: int) -> float:
@@ -1264,13 +1090,10 @@ class EventStore:
             return
         for slot in range(upper // SLOT_TICKS, lower // SLOT_TICKS - 1, -1):
             for stored in self.slot_events(record, slot):
-                ticks = stored[0]
-                if ticks > end or ticks < start:
-                    continue
-                if before is not None and (ticks, stored[1]) >= before:
-                    continue
-                if visible_at is not None and stored[2] > visible_at:
-                    continue
-                if predicate is not None and not predicate(stored[3]):
-                    continue
-                yield stored
+                if (
+                    start <= stored[0] <= end
+                    and (before is None or stored[:2] < before)
+                    and (visible_at is None or stored[2] <= visible_at)
+                    and (predicate is None or predicate(stored[3]))
+                ):
+                    yield stored

@@ -32,15 +32,23 @@ EXAMPLE = "eventTimestamp ge '2014-07-16T04:36:37.6407898Z' and eventTimestamp l
 
 LEVELS = ("Critical", "Error", "Warning", "Informational", "Verbose")
 CHANNELS = ("Admin", "Operation", "Debug", "Analytics")
-# clause name (lower case) -> canonical name
+# clause name (lower case) -> canonical name, for the clauses that take a list and those that scope the events
+LIST_FIELDS = {"eventchannels": "eventChannels", "levels": "levels"}
 SCOPE_FIELDS = {
     "resourcegroupname": "resourceGroupName",
     "resourceuri": "resourceUri",
     "resourceprovider": "resourceProvider",
     "correlationid": "correlationId",
 }
-SUPPORTED_FIELDS = ("eventTimestamp", "eventChannels", "levels", *SCOPE_FIELDS.values())
+SUPPORTED_FIELDS = ("eventTimestamp", *LIST_FIELDS.values(), *SCOPE_FIELDS.values())
 _OPERATORS = {"eq", "ne", "gt", "ge", "lt", "le", "has", "in", "contains", "startswith", "endswith"}
+# The event field each scope clause compares with (resourceProviderName is a {value, localizedValue} object).
+_SCOPE_EVENT_FIELDS = {
+    "resource_group": "resourceGroupName",
+    "resource_uri": "resourceId",
+    "resource_provider": "resourceProviderName",
+    "correlation_id": "correlationId",
+}
 
 
 class FilterError(ValueError):
@@ -73,37 +81,17 @@ class ActivityLogFilter:
                 return False
         if self.levels is not None and str(event.get("level") or "").lower() not in self.levels:
             return False
-        if self.resource_group is not None and str(event.get("resourceGroupName") or "").lower() != self.resource_group:
-            return False
-        if self.resource_uri is not None and str(event.get("resourceId") or "").lower() != self.resource_uri:
-            return False
-        if self.resource_provider is not None:
-            provider = event.get("resourceProviderName") or {}
-            value = provider.get("value") if isinstance(provider, dict) else provider
-            if str(value or "").lower() != self.resource_provider:
+        for name, event_field in _SCOPE_EVENT_FIELDS.items():
+            wanted = getattr(self, name)
+            value = event.get(event_field) or ""
+            value = value.get("value") if isinstance(value, dict) else value
+            if wanted is not None and str(value or "").lower() != wanted:
                 return False
-        return self.correlation_id is None or str(event.get("correlationId") or "").lower() == self.correlation_id
+        return True
 
     @property
     def has_clauses(self) -> bool:
-        return any(
-            v is not None
-            for v in (
-                self.channels,
-                self.levels,
-                self.resource_group,
-                self.resource_uri,
-                self.resource_provider,
-                self.correlation_id,
-            )
-        )
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # "word", "string", "punct", "other"
-    text: str
-    position: int
+        return any(getattr(self, name) is not None for name in ("channels", "levels", *_SCOPE_EVENT_FIELDS))
 
 
 _TOKEN = re.compile(
@@ -118,31 +106,18 @@ _TOKEN = re.compile(
 )
 
 
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position = 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if not match or match.end() == position:
-            if text[position:].strip() == "":
-                break
-            raise FilterError(f"The $filter is malformed near position {position}: {text[position : position + 20]!r}.")
-        if match.group("unterminated") is not None:
+def _tokenize(text: str) -> list[tuple[str, str, int]]:
+    """(kind, text, position) of each token: every character but white space belongs to one."""
+    tokens = []
+    for match in _TOKEN.finditer(text):
+        kind = str(match.lastgroup)
+        if kind == "unterminated":
             raise FilterError(
-                f"The $filter is malformed: the string starting at position {match.start('unterminated')} "
+                f"The $filter is malformed: the string starting at position {match.start(kind)} "
                 "is not terminated with a single quote."
             )
-        for kind in ("string", "word", "punct", "other"):
-            value = match.group(kind)
-            if value is not None:
-                tokens.append(_Token(kind, value, match.start(kind)))
-                break
-        position = match.end()
+        tokens.append((kind, match.group(kind), match.start(kind)))
     return tokens
-
-
-def _unquote(token: _Token) -> str:
-    return token.text[1:-1].replace("''", "'")
 
 
 def parse_filter(text: str | None, now: int, *, check_retention: bool = True) -> ActivityLogFilter:
@@ -153,110 +128,90 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
             f"for example $filter={EXAMPLE}."
         )
     tokens = _tokenize(text)
-    clauses: list[tuple[_Token, _Token, _Token]] = []
+    clauses: list[tuple[str, str, tuple[str, str, int]]] = []
     index = 0
     while True:
         if index >= len(tokens):
             raise FilterError("The $filter is malformed: it ends where a clause was expected.")
-        head = tokens[index]
-        if head.kind == "punct" and head.text == "(":
+        kind, head, position = tokens[index]
+        if (kind, head) == ("punct", "("):
             raise FilterError("The $filter does not support parentheses: join the clauses with 'and' only.")
-        if head.kind == "word" and head.text.lower() == "not":
+        if kind == "word" and head.lower() == "not":
             raise FilterError("The $filter does not support the 'not' operator: join the clauses with 'and' only.")
-        if head.kind != "word":
-            raise FilterError(f"The $filter is malformed near position {head.position}: expected a field name.")
-        if index + 1 < len(tokens) and tokens[index + 1].kind == "punct" and tokens[index + 1].text == "(":
-            raise FilterError(f"The $filter does not support functions such as '{head.text}(...)'.")
+        if kind != "word":
+            raise FilterError(f"The $filter is malformed near position {position}: expected a field name.")
+        if index + 1 < len(tokens) and tokens[index + 1][:2] == ("punct", "("):
+            raise FilterError(f"The $filter does not support functions such as '{head}(...)'.")
         if index + 2 >= len(tokens):
             raise FilterError(
-                f"The $filter clause starting with '{head.text}' is incomplete: expected <field> <operator> '<value>'."
+                f"The $filter clause starting with '{head}' is incomplete: expected <field> <operator> '<value>'."
             )
-        op_token, value_token = tokens[index + 1], tokens[index + 2]
-        if op_token.kind != "word" or op_token.text.lower() not in _OPERATORS:
-            raise FilterError(
-                f"The $filter is malformed near position {op_token.position}: '{op_token.text}' is not an operator."
-            )
-        clauses.append((head, op_token, value_token))
+        (op_kind, operator, op_position), literal = tokens[index + 1], tokens[index + 2]
+        if op_kind != "word" or operator.lower() not in _OPERATORS:
+            raise FilterError(f"The $filter is malformed near position {op_position}: '{operator}' is not an operator.")
+        clauses.append((head, operator, literal))
         index += 3
         if index == len(tokens):
             break
-        joiner = tokens[index]
-        if joiner.kind == "word" and joiner.text.lower() == "and":
+        kind, joiner, position = tokens[index]
+        if kind == "word" and joiner.lower() == "and":
             index += 1
             continue
-        if joiner.kind == "word" and joiner.text.lower() == "or":
+        if kind == "word" and joiner.lower() == "or":
             raise FilterError("The $filter does not support the 'or' operator: join the clauses with 'and' only.")
-        raise FilterError(f"The $filter is malformed near position {joiner.position}: expected 'and'.")
+        raise FilterError(f"The $filter is malformed near position {position}: expected 'and'.")
 
-    start: int | None = None
-    end: int | None = None
-    seen: set[str] = set()
+    times: dict[str, int] = {}
+    lists: dict[str, frozenset[str]] = {}
     values: dict[str, str] = {}
-    channels: frozenset[str] | None = None
-    levels: frozenset[str] | None = None
-    for field_token, operator_token, literal in clauses:
-        field = field_token.text
-        lowered = field.lower()
-        operator = operator_token.text.lower()
+    seen: set[str] = set()
+    for field, operator, (raw_kind, raw, _) in clauses:
+        lowered, op = field.lower(), operator.lower()
         if lowered == "eventtimestamp":
-            if operator not in ("ge", "le"):
+            if op not in ("ge", "le"):
                 raise FilterError(
-                    f"The operator '{operator_token.text}' is not supported for eventTimestamp: use 'ge' for the "
+                    f"The operator '{operator}' is not supported for eventTimestamp: use 'ge' for the "
                     "start time and 'le' for the end time."
                 )
-            clause_key = f"eventTimestamp {operator}"
-        elif lowered in SCOPE_FIELDS or lowered in ("eventchannels", "levels"):
-            if operator != "eq":
-                canonical = SCOPE_FIELDS.get(lowered, "eventChannels" if lowered == "eventchannels" else "levels")
-                raise FilterError(
-                    f"The operator '{operator_token.text}' is not supported for {canonical}: only 'eq' is."
-                )
+            clause_key = f"eventTimestamp {op}"
+        elif lowered in SCOPE_FIELDS or lowered in LIST_FIELDS:
+            if op != "eq":
+                canonical = SCOPE_FIELDS.get(lowered) or LIST_FIELDS[lowered]
+                raise FilterError(f"The operator '{operator}' is not supported for {canonical}: only 'eq' is.")
             clause_key = lowered
         else:
             raise FilterError(
                 f"The $filter field '{field}' is not supported. Supported fields are: {', '.join(SUPPORTED_FIELDS)}."
             )
         if clause_key in seen:
-            raise FilterError(f"The $filter clause '{field} {operator_token.text}' may appear only once.")
+            raise FilterError(f"The $filter clause '{field} {operator}' may appear only once.")
         seen.add(clause_key)
-        if lowered == "eventtimestamp" and literal.kind == "other":
-            value = literal.text  # ARM also takes the time unquoted: eventTimestamp ge 2024-05-01T10:00:00Z
-        elif literal.kind != "string":
+        if lowered == "eventtimestamp" and raw_kind == "other":
+            value = raw  # ARM also takes the time unquoted: eventTimestamp ge 2024-05-01T10:00:00Z
+        elif raw_kind != "string":
             raise FilterError(
                 f"The value of '{field}' must be a string in single quotes, for example "
-                f"{field} {operator_token.text} '...'; got {literal.text}."
+                f"{field} {operator} '...'; got {raw}."
             )
         else:
-            value = _unquote(literal)
+            value = raw[1:-1].replace("''", "'")
         if lowered == "eventtimestamp":
             try:
-                ticks = parse_timestamp(value)
+                times[op] = parse_timestamp(value)
             except ValueError:
                 raise FilterError(
                     f"The value '{value}' of eventTimestamp is not a valid date and time. Use ISO 8601, "
                     "for example '2014-07-16T04:36:37.6407898Z'."
                 ) from None
-            if operator == "ge":
-                start = ticks
-            else:
-                end = ticks
-        elif lowered == "eventchannels":
-            parts = [p.strip() for p in value.split(",") if p.strip()]
-            unknown = [p for p in parts if p.lower() not in {c.lower() for c in CHANNELS}]
-            if not parts or unknown:
+        elif lowered in LIST_FIELDS:
+            allowed = CHANNELS if lowered == "eventchannels" else LEVELS
+            parts = frozenset(p.strip().lower() for p in value.split(",") if p.strip())
+            if not parts or not parts <= {a.lower() for a in allowed}:
                 raise FilterError(
-                    f"The value '{value}' of eventChannels is invalid: give a comma-separated list of "
-                    f"{', '.join(CHANNELS)}."
+                    f"The value '{value}' of {LIST_FIELDS[lowered]} is invalid: give a comma-separated list of "
+                    f"{', '.join(allowed)}."
                 )
-            channels = frozenset(p.lower() for p in parts)
-        elif lowered == "levels":
-            parts = [p.strip() for p in value.split(",") if p.strip()]
-            unknown = [p for p in parts if p.lower() not in {level.lower() for level in LEVELS}]
-            if not parts or unknown:
-                raise FilterError(
-                    f"The value '{value}' of levels is invalid: give a comma-separated list of {', '.join(LEVELS)}."
-                )
-            levels = frozenset(p.lower() for p in parts)
+            lists[lowered] = parts
         else:
             if not value.strip():
                 raise FilterError(f"The value of {SCOPE_FIELDS[lowered]} must not be empty.")
@@ -268,6 +223,7 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
             "The $filter may restrict the events to only one of resourceGroupName, resourceUri, "
             f"resourceProvider or correlationId; it has {names}."
         )
+    start, end = times.get("ge"), times.get("le")
     if start is None:
         raise FilterError(
             "The $filter must contain the start time of the range, eventTimestamp ge '<start>', "
@@ -286,8 +242,8 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
     return ActivityLogFilter(
         start=start,
         end=end,
-        channels=channels,
-        levels=levels,
+        channels=lists.get("eventchannels"),
+        levels=lists.get("levels"),
         resource_group=values.get("resourcegroupname"),
         resource_uri=values.get("resourceuri"),
         resource_provider=values.get("resourceprovider"),

@@ -10,7 +10,9 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
+
+from .timefmt import format_datetime
 
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 SECURITY_ADMINISTRATOR = "194ae4cb-b126-40b2-bd5b-6091b380977d"
@@ -58,6 +60,17 @@ class Subscription:
     created_at: datetime | None = None
     listed: bool = True
     forbidden: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The subscription as the control API and `emulator.json` show it."""
+        return {
+            "subscriptionId": self.subscription_id,
+            "displayName": self.display_name,
+            "state": self.state,
+            "createdAt": format_datetime(self.created_at) if self.created_at else None,
+            "listed": self.listed,
+            "forbidden": self.forbidden,
+        }
 
 
 @dataclass
@@ -155,11 +168,12 @@ _SERVICE_PRINCIPALS: tuple[tuple[str, bool, float], ...] = (
     ("backup-automation", False, 1.0),
 )
 
-# (name, kind "user" or "system", host resource type, weight)
+# (name, resource group, resource type: user-assigned, or the resource a system-assigned one belongs to, weight)
+_USER_ASSIGNED = "Microsoft.ManagedIdentity/userAssignedIdentities"
 _MANAGED_IDENTITIES: tuple[tuple[str, str, str, float], ...] = (
-    ("id-aks-workload", "user", "", 1.5),
-    ("id-func-ingest", "user", "", 1.0),
-    ("func-orders", "system", "Microsoft.Web/sites", 1.0),
+    ("id-aks-workload", "rg-identity-prod", _USER_ASSIGNED, 1.5),
+    ("id-func-ingest", "rg-identity-prod", _USER_ASSIGNED, 1.0),
+    ("func-orders", "rg-web-prod", "Microsoft.Web/sites", 1.0),
 )
 
 SYSTEM_CALLERS: tuple[tuple[str, float], ...] = (
@@ -181,32 +195,33 @@ class Directory:
             client_secret=f"emu~{secret_tail[:8]}.{secret_tail[8:30]}",
             object_id=stable_guid(seed, "connector", "sp-object-id"),
         )
-        self.users: list[Actor] = []
-        for index, (local, name, given, surname, weight, wids) in enumerate(_USERS):
-            self.users.append(
-                Actor(
-                    kind="user",
-                    key=f"user:{local}",
-                    caller=f"{local}@{TENANT_DOMAIN}",
-                    oid=stable_guid(seed, "user", local),
-                    upn=f"{local}@{TENANT_DOMAIN}",
-                    name=name,
-                    given_name=given,
-                    surname=surname,
-                    appid=None,
-                    ipaddr=f"203.0.113.{10 + index * 7}",
-                    wids=(*wids, DEFAULT_USER_ROLE),
-                    weight=weight,
-                )
+
+        def user(local: str, caller: str, **fields: Any) -> Actor:
+            return Actor(
+                kind="user", key=f"user:{local}", caller=caller, oid=stable_guid(seed, "user", local), **fields
             )
+
+        self.users: list[Actor] = [
+            user(
+                local,
+                f"{local}@{TENANT_DOMAIN}",
+                upn=f"{local}@{TENANT_DOMAIN}",
+                name=name,
+                given_name=given,
+                surname=surname,
+                ipaddr=f"203.0.113.{10 + index * 7}",
+                wids=(*wids, DEFAULT_USER_ROLE),
+                weight=weight,
+            )
+            for index, (local, name, given, surname, weight, wids) in enumerate(_USERS)
+        ]
         # A guest from a partner organization: its UPN is the #EXT# form.
+        guest = f"grady.archie_fabrikam.com#EXT#@{TENANT_INITIAL_DOMAIN}"
         self.users.append(
-            Actor(
-                kind="user",
-                key="user:guest",
-                caller=f"grady.archie_fabrikam.com#EXT#@{TENANT_INITIAL_DOMAIN}",
-                oid=stable_guid(seed, "user", "guest"),
-                upn=f"grady.archie_fabrikam.com#EXT#@{TENANT_INITIAL_DOMAIN}",
+            user(
+                "guest",
+                guest,
+                upn=guest,
                 name="Grady Archie (Fabrikam)",
                 given_name="Grady",
                 surname="Archie",
@@ -217,25 +232,15 @@ class Directory:
         # Users without a upn claim: a personal Microsoft account added to the tenant, and a guest
         # who signed in with one. Their tokens say idtyp user; the caller is the e-mail address.
         self.users_without_upn: list[Actor] = [
-            Actor(
-                kind="user",
-                key="user:personal",
-                caller="pat.personal@outlook.com",
-                oid=stable_guid(seed, "user", "personal"),
+            user(
+                "personal",
+                "pat.personal@outlook.com",
                 name="Pat Personal",
                 given_name="Pat",
                 ipaddr="198.51.100.91",
                 weight=0.6,
             ),
-            Actor(
-                kind="user",
-                key="user:guest-msa",
-                caller="sam.consultant@hotmail.com",
-                oid=stable_guid(seed, "user", "guest-msa"),
-                name="Sam Consultant",
-                ipaddr="198.51.100.92",
-                weight=0.4,
-            ),
+            user("guest-msa", "sam.consultant@hotmail.com", name="Sam Consultant", ipaddr="198.51.100.92", weight=0.4),
         ]
         # Who can sign in through the browser sign-in page (not callers of the generated activity).
         self.people: list[Actor] = [
@@ -268,15 +273,8 @@ class Directory:
                 )
             )
         self.managed_identities: list[Actor] = []
-        for name, kind, host_type, weight in _MANAGED_IDENTITIES:
-            rg = "rg-identity-prod" if kind == "user" else "rg-web-prod"
-            if kind == "user":
-                mirid = (
-                    f"/subscriptions/{production_subscription_id}/resourcegroups/{rg}/providers/"
-                    f"Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
-                )
-            else:
-                mirid = f"/subscriptions/{production_subscription_id}/resourcegroups/{rg}/providers/{host_type}/{name}"
+        for name, rg, resource_type, weight in _MANAGED_IDENTITIES:
+            mirid = f"/subscriptions/{production_subscription_id}/resourcegroups/{rg}/providers/{resource_type}/{name}"
             oid = stable_guid(seed, "mi-object", name)
             self.managed_identities.append(
                 Actor(

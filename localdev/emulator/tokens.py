@@ -12,6 +12,7 @@ key-confusion attack), an app-only token without an app role, and an ID token.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -26,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from jwt.utils import base64url_encode, to_base64url_uint
 
 from .tenant import Actor, Directory, stable_guid
 
@@ -52,18 +54,18 @@ APP_TOKEN_LIFETIME = 3599
 
 
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_uint(value: int) -> str:
-    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    return base64url_encode(data).decode("ascii")
 
 
 @dataclass
 class SigningKey:
-    kid: str
     private_key: rsa.RSAPrivateKey
-    certificate_der: bytes
+    certificate: x509.Certificate
+
+    @functools.cached_property
+    def kid(self) -> str:
+        """The certificate's SHA-1 thumbprint, as Entra ID's kid and x5t."""
+        return b64url(self.certificate.fingerprint(hashes.SHA1()))  # noqa: S303 - x5t is SHA-1 by definition
 
     @property
     def public_pem(self) -> bytes:
@@ -73,90 +75,77 @@ class SigningKey:
 
     def jwk(self, issuer: str) -> dict[str, Any]:
         numbers = self.private_key.public_key().public_numbers()
+        der = self.certificate.public_bytes(serialization.Encoding.DER)
         return {
             "kty": "RSA",
             "use": "sig",
             "kid": self.kid,
             "x5t": self.kid,
-            "n": b64url_uint(numbers.n),
-            "e": b64url_uint(numbers.e),
-            "x5c": [base64.b64encode(self.certificate_der).decode("ascii")],
+            "n": to_base64url_uint(numbers.n).decode("ascii"),
+            "e": to_base64url_uint(numbers.e).decode("ascii"),
+            "x5c": [base64.b64encode(der).decode("ascii")],
             "issuer": issuer,
         }
 
+    @classmethod
+    def generate(cls, common_name: str) -> SigningKey:
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(private_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=3650))
+            .sign(private_key, hashes.SHA256())
+        )
+        return cls(private_key, certificate)
 
-def _new_key(common_name: str) -> SigningKey:
-    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=3650))
-        .sign(private_key, hashes.SHA256())
-    )
-    der = certificate.public_bytes(serialization.Encoding.DER)
-    kid = b64url(hashlib.sha1(der).digest())  # noqa: S324 - x5t is a SHA-1 thumbprint by definition
-    return SigningKey(kid=kid, private_key=private_key, certificate_der=der)
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        blob = path.read_bytes()
+        # Our own keys, written by save: skipping the (slow) RSA consistency check is safe.
+        private_key = serialization.load_pem_private_key(blob, password=None, unsafe_skip_rsa_key_validation=True)
+        assert isinstance(private_key, rsa.RSAPrivateKey)
+        return cls(private_key, x509.load_pem_x509_certificate(blob))
 
-
-def _load_key(path: Path) -> SigningKey:
-    blob = path.read_bytes()
-    # Our own keys, written by _save_key: skipping the (slow) RSA consistency check is safe.
-    private_key = serialization.load_pem_private_key(blob, password=None, unsafe_skip_rsa_key_validation=True)
-    assert isinstance(private_key, rsa.RSAPrivateKey)
-    cert = x509.load_pem_x509_certificate(blob)
-    der = cert.public_bytes(serialization.Encoding.DER)
-    kid = b64url(hashlib.sha1(der).digest())  # noqa: S324
-    return SigningKey(kid=kid, private_key=private_key, certificate_der=der)
-
-
-def _save_key(key: SigningKey, path: Path) -> None:
-    pem = key.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    cert = x509.load_der_x509_certificate(key.certificate_der).public_bytes(serialization.Encoding.PEM)
-    path.write_bytes(pem + cert)
-    path.chmod(0o600)
+    def save(self, path: Path) -> None:
+        pem = self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        path.write_bytes(pem + self.certificate.public_bytes(serialization.Encoding.PEM))
+        path.chmod(0o600)
 
 
 class KeySet:
     """The published signing keys (the first signs; the second is published as a rollover key)."""
 
     def __init__(self, state_dir: Path | None = None) -> None:
-        keys: list[SigningKey] = []
+        self.keys: list[SigningKey] = []
         for index in range(2):
             path = state_dir / f"signing-key-{index}.pem" if state_dir is not None else None
             if path is not None and path.exists():
-                keys.append(_load_key(path))
+                self.keys.append(SigningKey.load(path))
                 continue
-            key = _new_key(f"emulated-entra-signing-{index}")
+            key = SigningKey.generate(f"emulated-entra-signing-{index}")
             if path is not None:
-                _save_key(key, path)
-            keys.append(key)
-        self.keys = keys
-        self._unknown: SigningKey | None = None
+                key.save(path)
+            self.keys.append(key)
 
     @property
     def signing(self) -> SigningKey:
         return self.keys[0]
 
-    @property
+    @functools.cached_property
     def unknown(self) -> SigningKey:
         """A key that is not published, for forged tokens."""
-        if self._unknown is None:
-            self._unknown = _new_key("not-published")
-        return self._unknown
+        return SigningKey.generate("not-published")
 
     def by_kid(self, kid: str) -> SigningKey | None:
-        for key in self.keys:
-            if key.kid == kid:
-                return key
-        return None
+        return next((key for key in self.keys if key.kid == kid), None)
 
     def jwks(self, issuer: str) -> dict[str, Any]:
         return {"keys": [key.jwk(issuer) for key in self.keys]}
@@ -213,30 +202,40 @@ class TokenIssuer:
             claims["nonce"] = nonce
         return claims
 
-    def user_claims(self, actor: Actor, now: datetime, wids: tuple[str, ...] | None = None) -> dict[str, Any]:
+    def _claims(self, audience: str, issuer: str, now: datetime, lifetime: int, **claims: Any) -> dict[str, Any]:
+        """The claims every access token carries, plus `claims`."""
         iat = int(now.timestamp())
-        claims: dict[str, Any] = {
-            "aud": self.audience,
-            "iss": self.issuer_v2,
+        return {
+            "aud": audience,
+            "iss": issuer,
             "iat": iat,
             "nbf": iat,
-            "exp": iat + USER_TOKEN_LIFETIME,
+            "exp": iat + lifetime,
             "aio": secrets.token_urlsafe(30),
-            "azp": stable_guid(self.directory.seed, "portal-client"),
-            "azpacr": "0",
-            "idtyp": "user",
-            "name": actor.name if actor.name is not None else f"{actor.given_name} {actor.surname}",
-            "oid": actor.oid,
-            "preferred_username": actor.upn,
             "rh": f"0.{secrets.token_urlsafe(40)}.",
-            "scp": API_SCOPE,
-            "sub": b64url(hashlib.sha256(f"{self.directory.seed}|{actor.oid}|{self.audience}".encode()).digest()),
             "tid": self.tenant_id,
-            "upn": actor.upn,
             "uti": secrets.token_urlsafe(16),
-            "ver": "2.0",
-            "wids": list(actor.wids if wids is None else wids),
+            **claims,
         }
+
+    def user_claims(self, actor: Actor, now: datetime, wids: tuple[str, ...] | None = None) -> dict[str, Any]:
+        claims = self._claims(
+            self.audience,
+            self.issuer_v2,
+            now,
+            USER_TOKEN_LIFETIME,
+            azp=stable_guid(self.directory.seed, "portal-client"),
+            azpacr="0",
+            idtyp="user",
+            name=actor.name if actor.name is not None else f"{actor.given_name} {actor.surname}",
+            oid=actor.oid,
+            preferred_username=actor.upn,
+            scp=API_SCOPE,
+            sub=b64url(hashlib.sha256(f"{self.directory.seed}|{actor.oid}|{self.audience}".encode()).digest()),
+            upn=actor.upn,
+            ver="2.0",
+            wids=list(actor.wids if wids is None else wids),
+        )
         if actor.given_name:
             claims["given_name"] = actor.given_name
         if actor.surname:
@@ -283,36 +282,30 @@ class TokenIssuer:
             else:
                 claims[name] = value
         if kind == "alg_none":
-            header = {"alg": "none", "typ": "JWT"}
-            return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}."
+            return jwt.encode(claims, "", algorithm="none")
         if kind == "hs256_public_key":
+            # PyJWT refuses a PEM key as an HMAC secret, so this one is signed by hand.
             header = {"alg": "HS256", "typ": "JWT", "kid": self.keys.signing.kid}
-            signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+            signing_input = ".".join(b64url(json.dumps(part).encode()) for part in (header, claims))
             mac = hmac.new(self.keys.signing.public_pem, signing_input.encode(), hashlib.sha256).digest()
             return f"{signing_input}.{b64url(mac)}"
         return self._sign(claims, key)
 
     def api_app_claims(self, now: datetime, roles: list[str] | None) -> dict[str, Any]:
         """An app-only v2.0 access token for the connector's API (another application of the tenant)."""
-        iat = int(now.timestamp())
-        client_id = stable_guid(self.directory.seed, "service-client")
-        claims: dict[str, Any] = {
-            "aud": self.audience,
-            "iss": self.issuer_v2,
-            "iat": iat,
-            "nbf": iat,
-            "exp": iat + APP_TOKEN_LIFETIME,
-            "aio": secrets.token_urlsafe(30),
-            "azp": client_id,
-            "azpacr": "1",
-            "idtyp": "app",
-            "oid": stable_guid(self.directory.seed, "service-client", "sp-object-id"),
-            "rh": f"0.{secrets.token_urlsafe(40)}.",
-            "sub": stable_guid(self.directory.seed, "service-client", "sp-object-id"),
-            "tid": self.tenant_id,
-            "uti": secrets.token_urlsafe(16),
-            "ver": "2.0",
-        }
+        object_id = stable_guid(self.directory.seed, "service-client", "sp-object-id")
+        claims = self._claims(
+            self.audience,
+            self.issuer_v2,
+            now,
+            APP_TOKEN_LIFETIME,
+            azp=stable_guid(self.directory.seed, "service-client"),
+            azpacr="1",
+            idtyp="app",
+            oid=object_id,
+            sub=object_id,
+            ver="2.0",
+        )
         if roles:
             claims["roles"] = roles
         return claims
@@ -320,28 +313,22 @@ class TokenIssuer:
     def app_token(self, resource: str, now: datetime) -> str:
         """The access token the client-credentials grant returns for the connector (v1.0 shape, like ARM's)."""
         app = self.directory.connector
-        iat = int(now.timestamp())
-        claims = {
-            "aud": resource,
-            "iss": self.issuer_v1,
-            "iat": iat,
-            "nbf": iat,
-            "exp": iat + APP_TOKEN_LIFETIME,
-            "aio": secrets.token_urlsafe(30),
-            "app_displayname": app.display_name,
-            "appid": app.client_id,
-            "appidacr": "1",
-            "azp": app.client_id,
-            "idp": self.issuer_v1,
-            "idtyp": "app",
-            "oid": app.object_id,
-            "rh": f"0.{secrets.token_urlsafe(40)}.",
-            "sub": app.object_id,
-            "tid": self.tenant_id,
-            "uti": secrets.token_urlsafe(16),
-            "ver": "1.0",
-            "xms_tcdt": 1469565974,
-        }
+        claims = self._claims(
+            resource,
+            self.issuer_v1,
+            now,
+            APP_TOKEN_LIFETIME,
+            app_displayname=app.display_name,
+            appid=app.client_id,
+            appidacr="1",
+            azp=app.client_id,
+            idp=self.issuer_v1,
+            idtyp="app",
+            oid=app.object_id,
+            sub=app.object_id,
+            ver="1.0",
+            xms_tcdt=1469565974,
+        )
         return self._sign(claims)
 
 
@@ -384,6 +371,7 @@ def validate_arm_token(
             token,
             key.private_key.public_key(),
             algorithms=["RS256"],
+            # Audience, issuer and lifetime are checked below, with ARM's own error codes and messages.
             options={
                 "verify_aud": False,
                 "verify_iss": False,
@@ -423,7 +411,6 @@ def validate_arm_token(
             )
         if isinstance(nbf, int) and nbf > current + 300:
             raise TokenRejected(
-                "InvalidAuthenticationToken",
-                f"The access token is not yet valid: it is valid from '{_arm_time(nbf)}'.",
+                "InvalidAuthenticationToken", f"The access token is not yet valid: it is valid from '{_arm_time(nbf)}'."
             )
     return claims

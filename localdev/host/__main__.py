@@ -34,20 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
 
     host = LocalHost(args.app_dir, port=args.port, function_key=args.function_key, master_key=args.master_key)
     stop_requested = threading.Event()
-    signals = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
+        if not stop_requested.is_set():
             logger.info(
                 "%s received: finishing running invocations (again to abandon them)", signal.Signals(signum).name
             )
@@ -56,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             logger.warning("Abandoning running invocations; their queue messages become visible again")
             host.abandon()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
 
     try:
         host.start()

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import azure.functions as func
@@ -144,9 +143,7 @@ class LocalHost:
         return [replace(i, url=self._url(i)) if i.trigger == HTTP_TRIGGER else i for i in infos]
 
     def _url(self, info: FunctionInfo) -> str:
-        prefix = self.config.route_prefix
-        parts = [p for p in (prefix, info.route) if p]
-        return f"{self.base_url}/{'/'.join(parts)}"
+        return f"{self.base_url}/{'/'.join(p for p in (self.config.route_prefix, info.route) if p)}"
 
     def _function(self, name: str) -> LoadedFunction:
         for fn in self._load():
@@ -178,7 +175,16 @@ class LocalHost:
             if azure_logger.level == logging.NOTSET:
                 azure_logger.setLevel(logging.WARNING)
             try:
-                self._dispatcher = self._make_dispatcher(loaded)
+                self._dispatcher = HttpDispatcher(
+                    loaded,
+                    self._invoker,
+                    route_prefix=self._config.route_prefix,
+                    function_key=self.function_key,
+                    master_key=self.master_key,
+                    host_status=self._host_status,
+                    admin_functions=self._admin_functions,
+                    admin_invoke=self._admin_invoke,
+                )
                 try:
                     self._server = LocalServer(self._dispatcher, self._bind, self._requested_port)
                 except OSError as exc:
@@ -192,14 +198,12 @@ class LocalHost:
                 self._workers = worker_pool(self.settings)
                 for fn in loaded:
                     if fn.info.trigger == QUEUE_TRIGGER:
-                        listener = QueueListener(fn, self._config.queues, self._invoker, self._workers)
-                        self._listeners.append(listener)
-                        listener.start()
+                        self._listeners.append(QueueListener(fn, self._config.queues, self._invoker, self._workers))
+                        self._listeners[-1].start()
                 for fn in loaded:
                     if fn.info.trigger == TIMER_TRIGGER:
-                        runner = TimerRunner(fn, self._invoker)
-                        self._timers.append(runner)
-                        runner.start()
+                        self._timers.append(TimerRunner(fn, self._invoker))
+                        self._timers[-1].start()
             except BaseException:
                 self._shutdown(timeout=0)
                 raise
@@ -207,19 +211,6 @@ class LocalHost:
             for info in self.functions:
                 logger.debug("  %s: %s %s", info.name, info.trigger, info.target)
             return self
-
-    def _make_dispatcher(self, loaded: list[LoadedFunction]) -> HttpDispatcher:
-        assert self._config is not None and self._invoker is not None
-        return HttpDispatcher(
-            loaded,
-            self._invoker,
-            route_prefix=self._config.route_prefix,
-            function_key=self.function_key,
-            master_key=self.master_key,
-            host_status=self._host_status,
-            admin_functions=self._admin_functions,
-            admin_invoke=self._admin_invoke,
-        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop triggering; wait up to `timeout` s for running invocations, then abandon them.
@@ -273,12 +264,7 @@ class LocalHost:
     def __enter__(self) -> LocalHost:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- queues -------------------------------------------------------------------------------
@@ -289,13 +275,14 @@ class LocalHost:
         invoker = self._invoker
         if invoker is None or self._state == "created":
             raise RuntimeError("the host has not been started")
+
+        def quiet() -> bool:
+            return invoker.busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
+
         while True:
             before = invoker.activity
-            idle = all(listener.in_flight == 0 for listener in self._listeners)
-            if idle:
-                idle = all(listener.approximate_message_count() == 0 for listener in self._listeners)
-            idle = idle and invoker.busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
-            if idle and invoker.activity == before:
+            empty = quiet() and all(listener.approximate_message_count() == 0 for listener in self._listeners)
+            if empty and quiet() and invoker.activity == before:
                 return True
             if time.monotonic() >= deadline:
                 return False

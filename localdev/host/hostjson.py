@@ -38,35 +38,35 @@ def parse_timespan(value: object, what: str) -> float:
     raise HostStartupError(f'{what} must be a TimeSpan such as "00:00:30", not {value!r}')
 
 
-def _get(section: Mapping[str, Any], key: str) -> Any:
-    lowered = key.lower()
-    for k, v in section.items():
-        if k.lower() == lowered:
-            return v
-    return None
+def _lower_keys(value: Any) -> Any:
+    """host.json with every key lower-cased: the Functions host matches keys without case."""
+    return {str(k).lower(): _lower_keys(v) for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
-def _section(section: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
-    current: Any = section
-    for key in path:
-        current = _get(current, key) if isinstance(current, Mapping) else None
-        if current is None:
-            return {}
-    if not isinstance(current, Mapping):
-        raise HostStartupError(f"host.json: {'.'.join(path)} must be an object")
-    return current
+def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """`extensions.<name>`, {} when absent."""
+    extensions = data.get("extensions") or {}
+    section = extensions.get(name) if isinstance(extensions, Mapping) else None
+    if section is not None and not isinstance(section, Mapping):
+        raise HostStartupError(f"host.json: extensions.{name} must be an object")
+    return section or {}
 
 
-def _int(section: Mapping[str, Any], key: str, default: int, what: str) -> int:
-    value = _get(section, key)
+def _int(section: Mapping[str, Any], key: str, default: int) -> int:
+    value = section.get(key.lower())
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise HostStartupError(f"host.json: {what} must be an integer, not {value!r}")
     try:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError
         return int(value)
     except ValueError:
-        raise HostStartupError(f"host.json: {what} must be an integer, not {value!r}") from None
+        raise HostStartupError(f"host.json: extensions.queues.{key} must be an integer, not {value!r}") from None
+
+
+def _timespan(section: Mapping[str, Any], key: str, default: float) -> float:
+    value = section.get(key.lower())
+    return default if value is None else parse_timespan(value, f"host.json: extensions.queues.{key}")
 
 
 @dataclass(frozen=True)
@@ -82,45 +82,29 @@ class QueuesOptions:
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> QueuesOptions:
-        batch_size = _int(section, "batchSize", 16, "extensions.queues.batchSize")
+        """The options from a `queues` section whose keys are lower-cased."""
+        batch_size = _int(section, "batchSize", 16)
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise HostStartupError(
                 f"host.json: extensions.queues.batchSize must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}"
             )
-        threshold = _int(section, "newBatchThreshold", batch_size // 2, "extensions.queues.newBatchThreshold")
+        threshold = _int(section, "newBatchThreshold", batch_size // 2)
         if threshold < 0:
             raise HostStartupError("host.json: extensions.queues.newBatchThreshold must not be negative")
-        raw_interval = _get(section, "maxPollingInterval")
-        interval = (
-            60.0
-            if raw_interval is None
-            else parse_timespan(raw_interval, "host.json: extensions.queues.maxPollingInterval")
-        )
+        interval = _timespan(section, "maxPollingInterval", 60.0)
         if interval < MIN_POLLING_INTERVAL:
             raise HostStartupError("host.json: extensions.queues.maxPollingInterval must be at least 100 ms")
-        raw_visibility = _get(section, "visibilityTimeout")
-        visibility = (
-            0.0
-            if raw_visibility is None
-            else parse_timespan(raw_visibility, "host.json: extensions.queues.visibilityTimeout")
-        )
-        max_dequeue = _int(section, "maxDequeueCount", 5, "extensions.queues.maxDequeueCount")
+        max_dequeue = _int(section, "maxDequeueCount", 5)
         if max_dequeue < 1:
             raise HostStartupError("host.json: extensions.queues.maxDequeueCount must be at least 1")
-        encoding = _get(section, "messageEncoding")
+        encoding = section.get("messageencoding")
         encoding = "base64" if encoding is None else str(encoding).lower()
         if encoding not in ("base64", "none"):
             raise HostStartupError(
                 f'host.json: extensions.queues.messageEncoding must be "base64" or "none", not {encoding!r}'
             )
-        return cls(
-            batch_size=batch_size,
-            new_batch_threshold=threshold,
-            max_polling_interval=interval,
-            visibility_timeout=visibility,
-            max_dequeue_count=max_dequeue,
-            message_encoding=encoding,
-        )
+        visibility = _timespan(section, "visibilityTimeout", 0.0)
+        return cls(batch_size, threshold, interval, visibility, max_dequeue, encoding)
 
 
 @dataclass(frozen=True)
@@ -130,27 +114,23 @@ class HostConfig:
     route_prefix: str = "api"
     queues: QueuesOptions = field(default_factory=QueuesOptions)
     function_timeout: float | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HostConfig:
         if not isinstance(data, Mapping):
             raise HostStartupError("host.json must contain a JSON object")
-        version = _get(data, "version")
+        data = _lower_keys(data)
+        version = data.get("version")
         if version is not None and str(version) != "2.0":
             raise HostStartupError(f'host.json: version must be "2.0", not {version!r}')
-        http = _section(data, "extensions", "http")
-        prefix = _get(http, "routePrefix")
-        route_prefix = "api" if prefix is None else str(prefix).strip("/")
-        timeout_raw = _get(data, "functionTimeout")
-        function_timeout = (
-            None if timeout_raw in (None, -1, "-1") else parse_timespan(timeout_raw, "host.json: functionTimeout")
-        )
+        prefix = _section(data, "http").get("routeprefix")
+        timeout = data.get("functiontimeout")
         return cls(
-            route_prefix=route_prefix,
-            queues=QueuesOptions.from_section(_section(data, "extensions", "queues")),
-            function_timeout=function_timeout,
-            raw=dict(data),
+            route_prefix="api" if prefix is None else str(prefix).strip("/"),
+            queues=QueuesOptions.from_section(_section(data, "queues")),
+            function_timeout=None
+            if timeout in (None, -1, "-1")
+            else parse_timespan(timeout, "host.json: functionTimeout"),
         )
 
     @classmethod

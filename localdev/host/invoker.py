@@ -92,20 +92,19 @@ class Invoker:
     ) -> InvocationResult:
         """Run one invocation now, in this thread."""
         invocation_id = invocation_id or str(uuid.uuid4())
-        with self._counted(accepted):
-            # A timer never runs concurrently with itself, as under the Functions host's singleton lock.
-            lock = fn.lock if fn.info.trigger == TIMER_TRIGGER else contextlib.nullcontext()
-            with lock:
-                return self._run(fn, trigger_value, reason, invocation_id, message_id, dequeue_count)
+        # A timer never runs concurrently with itself, as under the Functions host's singleton lock.
+        lock = fn.lock if fn.info.trigger == TIMER_TRIGGER else contextlib.nullcontext()
+        with self._counted(accepted), lock:
+            return self._run(fn, trigger_value, reason, invocation_id, message_id, dequeue_count)
 
     def _run(
         self,
         fn: LoadedFunction,
-        trigger_value: Any,
+        value: Any,
         reason: str,
         invocation_id: str,
         message_id: str | None,
-        dequeue_count: int | None,
+        dequeue: int | None,
     ) -> InvocationResult:
         logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", fn.name, reason, invocation_id)
         started = datetime.now(UTC)
@@ -113,7 +112,7 @@ class Invoker:
         returned: Any = None
         error: BaseException | None = None
         try:
-            returned = fn.user_function(**{fn.info.binding_name: trigger_value})
+            returned = fn.user_function(**{fn.info.binding_name: value})
             if fn.info.trigger == HTTP_TRIGGER and not isinstance(returned, str | func_abc.HttpResponse | None):
                 raise TypeError(
                     f"an HTTP function must return azure.functions.HttpResponse or str, not {type(returned).__name__}"
@@ -121,35 +120,29 @@ class Invoker:
         except Exception as exc:  # noqa: BLE001 - a failing function is an outcome, as in the worker
             error = exc
         duration = time.perf_counter() - t0
+        outcome = SUCCEEDED if error is None else FAILED
         invocation = Invocation(
             function=fn.name,
             trigger=fn.info.trigger,
             invocation_id=invocation_id,
             started=started,
             duration=duration,
-            outcome=SUCCEEDED if error is None else FAILED,
+            outcome=outcome,
             error=None if error is None else f"{type(error).__name__}: {error}",
             reason=reason,
             message_id=message_id,
-            dequeue_count=dequeue_count,
+            dequeue_count=dequeue,
         )
-        if error is None:
-            logger.info(
-                "Executed 'Functions.%s' (Succeeded, Trigger=%s, Id=%s, Duration=%dms)",
-                fn.name,
-                fn.info.trigger,
-                invocation_id,
-                duration * 1000,
-            )
-        else:
-            logger.error(
-                "Executed 'Functions.%s' (Failed, Trigger=%s, Id=%s, Duration=%dms)",
-                fn.name,
-                fn.info.trigger,
-                invocation_id,
-                duration * 1000,
-                exc_info=(type(error), error, error.__traceback__),
-            )
+        logger.log(
+            logging.INFO if error is None else logging.ERROR,
+            "Executed 'Functions.%s' (%s, Trigger=%s, Id=%s, Duration=%dms)",
+            fn.name,
+            outcome,
+            fn.info.trigger,
+            invocation_id,
+            duration * 1000,
+            exc_info=None if error is None else (type(error), error, error.__traceback__),
+        )
         timeout = self.function_timeout
         if timeout is not None and duration > timeout:
             logger.warning(

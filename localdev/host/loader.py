@@ -164,10 +164,7 @@ def import_app_module(app_dir: Path) -> ModuleType:
 
 def find_app(module: ModuleType) -> func.FunctionRegister:
     """The one FunctionApp (or AsgiFunctionApp, WsgiFunctionApp) instance the module defines."""
-    apps: list[func.FunctionRegister] = []
-    for value in vars(module).values():
-        if isinstance(value, func.FunctionRegister) and not any(value is a for a in apps):
-            apps.append(value)
+    apps = list({id(v): v for v in vars(module).values() if isinstance(v, func.FunctionRegister)}.values())
     if not apps:
         raise HostStartupError(f"{module.__file__} defines no azure.functions.FunctionApp instance")
     if len(apps) > 1:
@@ -281,10 +278,7 @@ def _load_http(item: LoadedFunction, tdict: Mapping[str, Any], settings: Mapping
     except HostStartupError as exc:
         raise HostStartupError(f"function {item.name!r}: {exc}") from None
     item.info = replace(
-        item.info,
-        route=route,
-        methods=tuple(str(m).upper() for m in methods) if methods else None,
-        auth_level=auth,
+        item.info, route=route, methods=tuple(str(m).upper() for m in methods) if methods else None, auth_level=auth
     )
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, overload
+from typing import Any
 
 HTTP_TRIGGER = "httpTrigger"
 TIMER_TRIGGER = "timerTrigger"
@@ -61,10 +61,6 @@ class Invocation:
     dequeue_count: int | None = None  # queueTrigger
 
     @property
-    def function_name(self) -> str:
-        return self.function
-
-    @property
     def succeeded(self) -> bool:
         return self.outcome == SUCCEEDED
 
@@ -89,13 +85,7 @@ class InvocationLog(Sequence[Invocation]):
         with self._cond:
             return len(self._items)
 
-    @overload
-    def __getitem__(self, index: int) -> Invocation: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Invocation]: ...
-
-    def __getitem__(self, index: int | slice) -> Invocation | Sequence[Invocation]:
+    def __getitem__(self, index: Any) -> Any:  # an Invocation, or a list of them for a slice
         with self._cond:
             return self._items[index]
 

@@ -30,7 +30,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.functions import queue as func_queue
 
-from localdev.host.hostjson import QueuesOptions
+from localdev.host.hostjson import MIN_POLLING_INTERVAL, QueuesOptions
 from localdev.host.invoker import Invoker
 from localdev.host.loader import LoadedFunction
 from localdev.host.workers import WorkerPool
@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 # How long a received message stays invisible while its function runs; renewed at half-time.
 MESSAGE_VISIBILITY = 600.0
-MIN_POLLING_INTERVAL = 0.1
 POISON_SUFFIX = "-poison"
 
 
@@ -83,14 +82,12 @@ def decode_message(content: str, encoding: str) -> bytes:
 class QueueListener:
     """Polls one queue for one function."""
 
-    def __init__(
-        self, fn: LoadedFunction, options: QueuesOptions, invoker: Invoker, workers: WorkerPool | None = None
-    ) -> None:
+    def __init__(self, fn: LoadedFunction, options: QueuesOptions, invoker: Invoker, workers: WorkerPool) -> None:
         assert fn.account is not None and fn.info.queue_name is not None
         self.fn = fn
         self.options = options
         self.invoker = invoker
-        self.workers = workers  # the worker's thread pool; None: a thread per message
+        self.workers = workers  # the worker's thread pool
         self.queue_name = fn.info.queue_name
         self.poison_name = self.queue_name + POISON_SUFFIX
         self.client = fn.account.queue(self.queue_name)  # raw text: no encode/decode policy
@@ -134,17 +131,7 @@ class QueueListener:
                 if entry.done or entry.abandoned:
                     continue
                 entry.abandoned = True
-                try:
-                    self.client.update_message(entry.message_id, entry.pop_receipt, visibility_timeout=0)
-                    abandoned += 1
-                except AzureError as exc:
-                    logger.warning(
-                        "Could not release message %s on queue '%s' (it reappears when its visibility "
-                        "timeout ends): %s",
-                        entry.message_id,
-                        self.queue_name,
-                        exc,
-                    )
+                abandoned += self._make_visible(entry.message_id, entry.pop_receipt, 0)
         if abandoned:
             logger.warning(
                 "Abandoned %d in-flight message(s) on queue '%s'; they are visible again", abandoned, self.queue_name
@@ -174,18 +161,17 @@ class QueueListener:
         except ResourceExistsError:
             pass
         except AzureError as exc:
-            if not self._warned:
-                logger.warning(
-                    "Queue '%s' for function '%s' is not reachable yet (%s); retrying",
-                    self.queue_name,
-                    self.fn.name,
-                    exc,
-                )
-                self._warned = True
+            self._warn_once("Queue '%s' for function '%s' is not reachable yet (%s); retrying", self.fn.name, exc)
             return False
         self._queue_ready = True
         self._warned = False
         return True
+
+    def _warn_once(self, message: str, *args: Any) -> None:
+        """Warn that the queue does not answer, once until it answers again (the queue name comes first)."""
+        if not self._warned:
+            logger.warning(message, self.queue_name, *args)
+            self._warned = True
 
     def _poll_loop(self) -> None:
         found_since_delay = False
@@ -198,7 +184,8 @@ class QueueListener:
             self._wake.clear()
             messages = self._receive() if self._queue_ready or self._ensure_queue() else []
             if messages and self._stop.is_set():
-                self._release_unstarted(messages)
+                for message in messages:  # received as the host stops: visible again for the next host
+                    self._make_visible(message.id, message.pop_receipt, 0)
                 break
             if messages:
                 found_since_delay = True
@@ -219,36 +206,16 @@ class QueueListener:
             self._queue_ready = False
             return []
         except AzureError as exc:
-            if not self._warned:
-                logger.warning("Polling queue '%s' failed (%s); retrying", self.queue_name, exc)
-                self._warned = True
+            self._warn_once("Polling queue '%s' failed (%s); retrying", exc)
             return []
         self._warned = False
         return messages
 
-    def _release_unstarted(self, messages: list[Any]) -> None:
-        """Messages received as the host stops: make them visible again for the next host."""
-        for message in messages:
-            try:
-                self.client.update_message(message.id, message.pop_receipt, visibility_timeout=0)
-            except AzureError as exc:
-                logger.warning("Could not release message %s on queue '%s': %s", message.id, self.queue_name, exc)
-
     def _dispatch(self, message: Any) -> None:
-        entry = _InFlight(
-            message.id,
-            message.pop_receipt,
-            renew_at=time.monotonic() + MESSAGE_VISIBILITY / 2,
-        )
+        entry = _InFlight(message.id, message.pop_receipt, renew_at=time.monotonic() + MESSAGE_VISIBILITY / 2)
         with self._cond:
             self._in_flight[message.id] = entry
-        if self.workers is not None:
-            self.workers.submit(self._process, message, entry)
-            return
-        thread = threading.Thread(
-            target=self._process, args=(message, entry), name=f"queue-{self.fn.name}-{message.id[:8]}", daemon=True
-        )
-        thread.start()
+        self.workers.submit(self._process, message, entry)
 
     def _renew_loop(self) -> None:
         """Keep messages invisible while their functions run longer than half the visibility timeout.
@@ -322,9 +289,7 @@ class QueueListener:
         with entry.lock:
             if entry.abandoned:
                 logger.warning(
-                    "Message %s finished after it was abandoned; it stays on queue '%s'",
-                    message.id,
-                    self.queue_name,
+                    "Message %s finished after it was abandoned; it stays on queue '%s'", message.id, self.queue_name
                 )
                 return
             entry.done = True
@@ -333,7 +298,7 @@ class QueueListener:
         elif dequeue_count >= max_dequeue:
             self._poison(message, entry)
         else:
-            self._release(entry)
+            self._make_visible(entry.message_id, entry.pop_receipt, self.options.visibility_timeout)
 
     def _delete(self, entry: _InFlight) -> None:
         try:
@@ -343,15 +308,14 @@ class QueueListener:
         except HttpResponseError as exc:
             logger.warning("Could not delete message %s from queue '%s': %s", entry.message_id, self.queue_name, exc)
 
-    def _release(self, entry: _InFlight) -> None:
+    def _make_visible(self, message_id: str, pop_receipt: str, after: float) -> bool:
+        """Release a message: visible again `after` seconds from now (else when its visibility timeout ends)."""
         try:
-            self.client.update_message(
-                entry.message_id,
-                entry.pop_receipt,
-                visibility_timeout=math.ceil(self.options.visibility_timeout),
-            )
-        except (ResourceNotFoundError, HttpResponseError) as exc:
-            logger.warning("Could not release message %s on queue '%s': %s", entry.message_id, self.queue_name, exc)
+            self.client.update_message(message_id, pop_receipt, visibility_timeout=math.ceil(after))
+        except AzureError as exc:
+            logger.warning("Could not release message %s on queue '%s': %s", message_id, self.queue_name, exc)
+            return False
+        return True
 
     def _poison(self, message: Any, entry: _InFlight) -> None:
         logger.warning(

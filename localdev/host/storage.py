@@ -15,22 +15,14 @@ from typing import Any
 from azure.storage.queue import LinearRetry, QueueClient
 
 from core.transport import pooled_transport
+from localdev.azurite import Azurite
 from localdev.host.errors import HostStartupError
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-DEV_CONNECTION_STRING = (
-    f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-    f"BlobEndpoint=http://127.0.0.1:10000/{DEV_ACCOUNT};"
-    f"QueueEndpoint=http://127.0.0.1:10001/{DEV_ACCOUNT};"
-    f"TableEndpoint=http://127.0.0.1:10002/{DEV_ACCOUNT};"
-)
+# UseDevelopmentStorage=true: Azurite on its default ports.
+DEV_CONNECTION_STRING = Azurite(blob_port=10000, queue_port=10001, table_port=10002).connection_string
 
-_CLIENT_OPTIONS: dict[str, Any] = {
-    "connection_timeout": 10,
-    "read_timeout": 60,
-}
+_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
 
 
 def _retry(retry: bool = True) -> LinearRetry:

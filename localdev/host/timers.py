@@ -45,7 +45,6 @@ class TimerRunner:
         self.invoker = invoker
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.next_occurrence: datetime | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=f"timer-{self.fn.name}", daemon=True)
@@ -71,7 +70,6 @@ class TimerRunner:
                 self._fire(last, None)
             while not self._stop.is_set():
                 upcoming = self.schedule.next_after(datetime.now(UTC))
-                self.next_occurrence = upcoming
                 while True:
                     remaining = (upcoming - datetime.now(UTC)).total_seconds()
                     if remaining <= 0:

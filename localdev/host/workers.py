@@ -10,6 +10,7 @@ of pool, sized the same way, so a local measurement of throughput means what it 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -32,19 +33,12 @@ def worker_thread_count(settings: Mapping[str, str]) -> int:
     raw = settings.get(THREAD_COUNT_SETTING)
     if raw is None or not str(raw).strip():
         return default_thread_count()
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        value = 0
-    if value < 1:
-        logger.warning(
-            "%s must be a positive integer, not %r; using the default (%s)",
-            THREAD_COUNT_SETTING,
-            raw,
-            default_thread_count(),
-        )
-        return default_thread_count()
-    return value
+    with contextlib.suppress(ValueError):
+        if (value := int(str(raw).strip())) >= 1:
+            return value
+    default = default_thread_count()
+    logger.warning("%s must be a positive integer, not %r; using the default (%s)", THREAD_COUNT_SETTING, raw, default)
+    return default
 
 
 class WorkerPool:
