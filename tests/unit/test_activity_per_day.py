@@ -10,8 +10,10 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from activities.layout import add_day_counts
+from activities.layout import add_day_counts, day_counts, encode_day_counts
 from activities.reader import last_days
 from connector import api, service
 from core.auth import Principal
@@ -139,3 +141,26 @@ def test_ninety_days_and_no_subscription(rt: Runtime) -> None:
     status, body = _get(rt, {"days": "90"})
     assert status == 200 and body["subscriptions"] == [] and len(body["days"]) == 90
     assert body["days"][0] == "2026-08-28" and body["days"][-1] == "2026-11-25"
+
+
+# --- the stored form of the map -----------------------------------------------------------------------
+
+
+@given(st.dictionaries(st.integers(0, 99), st.integers(0, 10**9), max_size=100))
+def test_the_stored_form_round_trips(by_offset: dict[int, int]) -> None:
+    counts = {(MIDNIGHT - timedelta(days=d)).date().isoformat(): n for d, n in by_offset.items()}
+    stored = encode_day_counts(counts)
+    assert day_counts(stored) == {day: n for day, n in counts.items() if n > 0}
+    assert len(stored) <= 11 + 100 * 11
+
+
+@pytest.mark.parametrize("stored", [None, "", "garbage", "2026-13-01/1", "2026-11-26/1,x", 7, '{"2026-11-26": 3}'])
+def test_an_unreadable_stored_form_is_an_empty_map(stored: object) -> None:
+    assert day_counts(stored) == {}
+
+
+def test_adding_keeps_the_newest_days() -> None:
+    start = {"2026-08-01": 5, "2026-11-01": 2}
+    later = add_day_counts(start, [MIDNIGHT, MIDNIGHT + timedelta(hours=23), MIDNIGHT - timedelta(seconds=1)], kept=90)
+    assert later == {"2026-11-01": 2, "2026-11-25": 1, "2026-11-26": 2}  # 1 August is more than 90 days back
+    assert add_day_counts({}, []) == {}
