@@ -266,6 +266,49 @@ CATALOG: tuple[Entry, ...] = (
         http="404 NotFound",
     ),
     Entry(
+        "AdminRoleRequired",
+        ("api",),
+        "Connecting needs an administrator",
+        "Connecting or disconnecting Microsoft Azure needs the {roles} role in Entra ID.",
+        "The signed-in person has none of the administrator roles (in the token's `wids`) that may connect or "
+        "disconnect. Reading the connector, activities and accounts needs no such role.",
+        "Ask a Global Administrator or Security Administrator to connect or disconnect, or to assign you one of "
+        "those roles in Entra ID (then sign in again for a new token).",
+        http="403 Forbidden",
+    ),
+    Entry(
+        "AdminNotApplication",
+        ("api",),
+        "An application cannot connect",
+        "Connecting or disconnecting Microsoft Azure needs a signed-in Global Administrator or Security "
+        "Administrator (a delegated token); an application's token cannot do it.",
+        "An application (client credentials, app-only token) called connect or disconnect.",
+        "Connect or disconnect as a signed-in administrator, from the portal or with a delegated token.",
+        http="403 Forbidden",
+    ),
+    Entry(
+        "ScopeMissing",
+        ("api",),
+        "The token lacks the API's scope",
+        "The access token lacks the delegated scope {scope} of this API (it has {granted}); request a token for "
+        "the {scope} scope.",
+        "A delegated token for this API's audience, but without its scope in `scp` (requested for another scope).",
+        "Request the token for the API's `Connector.Access` scope (`api://<API client id>/Connector.Access`); the "
+        "portal does so by itself.",
+        http="403 Forbidden",
+    ),
+    Entry(
+        "AppRoleMissing",
+        ("api",),
+        "The application has no app role of the API",
+        "The application's token carries no app role of this API; assign the application the {roles} app role "
+        "(and grant admin consent).",
+        "An app-only token for this API's audience without one of its app roles in `roles`.",
+        "In Entra ID, give the application the API's app role (API permissions, Application permission), grant "
+        "admin consent, and request a new token.",
+        http="403 Forbidden",
+    ),
+    Entry(
         "SettingMissing",
         ("api",),
         "An app setting is not set",

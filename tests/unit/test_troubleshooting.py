@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,9 +31,9 @@ from core.arm import (
     ArmThrottled,
     ArmUnavailable,
 )
-from core.auth import Principal
+from core.auth import Principal, _permission, require_admin
 from core.clock import FakeClock
-from core.errors import NotFound, SettingsError
+from core.errors import Forbidden, NotFound, SettingsError
 from core.http import handle_http
 from core.settings import load_settings
 from core.troubleshooting import BY_CODE, CATALOG, DOCS_PATH, catalog_body, render_markdown
@@ -270,6 +270,21 @@ def test_the_http_edge_answers_with_catalog_messages(raised: Exception, code: st
     check(json.loads(response.get_body())["error"]["message"], code)
 
 
+AUTH_FAILURES: list[tuple[Callable[[], object], str]] = [
+    (lambda: require_admin(ADMIN), "AdminRoleRequired"),
+    (lambda: require_admin(replace(ADMIN, app_only=True)), "AdminNotApplication"),
+    (lambda: _permission({"scp": "user_impersonation", "azp": "client"}), "ScopeMissing"),
+    (lambda: _permission({"roles": ["Other.Role"], "azp": "client", "idtyp": "app"}), "AppRoleMissing"),
+]
+
+
+@pytest.mark.parametrize(("refuse", "code"), AUTH_FAILURES)
+def test_the_403s_are_catalog_messages(refuse: Callable[[], object], code: str) -> None:
+    with pytest.raises(Forbidden) as refused:
+        refuse()
+    check(refused.value.message, code)
+
+
 def test_every_catalog_entry_is_produced_by_some_code_path() -> None:
     """Every run above, again in one test (a split of the module across workers cannot hide one)."""
     SHOWN.clear()
@@ -290,6 +305,8 @@ def test_every_catalog_entry_is_produced_by_some_code_path() -> None:
     test_a_missing_setting_is_a_catalog_message()
     for raised, edge_code in EDGE_FAILURES:
         test_the_http_edge_answers_with_catalog_messages(raised, edge_code)
+    for refuse, auth_code in AUTH_FAILURES:
+        test_the_403s_are_catalog_messages(refuse, auth_code)
     assert set(BY_CODE) == SHOWN, f"never produced: {sorted(set(BY_CODE) - SHOWN)}"
 
 
