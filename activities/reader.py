@@ -8,6 +8,10 @@ One access path per search, never a scan of a whole table:
 * else: ``activitiesbytime``, a PartitionKey range over the day partitions between ``from`` and
   ``to`` (all days when unbounded) plus the same RowKey bounds (without the prefix).
 
+Activities per day (the chart) are not counted here: `ActivityQueries.activity_per_day` reads the
+per-day maps the writer keeps with the ledger, as copied onto the subscription records, in one
+query of their partition (see `activities.layout`).
+
 Every path yields rows newest first (inverted time, then the id's key for ties), so the storage
 service's own order is the answer's order and its continuation is the paging position. Other
 filters go into the server-side filter string, each value only through ``parameters=`` (the SDK

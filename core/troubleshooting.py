@@ -233,8 +233,8 @@ CATALOG: tuple[Entry, ...] = (
         ("subscription",),
         "Pulling failed and is retried",
         "Pulling failed (attempt {attempt} of {maxAttempts}; it is retried): {reason}",
-        "A transient failure (ARM or storage unreachable, a page ARM could not serve, storage contention); the "
-        "queue delivers the message again.",
+        "A transient failure (ARM or storage unreachable, the connector's sign-in, a window or page ARM refused, "
+        "storage contention); `{reason}` is the error. The queue delivers the message again.",
         "Nothing if a later attempt succeeds. If every attempt fails, see PullPoisoned.",
     ),
     Entry(
@@ -245,7 +245,9 @@ CATALOG: tuple[Entry, ...] = (
         "next fan-out tries again.",
         "Every delivery of the pull message failed; the Functions host moved it to the poison queue. Nothing is "
         "lost: the watermark did not move, and the next fan-out enqueues the subscription again.",
-        "Fix what the last error names (see its own entry); the poison queue's messages can be deleted.",
+        "Fix what the last error names: ARM unreachable (check ARM_ENDPOINT and the outbound network), the "
+        "connector's sign-in (see ArmSignInFailed), storage (check AzureWebJobsStorage). The poison queue's "
+        "messages can be deleted.",
     ),
     Entry(
         "PullFailedUnexpectedly",
