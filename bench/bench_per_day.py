@@ -64,7 +64,7 @@ def _record(index: int, days: int, with_map: bool) -> dict[str, Any]:
         connection_id="c",
         watermark=NOW,
         activities=index,
-        day_counts=_days(index, days) if with_map else {},
+        day_counts=encode_day_counts(_days(index, days)) if with_map else None,
     )
     names = [k for k in asdict(record) if k not in ("etag", "subscription_id")]
     return _entity(SUBSCRIPTION_PK, record.subscription_id, record, names)

@@ -15,7 +15,6 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from activities.layout import day_counts, encode_day_counts
 from core.optimistic import AlreadyExists, StaleWrite
 from state.records import ConnectorRecord, SubscriptionRecord
 
@@ -29,18 +28,11 @@ _CONNECTOR_FIELDS = [f.name for f in fields(ConnectorRecord) if f.name != "etag"
 _SUBSCRIPTION_FIELDS = [f.name for f in fields(SubscriptionRecord) if f.name not in ("etag", "subscription_id")]
 
 
-# Fields held as a string property (a Table entity has no map type), in the activity store's form.
-MAP_FIELDS = frozenset({"day_counts"})
-
-
 def _entity(pk: str, rk: str, record: Any, names: list[str]) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk}
     for name in names:
         value = getattr(record, name)
-        if name in MAP_FIELDS:
-            if value:
-                entity[name] = encode_day_counts(value)
-        elif value is not None:
+        if value is not None:
             entity[name] = value
     return entity
 
@@ -56,9 +48,7 @@ def _values(entity: dict[str, Any], record_type: type) -> dict[str, Any]:
                 out[f.name] = None
             continue
         value = entity[f.name]
-        if f.name in MAP_FIELDS:
-            value = day_counts(value)
-        elif isinstance(value, datetime):
+        if isinstance(value, datetime):
             value = datetime(
                 value.year,
                 value.month,

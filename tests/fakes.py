@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from activities.layout import add_day_counts
+from activities.layout import add_day_counts, encode_day_counts
 from activities.reader import ActivityQuery, Page, PerDay, per_day
 from activities.writer import SaveResult
 from core.arm import ArmClient, ArmSubscription
@@ -123,9 +123,8 @@ class FakeActivityWriter:
                 new.append(activity.timestamp)
                 stored += 1
         self.days[subscription_id] = add_day_counts(self.days[subscription_id], new)
-        return SaveResult(
-            received, stored, len(self.by_subscription[subscription_id]), dict(self.days[subscription_id])
-        )
+        total = len(self.by_subscription[subscription_id])
+        return SaveResult(received, stored, total, encode_day_counts(self.days[subscription_id]))
 
     def index_accounts(self, *, max_rows: int = 5_000) -> int:
         return 0  # the fake keeps no account index

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from activities.layout import add_day_counts, day_counts, encode_day_counts
+from activities.layout import add_day_counts, counts_on_days, day_counts, encode_day_counts
 from activities.reader import last_days
 from connector import api, service
 from core.auth import Principal
@@ -108,7 +108,7 @@ def test_the_chart_counts_each_event_once_on_its_utc_day(rt: Runtime) -> None:
 
     status, body = _get(rt, {"days": "3"})
     assert status == 200
-    assert body["days"] == last_days(3, rt.clock.now())
+    assert body["days"] == [day.isoformat() for day in last_days(3, rt.clock.now())]
     want = add_day_counts({}, times[PROD])  # 23:10 .. 00:46: 13 before midnight, 12 after
     assert want == {"2026-11-25": 13, "2026-11-26": 12}
     by_id = {s["subscriptionId"]: s for s in body["subscriptions"]}
@@ -116,7 +116,7 @@ def test_the_chart_counts_each_event_once_on_its_utc_day(rt: Runtime) -> None:
     assert by_id[PROD]["counts"] == [want.get(day, 0) for day in body["days"]]
     assert by_id[DEV]["counts"] == [0, 0, 0]
     record = rt.subscriptions.get(PROD)
-    assert record is not None and record.day_counts == want and record.activities == 25
+    assert record is not None and day_counts(record.day_counts) == want and record.activities == 25
 
     status, default = _get(rt, {})
     assert status == 200 and len(default["days"]) == 30 and default["days"][-1] == body["days"][-1]
@@ -152,11 +152,14 @@ def test_the_stored_form_round_trips(by_offset: dict[int, int]) -> None:
     stored = encode_day_counts(counts)
     assert day_counts(stored) == {day: n for day, n in counts.items() if n > 0}
     assert len(stored) <= 11 + 100 * 11
+    days = [(MIDNIGHT + timedelta(days=5) - timedelta(days=d)).date() for d in range(110)]
+    assert counts_on_days(stored, days) == [counts.get(day.isoformat(), 0) for day in days]
 
 
 @pytest.mark.parametrize("stored", [None, "", "garbage", "2026-13-01/1", "2026-11-26/1,x", 7, '{"2026-11-26": 3}'])
 def test_an_unreadable_stored_form_is_an_empty_map(stored: object) -> None:
     assert day_counts(stored) == {}
+    assert counts_on_days(stored, [MIDNIGHT.date()]) == [0]
 
 
 def test_adding_keeps_the_newest_days() -> None:
