@@ -135,7 +135,7 @@ class SigningKeys:
             now = self._monotonic()
             if self._fetched_at is None:
                 if self._failed_at is not None and now - self._failed_at < FAILED_FETCH_PAUSE:
-                    raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.")
+                    raise KeysUnavailable(text("SigningKeysUnavailable"))
                 return "missing"
             if kid not in self._keys:
                 return "missing" if now - self._fetched_at >= self._min_refresh else "no"
@@ -157,7 +157,7 @@ class SigningKeys:
             with self._lock:
                 if self._fetched_at is None:
                     self._failed_at = now
-                    raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.") from exc
+                    raise KeysUnavailable(text("SigningKeysUnavailable")) from exc
                 self._fetched_at = now  # keep the old keys; do not hammer the authority
             return
         keys = {k.key_id: k for k in keyset.keys if k.key_id}

@@ -311,6 +311,26 @@ CATALOG: tuple[Entry, ...] = (
         http="403 Forbidden",
     ),
     Entry(
+        "StateContention",
+        ("api",),
+        "The connector's state kept changing",
+        "{what} kept changing while being written; try again.",
+        "Connect or disconnect met other writers (a fan-out, a pull, another administrator) on every attempt.",
+        "Try again; it succeeds once the other writers are done.",
+        http="409 Conflict",
+    ),
+    Entry(
+        "SigningKeysUnavailable",
+        ("api",),
+        "The token signing keys cannot be fetched",
+        "The token signing keys could not be fetched; try again shortly.",
+        "The connector could not read the authority's OpenID configuration or signing keys (AZURE_AUTHORITY_HOST, "
+        "AZURE_TENANT_ID, or the outbound network), so it cannot check any token yet.",
+        "Try again shortly; if it lasts, check AZURE_AUTHORITY_HOST and AZURE_TENANT_ID and that the Function App "
+        "can reach the authority.",
+        http="503 ServiceUnavailable",
+    ),
+    Entry(
         "SettingMissing",
         ("api",),
         "An app setting is not set",

@@ -31,10 +31,11 @@ from core.arm import (
     ArmThrottled,
     ArmUnavailable,
 )
-from core.auth import Principal, _permission, require_admin
+from core.auth import Principal, SigningKeys, _permission, require_admin
 from core.clock import FakeClock
-from core.errors import Forbidden, NotFound, SettingsError
+from core.errors import ConnectorError, NotFound, SettingsError
 from core.http import handle_http
+from core.optimistic import StaleWrite, write_optimistically
 from core.settings import load_settings
 from core.troubleshooting import BY_CODE, CATALOG, DOCS_PATH, catalog_body, render_markdown
 from ingestion.fanout import run_fanout
@@ -270,7 +271,23 @@ def test_the_http_edge_answers_with_catalog_messages(raised: Exception, code: st
     check(json.loads(response.get_body())["error"]["message"], code)
 
 
+def _keys_unavailable() -> object:
+    def unreachable(url: str) -> Any:
+        raise ServiceRequestError("the authority cannot be reached")
+
+    return SigningKeys("https://login.test/t/v2.0/.well-known/openid-configuration", unreachable).get("kid")
+
+
+def _contention() -> object:
+    def attempt() -> None:
+        raise StaleWrite()
+
+    return write_optimistically(attempt, what="The connector's state")
+
+
 AUTH_FAILURES: list[tuple[Callable[[], object], str]] = [
+    (_keys_unavailable, "SigningKeysUnavailable"),
+    (_contention, "StateContention"),
     (lambda: require_admin(ADMIN), "AdminRoleRequired"),
     (lambda: require_admin(replace(ADMIN, app_only=True)), "AdminNotApplication"),
     (lambda: _permission({"scp": "user_impersonation", "azp": "client"}), "ScopeMissing"),
@@ -279,8 +296,8 @@ AUTH_FAILURES: list[tuple[Callable[[], object], str]] = [
 
 
 @pytest.mark.parametrize(("refuse", "code"), AUTH_FAILURES)
-def test_the_403s_are_catalog_messages(refuse: Callable[[], object], code: str) -> None:
-    with pytest.raises(Forbidden) as refused:
+def test_the_403s_409s_and_503s_are_catalog_messages(refuse: Callable[[], object], code: str) -> None:
+    with pytest.raises(ConnectorError) as refused:
         refuse()
     check(refused.value.message, code)
 
@@ -306,7 +323,7 @@ def test_every_catalog_entry_is_produced_by_some_code_path() -> None:
     for raised, edge_code in EDGE_FAILURES:
         test_the_http_edge_answers_with_catalog_messages(raised, edge_code)
     for refuse, auth_code in AUTH_FAILURES:
-        test_the_403s_are_catalog_messages(refuse, auth_code)
+        test_the_403s_409s_and_503s_are_catalog_messages(refuse, auth_code)
     assert set(BY_CODE) == SHOWN, f"never produced: {sorted(set(BY_CODE) - SHOWN)}"
 
 
