@@ -8,6 +8,10 @@ One access path per search, never a scan of a whole table:
 * else: ``activitiesbytime``, a PartitionKey range over the day partitions between ``from`` and
   ``to`` (all days when unbounded) plus the same RowKey bounds (without the prefix).
 
+Activities per day (the chart) are not counted here: `ActivityQueries.activity_per_day` reads the
+per-day maps the writer keeps with the ledger, as copied onto the subscription records, in one
+query of their partition (see `activities.layout`).
+
 Every path yields rows newest first (inverted time, then the id's key for ties), so the storage
 service's own order is the answer's order and its continuation is the paging position. Other
 filters go into the server-side filter string, each value only through ``parameters=`` (the SDK
@@ -17,7 +21,7 @@ quotes it); keys derived from the caller's input go through ``safe_key`` too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -35,7 +39,7 @@ from activities.layout import (
     account_api,
     account_recent_key,
     activity_from_properties,
-    day_counts,
+    counts_on_days,
     day_partition,
     epoch_us,
     id_partition,
@@ -318,20 +322,20 @@ class PerDay:
     requests: int = 0  # storage requests the answer cost
 
 
-def last_days(days: int, today: datetime) -> list[str]:
-    """The `days` UTC days ending with `today`'s, oldest first, as YYYY-MM-DD."""
+def last_days(days: int, today: datetime) -> list[date]:
+    """The `days` UTC days ending with `today`'s, oldest first."""
     last = today.astimezone(UTC).date()
-    return [(last - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
+    return [last - timedelta(days=back) for back in range(days - 1, -1, -1)]
 
 
-def per_day(days: int, today: datetime, subscriptions: list[tuple[str, str, dict[str, int]]]) -> PerDay:
-    """The chart's series from (subscription id, display name, day map) triples."""
+def per_day(days: int, today: datetime, subscriptions: list[tuple[str, str, str | None]]) -> PerDay:
+    """The chart's series from (subscription id, display name, stored per-day map) triples."""
     wanted = last_days(days, today)
     series = [
-        SubscriptionDays(sub_id, name, [int(counts.get(day, 0)) for day in wanted])
-        for sub_id, name, counts in sorted(subscriptions, key=lambda s: (s[1].lower(), s[0]))
+        SubscriptionDays(sub_id, name, counts_on_days(stored, wanted))
+        for sub_id, name, stored in sorted(subscriptions, key=lambda s: (s[1].lower(), s[0]))
     ]
-    return PerDay(days=wanted, subscriptions=series)
+    return PerDay(days=[day.isoformat() for day in wanted], subscriptions=series)
 
 
 # --- the queries the API answers ----------------------------------------------------------------
@@ -419,13 +423,13 @@ class ActivityQueries:
             )
             .by_page()
         )
-        found: list[tuple[str, str, dict[str, int]]] = []
+        found: list[tuple[str, str, str | None]] = []
         requests = 0
         for page in rows:
             requests += 1
             for row in page:
                 sub_id = str(row["RowKey"])
-                found.append((sub_id, str(row.get("display_name") or sub_id), day_counts(row.get(DAY_COUNTS))))
+                found.append((sub_id, str(row.get("display_name") or sub_id), row.get(DAY_COUNTS)))
         answer = per_day(days, today, found)
         return PerDay(answer.days, answer.subscriptions, requests=max(requests, 1))
 

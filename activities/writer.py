@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,8 +86,9 @@ class SaveResult:
     received: int
     stored: int  # new to the subscription ledger in this call
     subscription_total: int
-    # The subscription's activities per UTC day ("YYYY-MM-DD" -> count), as its summary row holds them.
-    subscription_days: dict[str, int] = field(default_factory=dict)
+    # The subscription's activities per UTC day, as its summary row holds them (the stored form of
+    # `activities.layout.encode_day_counts`; `day_counts` reads it as a map).
+    subscription_days: str = ""
 
 
 class ActivityStore:
@@ -147,7 +148,7 @@ class ActivityStore:
         )
         if summary is None:
             return SaveResult(len(unique), len(fresh), *self.subscription_summary(subscription_id))
-        return SaveResult(len(unique), len(fresh), int(summary.get("count", 0)), day_counts(summary.get(DAY_COUNTS)))
+        return SaveResult(len(unique), len(fresh), int(summary.get("count", 0)), str(summary.get(DAY_COUNTS) or ""))
 
     def _count_for_account(self, key: str, acts: list[Activity]) -> tuple[str, datetime | None]:
         """Count the account's activities; its key and first activity's time (for `firstActivityOfPrincipal`)."""
@@ -166,13 +167,13 @@ class ActivityStore:
     def subscription_count(self, subscription_id: str) -> int:
         return self.subscription_summary(subscription_id)[0]
 
-    def subscription_summary(self, subscription_id: str) -> tuple[int, dict[str, int]]:
-        """The subscription's count and its activities per day, from its summary row (one point read)."""
+    def subscription_summary(self, subscription_id: str) -> tuple[int, str]:
+        """The subscription's count and its activities per day (stored form), from its summary row (one point read)."""
         try:
             row = self.by_subscription.get_entity(safe_key(subscription_id), SUBSCRIPTION_SUMMARY_RK)
         except ResourceNotFoundError:
-            return 0, {}
-        return int(row.get("count", 0)), day_counts(row.get(DAY_COUNTS))
+            return 0, ""
+        return int(row.get("count", 0)), str(row.get(DAY_COUNTS) or "")
 
     def _existing(self, table: TableClient, pk: str, row_keys: Iterable[str]) -> set[str]:
         wanted = set(row_keys)

@@ -283,17 +283,8 @@ def arm_failure_notice(exc: ArmError | ArmThrottled, *, subscription: str | None
     return notice("ArmError", where=where, reason=exc.message)
 
 
-def describe_arm_failure(exc: ArmError | ArmThrottled, *, subscription: str | None = None) -> str:
-    """The text of `arm_failure_notice`."""
-    return arm_failure_notice(exc, subscription=subscription).text
-
-
 def no_subscription_notice() -> Notice:
     return notice("NoSubscription")
-
-
-def no_subscription_message() -> str:
-    return no_subscription_notice().text
 
 
 def _json(body: bytes) -> dict[str, Any]:

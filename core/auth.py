@@ -20,6 +20,7 @@ from azure.core.rest import HttpRequest
 from core.clock import Clock
 from core.errors import Forbidden, ServiceUnavailable, Unauthenticated
 from core.timefmt import wire_time
+from core.troubleshooting import text
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class SigningKeys:
             now = self._monotonic()
             if self._fetched_at is None:
                 if self._failed_at is not None and now - self._failed_at < FAILED_FETCH_PAUSE:
-                    raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.")
+                    raise KeysUnavailable(text("SigningKeysUnavailable"))
                 return "missing"
             if kid not in self._keys:
                 return "missing" if now - self._fetched_at >= self._min_refresh else "no"
@@ -156,7 +157,7 @@ class SigningKeys:
             with self._lock:
                 if self._fetched_at is None:
                     self._failed_at = now
-                    raise KeysUnavailable("The token signing keys could not be fetched; try again shortly.") from exc
+                    raise KeysUnavailable(text("SigningKeysUnavailable")) from exc
                 self._fetched_at = now  # keep the old keys; do not hammer the authority
             return
         keys = {k.key_id: k for k in keyset.keys if k.key_id}
@@ -270,31 +271,22 @@ def _permission(claims: Mapping[str, Any]) -> bool:
             raise Unauthenticated("The bearer token is app-only but carries delegated scopes.")
         granted = set(scopes.split()) if isinstance(scopes, str) else set()
         if API_SCOPE not in granted:
-            raise Forbidden(
-                f"The access token lacks the delegated scope {API_SCOPE} of this API (it has "
-                f"{' '.join(sorted(granted)) or 'none'}); request a token for the {API_SCOPE} scope."
-            )
+            raise Forbidden(text("ScopeMissing", scope=API_SCOPE, granted=" ".join(sorted(granted)) or "none"))
         return False
     if claims.get("idtyp") not in (None, "app"):
         raise Unauthenticated("The bearer token carries app roles but is not app-only.")
     granted_roles = {str(r) for r in roles} if isinstance(roles, list) else set()
     if not granted_roles & APP_ROLES:
-        raise Forbidden(
-            f"The application's token carries no app role of this API; assign the application the "
-            f"{' or '.join(sorted(APP_ROLES))} app role (and grant admin consent)."
-        )
+        raise Forbidden(text("AppRoleMissing", roles=" or ".join(sorted(APP_ROLES))))
     return True
 
 
 def require_admin(principal: Principal) -> None:
     if principal.app_only:
-        raise Forbidden(
-            "Connecting or disconnecting Microsoft Azure needs a signed-in Global Administrator or Security "
-            "Administrator (a delegated token); an application's token cannot do it."
-        )
+        raise Forbidden(text("AdminNotApplication"))
     if not principal.is_admin:
         needed = " or ".join(ADMIN_ROLES.values())
-        raise Forbidden(f"Connecting or disconnecting Microsoft Azure needs the {needed} role in Entra ID.")
+        raise Forbidden(text("AdminRoleRequired", roles=needed))
 
 
 def _bearer(authorization: str | None) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from core.errors import Conflict
+from core.troubleshooting import text
 
 MAX_WRITE_ATTEMPTS = 8
 
@@ -32,7 +33,7 @@ class WriteContention(Conflict):
     """A record kept changing under every attempt."""
 
     def __init__(self, what: str) -> None:
-        super().__init__(f"{what} kept changing while being written; try again.")
+        super().__init__(text("StateContention", what=what))
 
 
 def write_optimistically(attempt: Callable[[], T], *, what: str, jitter: bool = False) -> T:

@@ -233,8 +233,8 @@ CATALOG: tuple[Entry, ...] = (
         ("subscription",),
         "Pulling failed and is retried",
         "Pulling failed (attempt {attempt} of {maxAttempts}; it is retried): {reason}",
-        "A transient failure (ARM or storage unreachable, a page ARM could not serve, storage contention); the "
-        "queue delivers the message again.",
+        "A transient failure (ARM or storage unreachable, the connector's sign-in, a window or page ARM refused, "
+        "storage contention); `{reason}` is the error. The queue delivers the message again.",
         "Nothing if a later attempt succeeds. If every attempt fails, see PullPoisoned.",
     ),
     Entry(
@@ -245,7 +245,9 @@ CATALOG: tuple[Entry, ...] = (
         "next fan-out tries again.",
         "Every delivery of the pull message failed; the Functions host moved it to the poison queue. Nothing is "
         "lost: the watermark did not move, and the next fan-out enqueues the subscription again.",
-        "Fix what the last error names (see its own entry); the poison queue's messages can be deleted.",
+        "Fix what the last error names: ARM unreachable (check ARM_ENDPOINT and the outbound network), the "
+        "connector's sign-in (see ArmSignInFailed), storage (check AzureWebJobsStorage). The poison queue's "
+        "messages can be deleted.",
     ),
     Entry(
         "PullFailedUnexpectedly",
@@ -264,6 +266,69 @@ CATALOG: tuple[Entry, ...] = (
         "The connector was never connected: there is no status to show.",
         "Connect Microsoft Azure (an administrator).",
         http="404 NotFound",
+    ),
+    Entry(
+        "AdminRoleRequired",
+        ("api",),
+        "Connecting needs an administrator",
+        "Connecting or disconnecting Microsoft Azure needs the {roles} role in Entra ID.",
+        "The signed-in person has none of the administrator roles (in the token's `wids`) that may connect or "
+        "disconnect. Reading the connector, activities and accounts needs no such role.",
+        "Ask a Global Administrator or Security Administrator to connect or disconnect, or to assign you one of "
+        "those roles in Entra ID (then sign in again for a new token).",
+        http="403 Forbidden",
+    ),
+    Entry(
+        "AdminNotApplication",
+        ("api",),
+        "An application cannot connect",
+        "Connecting or disconnecting Microsoft Azure needs a signed-in Global Administrator or Security "
+        "Administrator (a delegated token); an application's token cannot do it.",
+        "An application (client credentials, app-only token) called connect or disconnect.",
+        "Connect or disconnect as a signed-in administrator, from the portal or with a delegated token.",
+        http="403 Forbidden",
+    ),
+    Entry(
+        "ScopeMissing",
+        ("api",),
+        "The token lacks the API's scope",
+        "The access token lacks the delegated scope {scope} of this API (it has {granted}); request a token for "
+        "the {scope} scope.",
+        "A delegated token for this API's audience, but without its scope in `scp` (requested for another scope).",
+        "Request the token for the API's `Connector.Access` scope (`api://<API client id>/Connector.Access`); the "
+        "portal does so by itself.",
+        http="403 Forbidden",
+    ),
+    Entry(
+        "AppRoleMissing",
+        ("api",),
+        "The application has no app role of the API",
+        "The application's token carries no app role of this API; assign the application the {roles} app role "
+        "(and grant admin consent).",
+        "An app-only token for this API's audience without one of its app roles in `roles`.",
+        "In Entra ID, give the application the API's app role (API permissions, Application permission), grant "
+        "admin consent, and request a new token.",
+        http="403 Forbidden",
+    ),
+    Entry(
+        "StateContention",
+        ("api",),
+        "The connector's state kept changing",
+        "{what} kept changing while being written; try again.",
+        "Connect or disconnect met other writers (a fan-out, a pull, another administrator) on every attempt.",
+        "Try again; it succeeds once the other writers are done.",
+        http="409 Conflict",
+    ),
+    Entry(
+        "SigningKeysUnavailable",
+        ("api",),
+        "The token signing keys cannot be fetched",
+        "The token signing keys could not be fetched; try again shortly.",
+        "The connector could not read the authority's OpenID configuration or signing keys (AZURE_AUTHORITY_HOST, "
+        "AZURE_TENANT_ID, or the outbound network), so it cannot check any token yet.",
+        "Try again shortly; if it lasts, check AZURE_AUTHORITY_HOST and AZURE_TENANT_ID and that the Function App "
+        "can reach the authority.",
+        http="503 ServiceUnavailable",
     ),
     Entry(
         "SettingMissing",

@@ -55,9 +55,10 @@ class SubscriptionRecord:
     last_success_at: datetime | None = None
     activities: int = 0
     skipped_events: int = 0  # events of other categories than ARM activity, read and skipped
-    # Activities per UTC day ("YYYY-MM-DD" -> count): a copy of the activity store's summary, like
-    # `activities`, written with it; read by the activities-per-day chart in one query.
-    day_counts: dict[str, int] = field(default_factory=dict)
+    # Activities per UTC day: a copy of the activity store's summary, like `activities`, written
+    # with it; kept in the store's stored form (`activities.layout.encode_day_counts`, decoded only
+    # by the chart's read, `day_counts` to read it as a map), so listing records decodes nothing.
+    day_counts: str | None = None
     # An unfinished window: [window_start, window_end] is being read, next_link is where to go on.
     window_start: datetime | None = None
     window_end: datetime | None = None

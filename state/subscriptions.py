@@ -306,18 +306,18 @@ def reread_window(url: str) -> Change:
     return lambda r: replace(r, next_link=url)
 
 
-def next_page(link: str, total: int, skipped: int, days: dict[str, int] | None = None) -> Change:
+def next_page(link: str, total: int, skipped: int, days: str | None = None) -> Change:
     """A page is stored: the position moves on; the counts are the activity store's (`days` None: unchanged)."""
     return lambda r: replace(
         r,
         next_link=link,
         activities=total,
         skipped_events=r.skipped_events + skipped,
-        day_counts=r.day_counts if days is None else dict(days),
+        day_counts=r.day_counts if days is None else days,
     )
 
 
-def close_window(end: datetime, total: int, skipped: int, days: dict[str, int] | None = None) -> Change:
+def close_window(end: datetime, total: int, skipped: int, days: str | None = None) -> Change:
     """The whole window is stored: the watermark moves to its end (never backwards)."""
     return lambda r: replace(
         r,
@@ -327,7 +327,7 @@ def close_window(end: datetime, total: int, skipped: int, days: dict[str, int] |
         next_link=None,
         activities=total,
         skipped_events=r.skipped_events + skipped,
-        day_counts=r.day_counts if days is None else dict(days),
+        day_counts=r.day_counts if days is None else days,
     )
 
 

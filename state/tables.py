@@ -7,7 +7,6 @@ a lost race is `StaleWrite` / `AlreadyExists`, which `core.optimistic.write_opti
 
 from __future__ import annotations
 
-import json
 from dataclasses import MISSING, fields, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -29,18 +28,11 @@ _CONNECTOR_FIELDS = [f.name for f in fields(ConnectorRecord) if f.name != "etag"
 _SUBSCRIPTION_FIELDS = [f.name for f in fields(SubscriptionRecord) if f.name not in ("etag", "subscription_id")]
 
 
-# Fields held as a JSON string property (a Table entity has no map type).
-JSON_FIELDS = frozenset({"day_counts"})
-
-
 def _entity(pk: str, rk: str, record: Any, names: list[str]) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk}
     for name in names:
         value = getattr(record, name)
-        if name in JSON_FIELDS:
-            if value:
-                entity[name] = json.dumps(value, separators=(",", ":"), sort_keys=True)
-        elif value is not None:
+        if value is not None:
             entity[name] = value
     return entity
 
@@ -56,9 +48,7 @@ def _values(entity: dict[str, Any], record_type: type) -> dict[str, Any]:
                 out[f.name] = None
             continue
         value = entity[f.name]
-        if f.name in JSON_FIELDS:
-            value = _json_map(value)
-        elif isinstance(value, datetime):
+        if isinstance(value, datetime):
             value = datetime(
                 value.year,
                 value.month,
@@ -71,14 +61,6 @@ def _values(entity: dict[str, Any], record_type: type) -> dict[str, Any]:
             )
         out[f.name] = value
     return out
-
-
-def _json_map(value: Any) -> dict[str, Any]:
-    try:
-        parsed = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    return parsed if isinstance(parsed, dict) else {}
 
 
 def connector_from_entity(entity: dict[str, Any]) -> ConnectorRecord:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from activities.layout import account_key, add_day_counts
+from activities.layout import account_key, add_day_counts, encode_day_counts
 from activities.reader import ActivityQuery, Page, PerDay, per_day
 from activities.writer import SaveResult
 from core.arm import ArmClient, ArmSubscription
@@ -139,9 +139,8 @@ class FakeActivityWriter:
             self.by_subscription[subscription_id].add(activity.id)
             self.activities[activity.id] = activity
         self.days[subscription_id] = add_day_counts(self.days[subscription_id], [a.timestamp for a in fresh.values()])
-        return SaveResult(
-            received, len(fresh), len(self.by_subscription[subscription_id]), dict(self.days[subscription_id])
-        )
+        total = len(self.by_subscription[subscription_id])
+        return SaveResult(received, len(fresh), total, encode_day_counts(self.days[subscription_id]))
 
     def index_accounts(self, *, max_rows: int = 5_000) -> int:
         return 0  # the fake keeps no account index

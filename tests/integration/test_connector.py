@@ -258,3 +258,41 @@ def test_missing_setting_answers_a_clear_message(app_host: Any, emulator: Any, m
     status, body = call(app_host.base_url, "GET", ROUTE, emulator.mint_token("global_admin"))
     assert status == 500 and "PULL_LAG_SECONDS" in body["error"]["message"]
     assert "Traceback" not in str(body)
+
+
+def test_the_troubleshooting_catalog_needs_no_key_and_no_token(app_host: Any) -> None:
+    from core.troubleshooting import catalog_body
+
+    status, body = call(app_host.base_url, "GET", "/api/troubleshooting", key=None)
+    assert status == 200 and body == catalog_body()
+
+
+def test_activities_per_day_through_the_host_without_a_key_but_with_a_token(
+    app_host: Any, emulator: Any, clock: Any, runtime: Runtime
+) -> None:
+    from ingestion.fanout import run_fanout
+    from ingestion.messages import PullMessage
+    from ingestion.pull import pull_subscription
+
+    route = "/api/connectors/azure/activity-per-day"
+    status, body = call(app_host.base_url, "GET", route, key=None)
+    assert status == 401 and body["error"]["code"] == "Unauthorized"
+    user = emulator.mint_token("user")
+    status, body = call(app_host.base_url, "GET", route + "?days=7", user, key=None)
+    assert status == 200 and body["subscriptions"] == [] and len(body["days"]) == 7
+    status, body = call(app_host.base_url, "GET", route + "?days=91", user, key=None)
+    assert status == 400 and body["error"]["message"].startswith("days:")
+
+    assert call(app_host.base_url, "POST", ROUTE, emulator.mint_token("global_admin"))[0] == 201
+    for _ in range(3):
+        clock.advance(timedelta(minutes=10))
+        run_fanout(runtime.connector, runtime.subscriptions, runtime.arm, runtime.pull_queue, clock)
+        for msg in runtime.storage.pull_queue.receive_messages(messages_per_page=32, visibility_timeout=60):
+            pull_subscription(runtime.pull, PullMessage.model_validate_json(msg.content))
+            runtime.storage.pull_queue.delete_message(msg)
+    status, chart = call(app_host.base_url, "GET", route, user, key=None)
+    assert status == 200 and len(chart["days"]) == 30
+    status, connector = call(app_host.base_url, "GET", ROUTE, user)
+    activities = {s["subscriptionId"]: s["activities"] for s in connector["subscriptions"]}
+    assert {s["subscriptionId"]: sum(s["counts"]) for s in chart["subscriptions"]} == activities
+    assert sum(activities.values()) > 0

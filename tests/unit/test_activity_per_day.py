@@ -10,8 +10,10 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from activities.layout import add_day_counts
+from activities.layout import add_day_counts, counts_on_days, day_counts, encode_day_counts
 from activities.reader import last_days
 from connector import api, service
 from core.auth import Principal
@@ -110,7 +112,7 @@ def test_the_chart_counts_each_event_once_on_its_utc_day(rt: Runtime) -> None:
 
     status, body = _get(rt, {"days": "3"})
     assert status == 200
-    assert body["days"] == last_days(3, rt.clock.now())
+    assert body["days"] == [day.isoformat() for day in last_days(3, rt.clock.now())]
     want = add_day_counts({}, times[PROD])  # 23:10 .. 00:46: 13 before midnight, 12 after
     assert want == {"2026-11-25": 13, "2026-11-26": 12}
     by_id = {s["subscriptionId"]: s for s in body["subscriptions"]}
@@ -118,7 +120,7 @@ def test_the_chart_counts_each_event_once_on_its_utc_day(rt: Runtime) -> None:
     assert by_id[PROD]["counts"] == [want.get(day, 0) for day in body["days"]]
     assert by_id[DEV]["counts"] == [0, 0, 0]
     record = rt.subscriptions.get(PROD)
-    assert record is not None and record.day_counts == want and record.activities == 25
+    assert record is not None and day_counts(record.day_counts) == want and record.activities == 25
 
     status, default = _get(rt, {})
     assert status == 200 and len(default["days"]) == 30 and default["days"][-1] == body["days"][-1]
@@ -143,3 +145,29 @@ def test_ninety_days_and_no_subscription(rt: Runtime) -> None:
     status, body = _get(rt, {"days": "90"})
     assert status == 200 and body["subscriptions"] == [] and len(body["days"]) == 90
     assert body["days"][0] == "2026-08-28" and body["days"][-1] == "2026-11-25"
+
+
+# --- the stored form of the map -----------------------------------------------------------------------
+
+
+@given(st.dictionaries(st.integers(0, 99), st.integers(0, 10**9), max_size=100))
+def test_the_stored_form_round_trips(by_offset: dict[int, int]) -> None:
+    counts = {(MIDNIGHT - timedelta(days=d)).date().isoformat(): n for d, n in by_offset.items()}
+    stored = encode_day_counts(counts)
+    assert day_counts(stored) == {day: n for day, n in counts.items() if n > 0}
+    assert len(stored) <= 11 + 100 * 11
+    days = [(MIDNIGHT + timedelta(days=5) - timedelta(days=d)).date() for d in range(110)]
+    assert counts_on_days(stored, days) == [counts.get(day.isoformat(), 0) for day in days]
+
+
+@pytest.mark.parametrize("stored", [None, "", "garbage", "2026-13-01/1", "2026-11-26/1,x", 7, '{"2026-11-26": 3}'])
+def test_an_unreadable_stored_form_is_an_empty_map(stored: object) -> None:
+    assert day_counts(stored) == {}
+    assert counts_on_days(stored, [MIDNIGHT.date()]) == [0]
+
+
+def test_adding_keeps_the_newest_days() -> None:
+    start = {"2026-08-01": 5, "2026-11-01": 2}
+    later = add_day_counts(start, [MIDNIGHT, MIDNIGHT + timedelta(hours=23), MIDNIGHT - timedelta(seconds=1)], kept=90)
+    assert later == {"2026-11-01": 2, "2026-11-25": 1, "2026-11-26": 2}  # 1 August is more than 90 days back
+    assert add_day_counts({}, []) == {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,10 +31,11 @@ from core.arm import (
     ArmThrottled,
     ArmUnavailable,
 )
-from core.auth import Principal
+from core.auth import Principal, SigningKeys, _permission, require_admin
 from core.clock import FakeClock
-from core.errors import NotFound, SettingsError
+from core.errors import ConnectorError, NotFound, SettingsError
 from core.http import handle_http
+from core.optimistic import StaleWrite, write_optimistically
 from core.settings import load_settings
 from core.troubleshooting import BY_CODE, CATALOG, DOCS_PATH, catalog_body, render_markdown
 from ingestion.fanout import run_fanout
@@ -270,6 +271,37 @@ def test_the_http_edge_answers_with_catalog_messages(raised: Exception, code: st
     check(json.loads(response.get_body())["error"]["message"], code)
 
 
+def _keys_unavailable() -> object:
+    def unreachable(url: str) -> Any:
+        raise ServiceRequestError("the authority cannot be reached")
+
+    return SigningKeys("https://login.test/t/v2.0/.well-known/openid-configuration", unreachable).get("kid")
+
+
+def _contention() -> object:
+    def attempt() -> None:
+        raise StaleWrite()
+
+    return write_optimistically(attempt, what="The connector's state")
+
+
+AUTH_FAILURES: list[tuple[Callable[[], object], str]] = [
+    (_keys_unavailable, "SigningKeysUnavailable"),
+    (_contention, "StateContention"),
+    (lambda: require_admin(ADMIN), "AdminRoleRequired"),
+    (lambda: require_admin(replace(ADMIN, app_only=True)), "AdminNotApplication"),
+    (lambda: _permission({"scp": "user_impersonation", "azp": "client"}), "ScopeMissing"),
+    (lambda: _permission({"roles": ["Other.Role"], "azp": "client", "idtyp": "app"}), "AppRoleMissing"),
+]
+
+
+@pytest.mark.parametrize(("refuse", "code"), AUTH_FAILURES)
+def test_the_403s_409s_and_503s_are_catalog_messages(refuse: Callable[[], object], code: str) -> None:
+    with pytest.raises(ConnectorError) as refused:
+        refuse()
+    check(refused.value.message, code)
+
+
 def test_every_catalog_entry_is_produced_by_some_code_path() -> None:
     """Every run above, again in one test (a split of the module across workers cannot hide one)."""
     SHOWN.clear()
@@ -290,6 +322,8 @@ def test_every_catalog_entry_is_produced_by_some_code_path() -> None:
     test_a_missing_setting_is_a_catalog_message()
     for raised, edge_code in EDGE_FAILURES:
         test_the_http_edge_answers_with_catalog_messages(raised, edge_code)
+    for refuse, auth_code in AUTH_FAILURES:
+        test_the_403s_409s_and_503s_are_catalog_messages(refuse, auth_code)
     assert set(BY_CODE) == SHOWN, f"never produced: {sorted(set(BY_CODE) - SHOWN)}"
 
 
