@@ -45,6 +45,7 @@ MALLORY_OID = "6d1f4f7e-5a0e-4c43-9a3f-0b7d1c2e9a11"
 EVE_OID = "0c7e3b52-96a4-4f0e-8d55-7a1e6f2b4c90"
 HOSTILE_POLICY_NAME = 'Role changes <img src=x onerror="window.__pwned=3;alert(5)">'
 WIDTHS = (1280, 390)
+DAILY_ALERT_LIMIT = 5  # a policy raising more alerts in a day is paused
 
 
 # --- the platform: emulator + Azurite + the app in the local host, once for the module ----------
@@ -93,7 +94,13 @@ def platform(azurite: Azurite) -> Iterator[Platform]:
         Emulator(clock=clock, seed=7, check_arm_token_lifetime=False) as emulator,
     ):
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_pem_path))
-        environ = connector_environ(emulator, azurite, FANOUT_SCHEDULE=NEVER, RETENTION_SCHEDULE=NEVER)
+        environ = connector_environ(
+            emulator,
+            azurite,
+            FANOUT_SCHEDULE=NEVER,
+            RETENTION_SCHEDULE=NEVER,
+            POLICY_DAILY_ALERT_LIMIT=str(DAILY_ALERT_LIMIT),
+        )
         runtime = make_runtime(environ, clock)
         install_runtime(runtime)
         try:
@@ -573,11 +580,22 @@ def test_accounts_list_and_an_account_opens_its_activities(
 ROLE_WRITE = "Microsoft.Authorization/roleAssignments/write"
 
 
-def raise_role_assignment(platform: Platform, subscription_id: str, upn: str, oid: str) -> dict[str, Any]:
-    """A role assignment by `upn` (its resource and display name hostile), pulled until it is stored."""
-    event = platform.emulator.inject_event(
+def raise_role_assignment(
+    platform: Platform, subscription_id: str, upn: str, oid: str, count: int = 1
+) -> dict[str, Any]:
+    """`count` role assignments by `upn` (resource and display name hostile), pulled until stored."""
+    events = [_role_assignment(platform, subscription_id, upn, oid, second) for second in range(count)]
+    for _ in range(6):
+        platform.pull()
+        if all(platform.api("GET", f"/api/activities/{e['eventDataId']}")[0] == 200 for e in events):
+            return events[0]
+    raise AssertionError("the injected role assignments were never stored")
+
+
+def _role_assignment(platform: Platform, subscription_id: str, upn: str, oid: str, second: int) -> dict[str, Any]:
+    return platform.emulator.inject_event(
         subscription_id,
-        at=platform.clock.now() + timedelta(minutes=1),
+        at=platform.clock.now() + timedelta(minutes=1, seconds=second),
         category="Administrative",
         operation=ROLE_WRITE,
         status="Succeeded",
@@ -592,11 +610,6 @@ def raise_role_assignment(platform: Platform, subscription_id: str, upn: str, oi
             "ipaddr": "203.0.113.7",
         },
     )
-    for _ in range(6):
-        platform.pull()
-        if platform.api("GET", f"/api/activities/{event['eventDataId']}")[0] == 200:
-            return event
-    raise AssertionError("the injected role assignment was never stored")
 
 
 @pytest.fixture(scope="module")
@@ -626,7 +639,7 @@ def test_administrator_creates_edits_and_toggles_a_policy_and_resolves_its_alert
     session = open_session()
     page = sign_in(session, platform, "Global Administrator", "#/policies")
     expect(heading(page)).to_have_text("Policies")
-    page.get_by_label("Template").select_option("role-assignment-or-elevated-access")
+    page.get_by_label("Template", exact=True).select_option("role-assignment-or-elevated-access")
     page.get_by_role("button", name="Create policy").click()
     expect(heading(page)).to_have_text("Policy: Role assignment or elevated access")
     expect(page.get_by_role("status").first).to_contain_text("created from its template")
@@ -682,8 +695,8 @@ def test_administrator_creates_edits_and_toggles_a_policy_and_resolves_its_alert
     event = raise_role_assignment(platform, ingested["target"].subscription_id, "trudy@contoso.com", str(uuid.uuid4()))
     page.get_by_role("link", name="Alerts", exact=True).click()
     expect(heading(page)).to_have_text("Alerts")
-    page.get_by_label("Policy").select_option(policy_id)
-    page.get_by_label("Status").select_option("open")
+    page.get_by_label("Policy", exact=True).select_option(policy_id)
+    page.get_by_label("Status", exact=True).select_option("open")
     page.get_by_role("button", name="Apply filters").click()
     expect(page).to_have_url(re.compile(r"#/alerts\?status=open&policyId="))
     loaded(page)
@@ -769,6 +782,40 @@ def test_a_regular_user_sees_policies_and_alerts_and_why_changes_are_refused(
     expect(alert).to_contain_text("Security Administrator")
     screenshot(page, "alert-forbidden")
     assert platform.api("GET", f"/api/alerts/{raised['id']}")[1]["status"] == "open"
+
+
+def test_a_policy_paused_by_the_daily_limit_says_why_and_is_enabled_again(
+    platform: Platform, ingested: dict[str, Any], open_session: Callable[..., Session]
+) -> None:
+    platform.connect()
+    status, policy = platform.api(
+        "POST",
+        "/api/policies",
+        body={
+            "templateId": "role-assignment-or-elevated-access",
+            "name": "Noisy",
+            "filter": {"users": ["noisy@contoso.com"]},
+        },
+    )
+    assert status == 201, policy
+    raise_role_assignment(
+        platform, ingested["target"].subscription_id, "noisy@contoso.com", str(uuid.uuid4()), DAILY_ALERT_LIMIT + 1
+    )
+    _, paused = platform.api("GET", f"/api/policies/{policy['id']}")
+    assert paused["state"] == "paused", paused
+
+    page = sign_in(open_session(), platform, "Security Administrator", "#/policies")
+    row = page.get_by_role("table", name=re.compile("Policies")).locator("tbody tr").filter(has_text="Noisy")
+    expect(row).to_contain_text("Paused")
+    expect(row).to_contain_text(paused["pausedMessage"])
+    row.get_by_role("link", name="Noisy").click()
+    expect(page.get_by_role("main").locator(".details")).to_contain_text(paused["pausedMessage"])
+    screenshot(page, "policy-paused")
+    page.get_by_role("button", name="Enable policy again").click()
+    expect(page.get_by_role("status").first).to_contain_text("The policy is enabled")
+    _, enabled = platform.api("GET", f"/api/policies/{policy['id']}")
+    assert enabled["state"] == "enabled" and enabled["version"] == paused["version"] + 1
+    assert platform.api("DELETE", f"/api/policies/{policy['id']}")[0] == 204
 
 
 # --- accessibility and the screenshots of every page ---------------------------------------------

@@ -78,7 +78,7 @@ function policyRow(policy) {
       "td",
       null,
       stateBadge(policy),
-      policy.state === "paused" && policy.pausedMessage ? h("span", { className: "secondary-text" }, policy.pausedMessage) : null,
+      policy.state === "paused" && policy.pausedMessage ? h("span", { className: "paused-message" }, policy.pausedMessage) : null,
     ),
     h("td", null, timeElement(h, policy.createdAt), h("span", { className: "secondary-text" }, dash(policy.createdBy))),
     h("td", null, timeElement(h, policy.updatedAt), h("span", { className: "secondary-text" }, dash(policy.updatedBy))),
@@ -103,7 +103,7 @@ function templateForm(templates, navigate) {
   const result = h("div", { className: "feedback" });
   const form = h(
     "form",
-    { className: "filters", "aria-labelledby": "new-title" },
+    { className: "filters" },
     h("div", { className: "field wide" }, h("label", { for: "template" }, "Template"), select, description),
     h("div", { className: "actions" }, button),
   );
@@ -484,7 +484,7 @@ export async function policyView(main, { params, navigate, render }) {
     heading,
     feedback,
     definitionList([
-      ["State", h("span", null, stateBadge(policy), policy.pausedMessage ? h("span", { className: "secondary-text" }, policy.pausedMessage) : null)],
+      ["State", h("span", null, stateBadge(policy), policy.pausedMessage ? h("span", { className: "paused-message" }, policy.pausedMessage) : null)],
       ["Kind", KIND_NAMES[policy.kind] || policy.kind],
       ["Severity", SEVERITY_NAMES[policy.severity] || policy.severity],
       ["Created", h("span", null, timeElement(h, policy.createdAt), ` by ${dash(policy.createdBy)}`)],
