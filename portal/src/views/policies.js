@@ -330,15 +330,11 @@ function markField(form, message) {
   const path = (message.match(/^([A-Za-z0-9_.]+):/) || [])[1];
   if (!path) return null;
   const id = fieldId(path);
+  // The field itself, else the nearest one above it (`repeated` is its group of fields).
   let control = form.querySelector(`#${CSS.escape(id)}`);
-  let container = control && control.closest(".field");
-  if (!control) {
-    // A path deeper than the form's fields (filter.repeated...): its nearest field.
-    const parent = id.split("-").slice(0, -1).join("-");
-    control = form.querySelector(`#${CSS.escape(parent)}`);
-    container = control && (control.closest(".field") || control);
-  }
-  if (!control || !container) return null;
+  if (!control) control = form.querySelector(`#${CSS.escape(id.split("-").slice(0, -1).join("-"))}`);
+  if (!control) return null;
+  const container = control.closest(".field") || control;
   const note = h("p", { className: "field-error", id: `${id}-error` }, message);
   container.append(note);
   control.setAttribute("aria-invalid", "true");
