@@ -5,7 +5,9 @@ import { h, replace } from "./dom.js";
 import { alertBox } from "./ui.js";
 import { accountView, accountsView } from "./views/accounts.js";
 import { activitiesView, activityView } from "./views/activities.js";
+import { alertView, alertsView } from "./views/alerts.js";
 import { addAppView, connectAzureView, connectorsView } from "./views/connectors.js";
+import { policiesView, policyView } from "./views/policies.js";
 import { troubleshootingView } from "./views/troubleshooting.js";
 
 // [pattern, view, needs a signed-in person, the navigation entry it belongs to]
@@ -17,6 +19,10 @@ const ROUTES = [
   [/^activities\/(.+)$/, activityView, true, "activities"],
   [/^accounts$/, accountsView, true, "accounts"],
   [/^accounts\/(.+)$/, accountView, true, "accounts"],
+  [/^policies$/, policiesView, true, "policies"],
+  [/^policies\/(.+)$/, policyView, true, "policies"],
+  [/^alerts$/, alertsView, true, "alerts"],
+  [/^alerts\/(.+)$/, alertView, true, "alerts"],
   [/^troubleshooting$/, troubleshootingView, false, "troubleshooting"],
   [/^troubleshooting\/(.+)$/, troubleshootingView, false, "troubleshooting"],
 ];
@@ -72,7 +78,7 @@ function signInView(route) {
   replace(
     main,
     heading,
-    h("p", null, "Sign in with your organisation's Microsoft Entra ID account to see the App connectors, the activity log and the accounts."),
+    h("p", null, "Sign in with your organisation's Microsoft Entra ID account to see the App connectors, the activity log, the accounts, the policies and their alerts."),
     button,
   );
   return heading;

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +42,10 @@ HOSTILE_NAME = '<img src=x onerror="window.__pwned=1;alert(1)">'
 HOSTILE_DESCRIPTION = "<script>window.__pwned=2;alert(2)</script><img src=x onerror=alert(3)>"
 HOSTILE_USER_NAME = "<b onmouseover=alert(4)>Mallory</b>"
 MALLORY_OID = "6d1f4f7e-5a0e-4c43-9a3f-0b7d1c2e9a11"
+EVE_OID = "0c7e3b52-96a4-4f0e-8d55-7a1e6f2b4c90"
+HOSTILE_POLICY_NAME = 'Role changes <img src=x onerror="window.__pwned=3;alert(5)">'
 WIDTHS = (1280, 390)
+DAILY_ALERT_LIMIT = 5  # a policy raising more alerts in a day is paused
 
 
 # --- the platform: emulator + Azurite + the app in the local host, once for the module ----------
@@ -54,8 +58,11 @@ class Platform:
         self.clock = clock
         self.portal = f"{host.base_url}/api/portal/"
 
-    def api(self, method: str, path: str, kind: str = "global_admin") -> tuple[int, Any]:
-        return call(self.host.base_url, method, path, self.emulator.mint_token(kind), key=None)
+    def api(self, method: str, path: str, kind: str = "global_admin", body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = None if body is None else {"Content-Type": "application/json"}
+        token = self.emulator.mint_token(kind)
+        return call(self.host.base_url, method, path, token, key=None, body=data, headers=headers)
 
     def disconnect(self) -> None:
         status, body = self.api("DELETE", "/api/connectors/azure")
@@ -87,7 +94,13 @@ def platform(azurite: Azurite) -> Iterator[Platform]:
         Emulator(clock=clock, seed=7, check_arm_token_lifetime=False) as emulator,
     ):
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_pem_path))
-        environ = connector_environ(emulator, azurite, FANOUT_SCHEDULE=NEVER, RETENTION_SCHEDULE=NEVER)
+        environ = connector_environ(
+            emulator,
+            azurite,
+            FANOUT_SCHEDULE=NEVER,
+            RETENTION_SCHEDULE=NEVER,
+            POLICY_DAILY_ALERT_LIMIT=str(DAILY_ALERT_LIMIT),
+        )
         runtime = make_runtime(environ, clock)
         install_runtime(runtime)
         try:
@@ -562,6 +575,249 @@ def test_accounts_list_and_an_account_opens_its_activities(
     assert set(table.locator("tbody tr td:first-child").all_inner_texts()) == {"Service principal"}
 
 
+# --- policies and alerts --------------------------------------------------------------------------
+
+ROLE_WRITE = "Microsoft.Authorization/roleAssignments/write"
+
+
+def raise_role_assignment(
+    platform: Platform, subscription_id: str, upn: str, oid: str, count: int = 1
+) -> dict[str, Any]:
+    """`count` role assignments by `upn` (resource and display name hostile), pulled until stored."""
+    events = [_role_assignment(platform, subscription_id, upn, oid, second) for second in range(count)]
+    for _ in range(6):
+        platform.pull()
+        if all(platform.api("GET", f"/api/activities/{e['eventDataId']}")[0] == 200 for e in events):
+            return events[0]
+    raise AssertionError("the injected role assignments were never stored")
+
+
+def _role_assignment(platform: Platform, subscription_id: str, upn: str, oid: str, second: int) -> dict[str, Any]:
+    return platform.emulator.inject_event(
+        subscription_id,
+        at=platform.clock.now() + timedelta(minutes=1, seconds=second),
+        category="Administrative",
+        operation=ROLE_WRITE,
+        status="Succeeded",
+        resourceId=(
+            f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleAssignments/{HOSTILE_NAME}"
+        ),
+        caller=upn,
+        claims={
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": upn,
+            "http://schemas.microsoft.com/identity/claims/objectidentifier": oid,
+            "name": HOSTILE_USER_NAME,
+            "ipaddr": "203.0.113.7",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def raised_alert(platform: Platform, ingested: dict[str, Any]) -> dict[str, Any]:
+    """A policy (made through the API) and the alert an injected role assignment raised."""
+    platform.connect()
+    status, policy = platform.api(
+        "POST",
+        "/api/policies",
+        body={
+            "templateId": "role-assignment-or-elevated-access",
+            "name": "Role assignments by Eve",
+            "filter": {"actions": [ROLE_WRITE], "statuses": ["Succeeded"], "users": ["eve@contoso.com"]},
+        },
+    )
+    assert status == 201, policy
+    event = raise_role_assignment(platform, ingested["target"].subscription_id, "eve@contoso.com", EVE_OID)
+    status, alerts = platform.api("GET", f"/api/alerts?policyId={policy['id']}")
+    assert status == 200 and len(alerts["items"]) == 1, alerts
+    return {"policy": policy, "alert": alerts["items"][0], "event": event}
+
+
+def test_administrator_creates_edits_and_toggles_a_policy_and_resolves_its_alert(
+    platform: Platform, ingested: dict[str, Any], open_session: Callable[..., Session]
+) -> None:
+    platform.connect()
+    session = open_session()
+    page = sign_in(session, platform, "Global Administrator", "#/policies")
+    expect(heading(page)).to_have_text("Policies")
+    page.get_by_label("Template", exact=True).select_option("role-assignment-or-elevated-access")
+    page.get_by_role("button", name="Create policy").click()
+    expect(heading(page)).to_have_text("Policy: Role assignment or elevated access")
+    expect(page.get_by_role("status").first).to_contain_text("created from its template")
+    policy_id = page.url.rsplit("/", 1)[1]
+    status, created = platform.api("GET", f"/api/policies/{policy_id}")
+    assert status == 200 and created["version"] == 1 and created["kind"] == "singleActivity"
+    expect(page.get_by_label("Actions (wildcards * and ?)")).to_have_value("\n".join(created["filter"]["actions"]))
+
+    # A bad value: the API's 400 is shown beside the form and at the field it names.
+    ranges = page.get_by_label("IP address in ranges (address or CIDR)")
+    ranges.fill("10.0.0.0/33")
+    page.get_by_role("button", name="Save changes").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("filter.ipInRanges.0")
+    expect(alert).to_contain_text("10.0.0.0/33")
+    expect(alert).to_be_focused()
+    expect(ranges).to_have_attribute("aria-invalid", "true")
+    expect(ranges).to_have_accessible_description(re.compile(r"filter\.ipInRanges\.0: .*10\.0\.0\.0/33"))
+    screenshot(page, "policy-invalid")
+    assert platform.api("GET", f"/api/policies/{policy_id}")[1]["version"] == 1
+
+    # A good edit: a name (admin input, rendered as text), one user, no ranges.
+    ranges.fill("")
+    page.get_by_label("Name", exact=True).fill(HOSTILE_POLICY_NAME)
+    page.get_by_label("Severity").select_option("medium")
+    page.get_by_label("Users (object id or UPN)").fill("trudy@contoso.com")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status").first).to_contain_text("The policy is saved")
+    expect(heading(page)).to_have_text(f"Policy: {HOSTILE_POLICY_NAME}")
+    _, saved = platform.api("GET", f"/api/policies/{policy_id}")
+    assert saved["name"] == HOSTILE_POLICY_NAME and saved["severity"] == "medium" and saved["version"] == 2
+    assert saved["filter"]["users"] == ["trudy@contoso.com"] and saved["filter"]["ipInRanges"] is None
+    assert saved["filter"]["actions"] == created["filter"]["actions"]
+
+    # Disable, then enable again.
+    page.get_by_role("button", name="Disable policy").click()
+    expect(page.get_by_role("status").first).to_contain_text("The policy is disabled")
+    assert platform.api("GET", f"/api/policies/{policy_id}")[1]["state"] == "disabled"
+    page.get_by_role("button", name="Enable policy").click()
+    expect(page.get_by_role("status").first).to_contain_text("The policy is enabled")
+    assert platform.api("GET", f"/api/policies/{policy_id}")[1]["state"] == "enabled"
+
+    # The list shows it.
+    page.get_by_role("navigation", name="Breadcrumb").get_by_role("link", name="Policies").click()
+    policies = page.get_by_role("table", name=re.compile("Policies"))
+    row = policies.locator("tbody tr").filter(has_text=HOSTILE_POLICY_NAME)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Enabled")
+    expect(row).to_contain_text("Medium")
+    screenshot(page, "policies")
+
+    # A matching activity, pulled: its alert is in the list.
+    event = raise_role_assignment(platform, ingested["target"].subscription_id, "trudy@contoso.com", str(uuid.uuid4()))
+    page.get_by_role("link", name="Alerts", exact=True).click()
+    expect(heading(page)).to_have_text("Alerts")
+    page.get_by_label("Policy", exact=True).select_option(policy_id)
+    page.get_by_label("Status", exact=True).select_option("open")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(r"#/alerts\?status=open&policyId="))
+    loaded(page)
+    rows = page.get_by_role("table", name=re.compile("Alerts")).locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(HOSTILE_POLICY_NAME)
+    expect(rows.first).to_contain_text("trudy@contoso.com")
+    expect(rows.first).to_contain_text("Open")
+    screenshot(page, "alerts")
+
+    # Its page: the activity that raised it (as text, linking to the activity), resolved with a comment.
+    rows.first.get_by_role("link").first.click()
+    expect(heading(page)).to_have_text("Alert")
+    activities = page.get_by_role("table", name=re.compile("Activities that raised the alert"))
+    expect(activities.locator("tbody tr")).to_have_count(1)
+    expect(activities).to_contain_text(HOSTILE_NAME)
+    expect(activities).to_contain_text(HOSTILE_USER_NAME)
+    assert page.locator("main img, main script, main iframe").count() == 0
+    activity_link = activities.locator("tbody tr td:first-child a")
+    expect(activity_link).to_have_attribute("href", f"#/activities/{event['eventDataId']}")
+    screenshot(page, "alert")
+    page.get_by_label("New status").select_option("resolved")
+    page.get_by_label("Comment").fill("Trudy's change was approved <b>CHG-42</b>")
+    page.get_by_role("button", name="Save status").click()
+    expect(page.get_by_role("status").first).to_contain_text("The alert is resolved")
+    main = page.get_by_role("main")
+    expect(main).to_contain_text("Trudy's change was approved <b>CHG-42</b>")
+    expect(main.locator(".details")).to_contain_text("Resolved")
+    alert_id = page.url.rsplit("/", 1)[1]
+    _, resolved = platform.api("GET", f"/api/alerts/{alert_id}")
+    assert resolved["status"] == "resolved" and resolved["updatedBy"].startswith("globaladmin@")
+    assert resolved["comment"] == "Trudy's change was approved <b>CHG-42</b>"
+    activity_link.click()
+    expect(heading(page)).to_have_text("Activity")
+    assert page.evaluate("window.__pwned") is None
+
+    # Deleting asks first; the alert stays.
+    page.goto(platform.portal + f"#/policies/{policy_id}")
+    page.get_by_role("button", name="Delete policy").click()
+    dialog = page.get_by_role("dialog", name="Delete this policy?")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    expect(dialog).to_contain_text(HOSTILE_POLICY_NAME)
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    expect(heading(page)).to_have_text("Policies")
+    expect(page.get_by_role("status").first).to_contain_text("is deleted")
+    assert platform.api("GET", f"/api/policies/{policy_id}")[0] == 404
+    assert platform.api("GET", f"/api/alerts/{alert_id}")[0] == 200
+    assert session.dialogs == []
+
+
+def test_a_regular_user_sees_policies_and_alerts_and_why_changes_are_refused(
+    platform: Platform, raised_alert: dict[str, Any], open_session: Callable[..., Session]
+) -> None:
+    policy, raised = raised_alert["policy"], raised_alert["alert"]
+    page = sign_in(open_session(390), platform, "Regular User", f"#/policies/{policy['id']}")
+    expect(heading(page)).to_have_text(f"Policy: {policy['name']}")
+
+    page.get_by_label("Severity").select_option("low")
+    page.get_by_role("button", name="Save changes").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("You cannot change policies.")
+    expect(alert).to_contain_text("Security Administrator")
+    expect(alert).to_be_focused()
+    screenshot(page, "policy-forbidden")
+    page.get_by_role("button", name="Disable policy").click()
+    expect(page.get_by_role("alert").first).to_contain_text("You cannot disable policies.")
+    page.get_by_role("button", name="Delete policy").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_role("alert").first).to_contain_text("You cannot delete policies.")
+    _, unchanged = platform.api("GET", f"/api/policies/{policy['id']}")
+    assert unchanged["version"] == policy["version"] and unchanged["state"] == "enabled"
+
+    page.goto(platform.portal + "#/policies")
+    page.get_by_role("button", name="Create policy").click()
+    expect(page.get_by_role("alert")).to_contain_text("You cannot create policies.")
+
+    page.goto(platform.portal + f"#/alerts/{raised['id']}")
+    expect(heading(page)).to_have_text("Alert")
+    page.get_by_label("Comment").fill("not mine to close")
+    page.get_by_role("button", name="Save status").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("You cannot change alerts.")
+    expect(alert).to_contain_text("Security Administrator")
+    screenshot(page, "alert-forbidden")
+    assert platform.api("GET", f"/api/alerts/{raised['id']}")[1]["status"] == "open"
+
+
+def test_a_policy_paused_by_the_daily_limit_says_why_and_is_enabled_again(
+    platform: Platform, ingested: dict[str, Any], open_session: Callable[..., Session]
+) -> None:
+    platform.connect()
+    status, policy = platform.api(
+        "POST",
+        "/api/policies",
+        body={
+            "templateId": "role-assignment-or-elevated-access",
+            "name": "Noisy",
+            "filter": {"users": ["noisy@contoso.com"]},
+        },
+    )
+    assert status == 201, policy
+    raise_role_assignment(
+        platform, ingested["target"].subscription_id, "noisy@contoso.com", str(uuid.uuid4()), DAILY_ALERT_LIMIT + 1
+    )
+    _, paused = platform.api("GET", f"/api/policies/{policy['id']}")
+    assert paused["state"] == "paused", paused
+
+    page = sign_in(open_session(), platform, "Security Administrator", "#/policies")
+    row = page.get_by_role("table", name=re.compile("Policies")).locator("tbody tr").filter(has_text="Noisy")
+    expect(row).to_contain_text("Paused")
+    expect(row).to_contain_text(paused["pausedMessage"])
+    row.get_by_role("link", name="Noisy").click()
+    expect(page.get_by_role("main").locator(".details")).to_contain_text(paused["pausedMessage"])
+    screenshot(page, "policy-paused")
+    page.get_by_role("button", name="Enable policy again").click()
+    expect(page.get_by_role("status").first).to_contain_text("The policy is enabled")
+    _, enabled = platform.api("GET", f"/api/policies/{policy['id']}")
+    assert enabled["state"] == "enabled" and enabled["version"] == paused["version"] + 1
+    assert platform.api("DELETE", f"/api/policies/{policy['id']}")[0] == 204
+
+
 # --- accessibility and the screenshots of every page ---------------------------------------------
 
 PAGES = [
@@ -570,13 +826,19 @@ PAGES = [
     ("connect-azure", "#/connectors/azure/connect"),
     ("activity-log", "#/activities"),
     ("accounts", "#/accounts"),
+    ("policies", "#/policies"),
+    ("alerts", "#/alerts"),
     ("troubleshooting", "#/troubleshooting"),
 ]
 
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page_has_no_accessibility_violations(
-    platform: Platform, ingested: dict[str, Any], open_session: Callable[..., Session], width: int
+    platform: Platform,
+    ingested: dict[str, Any],
+    raised_alert: dict[str, Any],
+    open_session: Callable[..., Session],
+    width: int,
 ) -> None:
     platform.connect()
     session = open_session(width)
@@ -591,6 +853,8 @@ def test_every_page_has_no_accessibility_violations(
         *PAGES,
         ("activity", f"#/activities/{ingested['hostile']['eventDataId']}"),
         ("account", f"#/accounts/{accounts['items'][0]['id']}"),
+        ("policy", f"#/policies/{raised_alert['policy']['id']}"),
+        ("alert", f"#/alerts/{raised_alert['alert']['id']}"),
     ]
     for name, route in pages:
         page.goto(platform.portal + route)
