@@ -75,12 +75,20 @@ class Arm(Protocol):
 
 
 class ActivityEvaluator(Protocol):
-    """Evaluates activities stored for the first time against the policies (idempotently: see `policies.engine`).
+    """Evaluates activities stored for the first time against the policies (idempotently: see `policies.engine`)."""
 
-    `first_seen` maps account keys to the time of the account's earliest stored activity.
-    """
+    def burst_properties(self, summary: Mapping[str, Any] | None, activities: Sequence[Activity]) -> dict[str, Any]:
+        """An account summary's burst counters after counting `activities`; set in the same transaction."""
+        ...
 
-    def evaluate(self, activities: Sequence[Activity], first_seen: Mapping[str, datetime]) -> object: ...
+    def evaluate(
+        self,
+        activities: Sequence[Activity],
+        first_seen: Mapping[str, datetime],
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> object:
+        """`first_seen`: account key -> its earliest stored activity's time; `accounts`: the summaries written."""
+        ...
 
 
 class PolicyStore(Protocol):
