@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_fanout, bench_pace, bench_parse, bench_pull, bench_query, bench_scale
+from bench import bench_fanout, bench_pace, bench_parse, bench_policies, bench_pull, bench_query, bench_scale
 
 
 def main() -> int:
-    for module in (bench_parse, bench_pull, bench_query, bench_fanout, bench_pace, bench_scale):
+    for module in (bench_parse, bench_pull, bench_policies, bench_query, bench_fanout, bench_pace, bench_scale):
         print(f"\n=== {module.__name__} ===", flush=True)
         code = module.main([])
         if code:
