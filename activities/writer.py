@@ -12,7 +12,9 @@ Order of writes, so that a crash at any point is repaired by the retry:
    The account's summary row also carries the policies' burst counters of that principal
    (`policies.engine.PolicyEngine.burst_properties`), changed in the same transaction;
 4. the policies' evaluation of these events (`policies.engine`, idempotent: alerts and counters
-   keyed by policy and event), so that a crash before step 5 evaluates them again, never loses them;
+   keyed by policy and event), so that a crash before step 5 evaluates them again, never loses them
+   (the policies that need nothing of the accounts are evaluated while step 3 runs, the others
+   after it; both are finished before step 5);
 5. the subscription's ledger rows with its count row, last: it marks the events complete.
 """
 
@@ -73,6 +75,8 @@ logger = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 20
 # Independent partitions are written side by side; clients are thread-safe.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store")
+# The part of the policies' evaluation that runs while the accounts are counted (see `save`).
+_EVALUATION = ThreadPoolExecutor(max_workers=4, thread_name_prefix="evaluate")
 
 
 class LedgerContention(Exception):
@@ -118,11 +122,19 @@ class ActivityStore:
             key = account_key(activity.user)
             if key:
                 per_account[key].append(activity)
+        new_activities = [a for _, a in fresh.values()]
+        evaluator = self.evaluator
+        early = (
+            _EVALUATION.submit(evaluator.evaluate, new_activities, {}, None, part="early")
+            if evaluator is not None
+            else None
+        )  # the policies that need nothing of the accounts, while they are counted (step 4, in part)
         summaries = dict(self._pool.map(lambda item: self._count_for_account(*item), per_account.items()))
-        if self.evaluator is not None:
+        if evaluator is not None and early is not None:
             first_seen = {k: _as_utc(v["first_seen"]) for k, v in summaries.items() if v and v.get("first_seen")}
             accounts = {k: v for k, v in summaries.items() if v}
-            self.evaluator.evaluate([a for _, a in fresh.values()], first_seen, accounts)
+            evaluator.evaluate(new_activities, first_seen, accounts, part="late")
+            early.result()  # raises what the early part raised: nothing is marked complete then
 
         def count(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
             total = int((current or {}).get("count", 0)) + len(new)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from activities.reader import ActivityQuery, Page
@@ -86,8 +86,14 @@ class ActivityEvaluator(Protocol):
         activities: Sequence[Activity],
         first_seen: Mapping[str, datetime],
         accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        part: Literal["all", "early", "late"] = "all",
     ) -> object:
-        """`first_seen`: account key -> its earliest stored activity's time; `accounts`: the summaries written."""
+        """`first_seen`: account key -> its earliest stored activity's time; `accounts`: the summaries written.
+
+        `part`: "early" evaluates the policies that need nothing of the accounts (while the writer
+        counts them), "late" the others (after), "all" both.
+        """
         ...
 
 

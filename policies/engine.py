@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from activities.layout import POLICY_PROPERTY_PREFIX, account_key, epoch_us
 from core.clock import Clock
@@ -60,6 +60,7 @@ MAX_BURSTS = 20  # recent bursts a counter keeps
 MAX_COUNTERS = 16  # burst counters an account summary keeps: the stalest goes first
 BURST_PREFIX = POLICY_PROPERTY_PREFIX  # the account summary's properties holding burst counters
 Rows = dict[str, dict[str, Any]]  # ledger rows' properties by key
+Part = Literal["all", "early", "late"]
 Admission = tuple[PolicyRecord, list[Alert], int]  # the policy, its alerts admitted, how many refused
 # Counter and alert writes of one evaluation run side by side (clients are thread-safe).
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="policies")
@@ -234,10 +235,15 @@ class PolicyEngine:
         activities: Sequence[Activity],
         first_seen: Mapping[str, datetime],
         accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        part: Part = "all",
     ) -> Evaluation:
         """Evaluate `activities` (new to the store) against every active policy; see the module's docstring.
 
         `accounts` holds the account summaries the writer just wrote (with their burst counters).
+        `part` lets the writer evaluate in two parts: "early", the policies that need nothing of the
+        accounts (single activity, not `firstActivityOfPrincipal`), while it counts the accounts;
+        "late", the others, once it has.
         Matching is in memory; the storage work runs in phases (daily counts, then the alerts), each
         finished before the next starts, so the order of writes holds for every policy and alert.
         """
@@ -247,6 +253,8 @@ class PolicyEngine:
         candidates: list[tuple[PolicyRecord, Alert]] = []
         for policy in self.active_policies():
             record = policy.record
+            if part != "all" and (part == "early") != _needs_nothing_of_accounts(record):
+                continue
             matched = [a for a in activities if a.timestamp >= record.effective_from and policy.matches(a, first_seen)]
             if not matched:
                 continue
@@ -398,6 +406,11 @@ class PolicyEngine:
         write_optimistically(attempt, what=f"The policy {policy.id}")
         logger.warning("Policy %s paused: over the daily limit of %s alerts", policy.id, self.daily_limit)
         self.invalidate()
+
+
+def _needs_nothing_of_accounts(policy: PolicyRecord) -> bool:
+    definition = policy.definition
+    return definition.kind == "singleActivity" and not definition.filter.first_activity_of_principal
 
 
 def burst_property(policy_id: str, action: str) -> str:
