@@ -13,7 +13,9 @@ lands on the same rows and is written once):
 | accounts | `upn` | lower-cased UPN | UPN -> account key |
 
 The ledger rows and the summary row of a partition change together in one transaction: that
-is what keeps `activityCount` and the per-subscription counts exact under redelivery.
+is what keeps `activityCount` and the per-subscription counts exact under redelivery. The
+`account` row also holds the policies' burst counters of that principal (properties `pb_…`,
+see `policies.engine`), exact for the same reason; they are never copied to `accounts`.
 
 Activities per day: the subscription's `summary` row also holds `day_counts`, the events it
 counted per UTC day of the event's time, for the newest DAY_COUNTS_KEPT days it holds (older
@@ -366,6 +368,16 @@ def account_api(entity: dict[str, Any]) -> dict[str, Any]:
         "activityCount": int(entity.get("activity_count", 0)),
         "subscriptions": sorted(json.loads(entity.get("subscriptions") or "[]")),
     }
+
+
+# The account summary's properties that the policies keep there (burst counters): never copied
+# to the accounts listing.
+POLICY_PROPERTY_PREFIX = "pb_"
+
+
+def listing_properties(row: dict[str, Any]) -> dict[str, Any]:
+    """An account summary's properties for its listing copy: without the policies' burst counters."""
+    return {k: v for k, v in row.items() if not k.startswith(POLICY_PROPERTY_PREFIX)}
 
 
 def merge_account(summary: dict[str, Any] | None, key: str, activities: list[Activity]) -> dict[str, Any]:

@@ -9,8 +9,12 @@ Order of writes, so that a crash at any point is repaired by the retry:
 2. the `activities` and `activitiesbytime` rows of the others (idempotent upserts);
 3. each account's ledger rows with its summary row (one transaction per chunk), then its listing
    copy together with the copy's recency index row (one transaction: see `_copy_account`);
+   The account's summary row also carries the policies' burst counters of that principal
+   (`policies.engine.PolicyEngine.burst_properties`), changed in the same transaction;
 4. the policies' evaluation of these events (`policies.engine`, idempotent: alerts and counters
-   keyed by policy and event), so that a crash before step 5 evaluates them again, never loses them;
+   keyed by policy and event), so that a crash before step 5 evaluates them again, never loses them
+   (the policies that need nothing of the accounts are evaluated while step 3 runs, the others
+   after it; both are finished before step 5);
 5. the subscription's ledger rows with its summary row (the count and the activities per day),
    last: it marks the events complete.
 """
@@ -54,6 +58,7 @@ from activities.layout import (
     last_seen_us,
     ledger_entity,
     ledger_row_key,
+    listing_properties,
     merge_account,
     safe_key,
     time_index_entity,
@@ -75,6 +80,8 @@ logger = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 20
 # Independent partitions are written side by side; clients are thread-safe.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store")
+# The part of the policies' evaluation that runs while the accounts are counted (see `save`).
+_EVALUATION = ThreadPoolExecutor(max_workers=4, thread_name_prefix="evaluate")
 
 
 class LedgerContention(Exception):
@@ -123,9 +130,19 @@ class ActivityStore:
             key = account_key(activity.user)
             if key:
                 per_account[key].append(activity)
-        first_seen = dict(self._pool.map(lambda item: self._count_for_account(*item), per_account.items()))
-        if self.evaluator is not None:
-            self.evaluator.evaluate([a for _, a in fresh.values()], {k: v for k, v in first_seen.items() if v})
+        new_activities = [a for _, a in fresh.values()]
+        evaluator = self.evaluator
+        early = (
+            _EVALUATION.submit(evaluator.evaluate, new_activities, {}, None, part="early")
+            if evaluator is not None
+            else None
+        )  # the policies that need nothing of the accounts, while they are counted (step 4, in part)
+        summaries = dict(self._pool.map(lambda item: self._count_for_account(*item), per_account.items()))
+        if evaluator is not None and early is not None:
+            first_seen = {k: _as_utc(v["first_seen"]) for k, v in summaries.items() if v and v.get("first_seen")}
+            accounts = {k: v for k, v in summaries.items() if v}
+            evaluator.evaluate(new_activities, first_seen, accounts, part="late")
+            early.result()  # raises what the early part raised: nothing is marked complete then
 
         def count(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
             total = int((current or {}).get("count", 0)) + len(new)
@@ -150,19 +167,27 @@ class ActivityStore:
             return SaveResult(len(unique), len(fresh), *self.subscription_summary(subscription_id))
         return SaveResult(len(unique), len(fresh), int(summary.get("count", 0)), str(summary.get(DAY_COUNTS) or ""))
 
-    def _count_for_account(self, key: str, acts: list[Activity]) -> tuple[str, datetime | None]:
-        """Count the account's activities; its key and first activity's time (for `firstActivityOfPrincipal`)."""
+    def _count_for_account(self, key: str, acts: list[Activity]) -> tuple[str, dict[str, Any] | None]:
+        """Count the account's activities (with the policies' burst counters, in the same transaction); its summary."""
+        evaluator = self.evaluator
 
         def merge(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
-            return merge_account(current, key, [a for a in acts if ledger_row_key(a) in new])
+            counted = [a for a in acts if ledger_row_key(a) in new]
+            merged = merge_account(current, key, counted)
+            if evaluator is not None:
+                for name, value in evaluator.burst_properties(current, counted).items():
+                    if value is None:
+                        merged.pop(name, None)
+                    else:
+                        merged[name] = value
+            return merged
 
         entries = {ledger_row_key(a): ledger_entity(key, a) for a in acts}
         summary = self._commit_ledger(self.by_user, key, entries, ACCOUNT_SUMMARY_RK, merge, likely_new=True)
         if summary is None:
             return key, None
         self._copy_account(summary)
-        first = summary.get("first_seen")
-        return key, _as_utc(first) if isinstance(first, datetime) else None
+        return key, summary
 
     def subscription_count(self, subscription_id: str) -> int:
         return self.subscription_summary(subscription_id)[0]
@@ -288,7 +313,7 @@ class ActivityStore:
             if current is not None and newer and current.get("index_rk"):
                 return  # a redelivery, or a newer save came first
             # A copy from before the index existed is indexed as it is (never moved backwards).
-            target = dict(current) if current is not None and newer else summary
+            target = listing_properties(dict(current) if current is not None and newer else summary)
             rk = account_recent_key(last_seen_us(target), key)
             copy = {**target, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": key, "index_rk": rk}
             index_row = {**target, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": rk, "account_key": key}

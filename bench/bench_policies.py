@@ -157,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         paused = [p.definition.name for p in stored_policies.list() if p.state == "paused"]
     events = args.pages * 200
     print(f"{events} events a round in {args.pages} pages of 200, {args.rounds} rounds, Azurite in memory")
-    print(f"{'policies':12} {'median s':>9} {'events/s':>9}")
+    print(f"{'policies':12} {'median s':>9} {'events/s':>9}  rounds (s)")
     medians = {name: statistics.median(values) for name, values in timings.items()}
     for name, seconds in medians.items():
-        print(f"{name:12} {seconds:9.2f} {events / seconds:9.0f}")
+        rounds = " ".join(f"{value:.1f}" for value in timings[name])
+        print(f"{name:12} {seconds:9.2f} {events / seconds:9.0f}  {rounds}")
     ratio = medians["20 policies"] / medians["0 policies"]
     print(f"20 / 0 policies time: {ratio:.3f}x (throughput {1 / ratio:.1%} of without policies)")
     print(f"alerts raised with 20 policies: {raised}; paused at the daily limit (100): {paused or 'none'}")

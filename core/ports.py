@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from activities.reader import ActivityQuery, Page, PerDay
@@ -78,12 +78,26 @@ class Arm(Protocol):
 
 
 class ActivityEvaluator(Protocol):
-    """Evaluates activities stored for the first time against the policies (idempotently: see `policies.engine`).
+    """Evaluates activities stored for the first time against the policies (idempotently: see `policies.engine`)."""
 
-    `first_seen` maps account keys to the time of the account's earliest stored activity.
-    """
+    def burst_properties(self, summary: Mapping[str, Any] | None, activities: Sequence[Activity]) -> dict[str, Any]:
+        """An account summary's burst counters after counting `activities`; set in the same transaction."""
+        ...
 
-    def evaluate(self, activities: Sequence[Activity], first_seen: Mapping[str, datetime]) -> object: ...
+    def evaluate(
+        self,
+        activities: Sequence[Activity],
+        first_seen: Mapping[str, datetime],
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        part: Literal["all", "early", "late"] = "all",
+    ) -> object:
+        """`first_seen`: account key -> its earliest stored activity's time; `accounts`: the summaries written.
+
+        `part`: "early" evaluates the policies that need nothing of the accounts (while the writer
+        counts them), "late" the others (after), "all" both.
+        """
+        ...
 
 
 class PolicyStore(Protocol):

@@ -7,11 +7,13 @@ the retry evaluate them again, so every step here is idempotent:
 
 Order of writes for one policy and the activities it matches, so that a crash at any point is
 repaired by the retry and nothing is raised or counted twice:
-1. repeated-activity policies only: each principal's burst counter (`policycounters`, one
-   partition per policy and principal[, action]): ledger rows of the activity ids counted and the
-   `summary` row holding the recent events and bursts, in one transaction (conditional on the
-   summary's ETag, so two pulls at once never count an activity twice); a burst's alert id is
-   fixed when the burst is first recorded;
+1. repeated-activity policies only, during the writer's step 3: each principal's burst counters
+   live in its account summary row (`activitiesbyuser`, one property per policy[, action]:
+   `burst_properties`), so they change in the very transaction that adds the activities' ledger
+   rows to the account's ledger: an activity is counted towards a burst exactly when it is
+   counted for its account, once, whatever the redeliveries and concurrent pulls (the transaction
+   is conditional on the summary's ETag); a burst's alert id is fixed when it is first recorded.
+   `evaluate` then reads the bursts from the summaries the writer hands it;
 2. the daily count of the policy's alerts (`d-<policy>-v<version>-<day>`): ledger rows of the alert
    ids admitted (or refused, past the daily limit) with the count, in one transaction; an alert id
    already in the ledger keeps its first answer;
@@ -21,8 +23,8 @@ repaired by the retry and nothing is raised or counted twice:
    (at least once: the receiver tells repeats by the alert id);
 5. past the daily limit, the policy is paused with a message (visible in GET /api/policies).
 
-Alert ids derive from the policy and the activity (single activity) or the policy, the principal and
-the burst's first activity (repeated activity): `policies.layout.alert_id`.
+Alert ids derive from the policy and the activity (single activity) or the policy, the principal (and
+action) and the burst's first activity (repeated activity): `policies.layout.alert_id`.
 
 Enabled policies are cached per worker for `POLICY_CACHE_SECONDS` (a change applies to activities
 stored after the cache expires; a change made through this worker's API applies at once).
@@ -39,23 +41,26 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from activities.layout import account_key, epoch_us
+from activities.layout import POLICY_PROPERTY_PREFIX, account_key, epoch_us
 from core.clock import Clock
 from core.optimistic import write_optimistically
 from core.ports import AlertQueue, AlertStore, PolicyStore
 from ingestion.models import Activity
-from policies.layout import alert_id, burst_partition, burst_row_key, daily_partition
+from policies.layout import alert_id, daily_partition
 from policies.matching import Test, compile_filter
 from policies.models import MAX_ALERT_ACTIVITIES, Alert, AlertUser, PolicyRecord
 
 logger = logging.getLogger(__name__)
 
 POLICY_CACHE_SECONDS = 30.0
-MAX_BURST_EVENTS = 500  # recent events a burst counter keeps in its summary
-MAX_BURSTS = 20
+MAX_BURST_EVENTS = 200  # recent events a burst counter keeps (within two windows)
+MAX_BURSTS = 20  # recent bursts a counter keeps
+MAX_COUNTERS = 16  # burst counters an account summary keeps: the stalest goes first
+BURST_PREFIX = POLICY_PROPERTY_PREFIX  # the account summary's properties holding burst counters
 Rows = dict[str, dict[str, Any]]  # ledger rows' properties by key
+Part = Literal["all", "early", "late"]
 Admission = tuple[PolicyRecord, list[Alert], int]  # the policy, its alerts admitted, how many refused
 # Counter and alert writes of one evaluation run side by side (clients are thread-safe).
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="policies")
@@ -87,16 +92,24 @@ def advance_bursts(
     window_us: int,
     new_id: Callable[[str], str],
 ) -> dict[str, Any]:
-    """The burst state after counting `new_events` ((time in µs, activity id), none counted before).
+    """The burst counter's state after counting `new_events` ((time in µs, activity id), new to it).
 
-    A burst is a run of qualifying windows: a window is `count` or more events whose times lie
-    within `window_us` of the first (both edges included). Qualifying windows that overlap in time
-    are one burst (one alert, its activities growing); a window overlapping no burst starts a new
-    one, whose alert id is `new_id(first activity id)`. The state keeps the events of the last two
-    windows (at most MAX_BURST_EVENTS) and the recent bursts.
+    A window is `count` or more events whose times lie within `window_us` of the first (both edges
+    included). A qualifying window joins the burst one of its events already belongs to, or the
+    burst whose span it overlaps; otherwise it starts a burst whose alert id is
+    `new_id(first activity id)`. An event joins one burst at most, once, and a new event inside a
+    burst's span joins it: each burst's `count` is exact. The state keeps the events counted last
+    (`[time, id, burst id or null]`: 4 times `count`, at least 50, at most MAX_BURST_EVENTS; pages
+    come newest first, so these are the events near the next ones) and the bursts near them.
     """
-    events = sorted({(int(t), str(i)) for t, i in (state or {}).get("events", [])} | set(new_events))
-    bursts: list[dict[str, Any]] = [dict(b) for b in (state or {}).get("bursts", [])]
+    counted: list[list[Any]] = [
+        [int(e[0]), str(e[1]), e[2] if len(e) > 2 else None] for e in (state or {}).get("events", [])
+    ]
+    known = {e[1] for e in counted}
+    fresh = [[int(t), str(i), None] for t, i in new_events if i not in known]
+    counted.extend(fresh)
+    bursts: dict[str, dict[str, Any]] = {b["id"]: dict(b) for b in (state or {}).get("bursts", [])}
+    events = sorted(counted, key=lambda e: (e[0], e[1]))  # the same entries: marking one marks it in `counted`
     j = 0
     for i in range(len(events)):
         j = max(j, i)
@@ -104,22 +117,30 @@ def advance_bursts(
             j += 1
         if j - i + 1 < count:
             continue
-        start, end = events[i][0], events[j][0]
-        ids = [e[1] for e in events[i : j + 1]]
-        burst = next((b for b in bursts if start <= b["end"] and end >= b["start"]), None)
-        if burst is None:
-            bursts.append({"id": new_id(events[i][1]), "start": start, "end": end, "ids": ids, "count": len(ids)})
-            continue
-        known = list(burst["ids"])
-        seen = set(known)
-        known.extend(x for x in ids if x not in seen)
-        burst.update(start=min(burst["start"], start), end=max(burst["end"], end), ids=known[:MAX_BURST_EVENTS])
-        burst["count"] = max(int(burst.get("count", 0)), len(known))
-    if events:
-        horizon = events[-1][0] - 2 * window_us
-        events = [e for e in events if e[0] >= horizon][-MAX_BURST_EVENTS:]
-        bursts = [b for b in bursts if b["end"] >= horizon][-MAX_BURSTS:]
-    return {"events": [list(e) for e in events], "bursts": bursts}
+        window = events[i : j + 1]
+        start, end = window[0][0], window[-1][0]
+        owner = next((e[2] for e in window if e[2] in bursts), None)
+        if owner is None:
+            owner = next((b["id"] for b in bursts.values() if start <= b["end"] and end >= b["start"]), None)
+        if owner is None:
+            owner = new_id(window[0][1])
+            bursts[owner] = {"id": owner, "start": start, "end": end, "count": 0}
+        burst = bursts[owner]
+        burst.update(start=min(burst["start"], start), end=max(burst["end"], end))
+        for event in window:
+            if event[2] is None:
+                event[2] = owner
+                burst["count"] += 1
+    for event in fresh:  # inside a burst's span, though the events around it were forgotten
+        if event[2] is None:
+            spanning = [b for b in bursts.values() if b["start"] <= event[0] <= b["end"]]
+            if spanning:
+                event[2] = spanning[0]["id"]
+                spanning[0]["count"] += 1
+    kept = counted[-min(max(4 * count, 50), MAX_BURST_EVENTS) :]
+    oldest = min((e[0] for e in kept), default=0)
+    near = sorted((b for b in bursts.values() if b["end"] >= oldest - window_us), key=lambda b: b["end"])
+    return {"events": kept, "bursts": near[-MAX_BURSTS:]}
 
 
 # --- the engine --------------------------------------------------------------------------------
@@ -168,34 +189,82 @@ class PolicyEngine:
 
     # evaluation ------------------------------------------------------------------------------
 
-    def evaluate(self, activities: Sequence[Activity], first_seen: Mapping[str, datetime]) -> Evaluation:
+    def burst_properties(self, summary: Mapping[str, Any] | None, activities: Sequence[Activity]) -> dict[str, Any]:
+        """An account summary's burst counters after counting `activities` (new to its ledger).
+
+        The writer calls this inside the account's ledger transaction (`activities.writer`), so the
+        counters change exactly when the activities are counted for the account. Returns the
+        properties to set (one per repeated-activity policy, and action with `sameAction`); stale
+        counters past MAX_COUNTERS are set to None (removed).
+        """
+        changed: dict[str, Any] = {}
+        for policy in self.active_policies():
+            record = policy.record
+            repeated = record.definition.repeated
+            if repeated is None:
+                continue
+            matched = [a for a in activities if a.timestamp >= record.effective_from and policy.matches(a, {})]
+            for action, acts in _by_action(record, matched).items():
+                name = burst_property(record.id, action)
+                raw = changed.get(name) or (summary or {}).get(name)
+                state = json.loads(raw) if isinstance(raw, str) else None
+                key = account_key(acts[0].user) or ""
+
+                def new_id(first: str, record: PolicyRecord = record, key: str = key, action: str = action) -> str:
+                    return alert_id(record.id, key, action, first)
+
+                advanced = advance_bursts(
+                    state,
+                    [(epoch_us(a.timestamp), a.id) for a in acts],
+                    count=repeated.count,
+                    window_us=repeated.window_minutes * 60 * 1_000_000,
+                    new_id=new_id,
+                )
+                changed[name] = json.dumps(advanced, separators=(",", ":"))
+        if changed:
+            counters = {k: v for k, v in (summary or {}).items() if k.startswith(BURST_PREFIX) and v is not None}
+            counters.update(changed)
+            if len(counters) > MAX_COUNTERS:
+                newest = {k: _newest(v) for k, v in counters.items()}
+                for stale in sorted(counters, key=lambda k: newest[k])[: len(counters) - MAX_COUNTERS]:
+                    changed[stale] = None
+        return changed
+
+    def evaluate(
+        self,
+        activities: Sequence[Activity],
+        first_seen: Mapping[str, datetime],
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        part: Part = "all",
+    ) -> Evaluation:
         """Evaluate `activities` (new to the store) against every active policy; see the module's docstring.
 
-        Matching is in memory; the storage work runs in parallel phases (every policy's burst
-        counters, then their daily counts, then the alerts), each phase finished before the next
-        starts, so the order of writes holds for every policy and alert.
+        `accounts` holds the account summaries the writer just wrote (with their burst counters).
+        `part` lets the writer evaluate in two parts: "early", the policies that need nothing of the
+        accounts (single activity, not `firstActivityOfPrincipal`), while it counts the accounts;
+        "late", the others, once it has.
+        Matching is in memory; the storage work runs in phases (daily counts, then the alerts), each
+        finished before the next starts, so the order of writes holds for every policy and alert.
         """
         result = Evaluation()
         if not activities:
             return result
-        singles: list[tuple[PolicyRecord, Alert]] = []
-        burst_work: list[tuple[PolicyRecord, str, list[Activity]]] = []
+        candidates: list[tuple[PolicyRecord, Alert]] = []
         for policy in self.active_policies():
             record = policy.record
+            if part != "all" and (part == "early") != _needs_nothing_of_accounts(record):
+                continue
             matched = [a for a in activities if a.timestamp >= record.effective_from and policy.matches(a, first_seen)]
             if not matched:
                 continue
             result.matched += len(matched)
             if record.definition.kind == "singleActivity":
-                singles.extend((record, self._single_alert(record, a)) for a in matched)
+                candidates.extend((record, self._single_alert(record, a)) for a in matched)
             else:
-                burst_work.extend((record, partition, acts) for partition, acts in _burst_groups(record, matched))
-        if not singles and not burst_work:
+                candidates.extend(self._burst_alerts(record, matched, accounts or {}))
+        if not candidates:
             return result
-        # 1. burst counters, every (policy, principal) partition at once.
-        candidates = list(singles)
-        for found in _POOL.map(lambda work: self._burst_alerts(*work), burst_work):
-            candidates.extend(found)
         # 2. daily counts, one partition per (policy, day).
         by_day: dict[tuple[str, str], tuple[PolicyRecord, list[Alert]]] = {}
         for record, alert in candidates:
@@ -243,60 +312,59 @@ class PolicyEngine:
         )
 
     def _burst_alerts(
-        self, policy: PolicyRecord, partition: str, acts: list[Activity]
+        self, policy: PolicyRecord, matched: list[Activity], accounts: Mapping[str, Mapping[str, Any]]
     ) -> list[tuple[PolicyRecord, Alert]]:
-        """Count one principal's activities in its burst counter; the alerts of the bursts they are in."""
+        """The alerts of the bursts (in the account summaries' counters) that these activities are in."""
         repeated = policy.definition.repeated
         assert repeated is not None
-        state = self._count_burst(policy, partition, acts)
-        mine = {a.id for a in acts}
-        first = min(acts, key=lambda a: a.timestamp)
+        by_account: dict[str, list[Activity]] = defaultdict(list)
+        for activity in matched:
+            key = account_key(activity.user)
+            if key:  # an activity without an account is counted towards no burst
+                by_account[key].append(activity)
         alerts: list[tuple[PolicyRecord, Alert]] = []
-        for burst in state.get("bursts", []):
-            if not mine.intersection(burst["ids"]):
-                continue
-            alert = Alert(
-                id=burst["id"],
-                policy_id=policy.id,
-                policy_name=policy.definition.name,
-                severity=policy.definition.severity,
-                kind="repeatedActivity",
-                title=(
-                    f"{policy.definition.name}: {burst['count']} activities by {_who(first)} "
-                    f"within {repeated.window_minutes} minutes"
-                ),
-                user=_user(first),
-                first_activity_at=_from_us(burst["start"]),
-                last_activity_at=_from_us(burst["end"]),
-                activity_ids=tuple(burst["ids"][:MAX_ALERT_ACTIVITIES]),
-                activity_count=int(burst["count"]),
-                raised_at=self.clock.now(),
-                delivery="pending" if policy.definition.webhook_url else "none",
-            )
-            alerts.append((policy, alert))
+        for key, acts in by_account.items():
+            summary = accounts.get(key) or {}
+            for action, group in _by_action(policy, acts).items():
+                raw = summary.get(burst_property(policy.id, action))
+                if not isinstance(raw, str):
+                    continue
+                state = json.loads(raw)
+                members: dict[str, list[str]] = defaultdict(list)
+                for event in sorted(state.get("events", [])):
+                    if len(event) > 2 and event[2]:
+                        members[event[2]].append(event[1])
+                mine = {a.id for a in group}
+                first = min(group, key=lambda a: a.timestamp)
+                for burst in state.get("bursts", []):
+                    ids = members.get(burst["id"], [])
+                    if mine.intersection(ids) or any(
+                        burst["start"] <= epoch_us(a.timestamp) <= burst["end"] for a in group
+                    ):
+                        alerts.append((policy, self._burst_alert(policy, burst, ids, first)))
         return alerts
 
-    def _count_burst(self, policy: PolicyRecord, partition: str, acts: list[Activity]) -> dict[str, Any]:
-        """Count the activities in the principal's burst counter (once each); the counter's state."""
+    def _burst_alert(self, policy: PolicyRecord, burst: Mapping[str, Any], ids: list[str], first: Activity) -> Alert:
         repeated = policy.definition.repeated
         assert repeated is not None
-        window_us = repeated.window_minutes * 60 * 1_000_000
-        by_key = {burst_row_key(a.timestamp, a.id): a for a in acts}
-
-        def new_id(first: str) -> str:
-            return alert_id(policy.id, partition, first)
-
-        def decide(
-            summary: dict[str, Any] | None, pending: list[str]
-        ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-            state = json.loads(summary["state"]) if summary and summary.get("state") else None
-            new = [(epoch_us(by_key[k].timestamp), by_key[k].id) for k in pending]
-            advanced = advance_bursts(state, new, count=repeated.count, window_us=window_us, new_id=new_id)
-            rows = {k: {"activity_id": by_key[k].id, "time": by_key[k].timestamp} for k in pending}
-            return rows, {"state": json.dumps(advanced, separators=(",", ":"))}
-
-        summary, _ = self.alerts.count_once(partition, list(by_key), decide)
-        return json.loads(summary["state"]) if summary and summary.get("state") else {}
+        return Alert(
+            id=burst["id"],
+            policy_id=policy.id,
+            policy_name=policy.definition.name,
+            severity=policy.definition.severity,
+            kind="repeatedActivity",
+            title=(
+                f"{policy.definition.name}: {burst['count']} activities by {_who(first)} "
+                f"within {repeated.window_minutes} minutes"
+            ),
+            user=_user(first),
+            first_activity_at=_from_us(burst["start"]),
+            last_activity_at=_from_us(burst["end"]),
+            activity_ids=tuple(ids[:MAX_ALERT_ACTIVITIES]),  # those still in the counter: the alert keeps the rest
+            activity_count=int(burst["count"]),
+            raised_at=self.clock.now(),
+            delivery="pending" if policy.definition.webhook_url else "none",
+        )
 
     def _admit(
         self, partition: str, policy: PolicyRecord, alerts: list[Alert]
@@ -340,18 +408,32 @@ class PolicyEngine:
         self.invalidate()
 
 
-def _burst_groups(policy: PolicyRecord, matched: list[Activity]) -> list[tuple[str, list[Activity]]]:
-    """The matched activities by burst counter: per principal (and action, with `sameAction`)."""
+def _needs_nothing_of_accounts(policy: PolicyRecord) -> bool:
+    definition = policy.definition
+    return definition.kind == "singleActivity" and not definition.filter.first_activity_of_principal
+
+
+def burst_property(policy_id: str, action: str) -> str:
+    """The account summary's property holding one policy's (and action's) burst counter."""
+    return BURST_PREFIX + alert_id("burst", policy_id, action)[:24]
+
+
+def _by_action(policy: PolicyRecord, activities: list[Activity]) -> dict[str, list[Activity]]:
+    """Activities by the counter they go to: one per action with `sameAction`, else one ("")."""
     repeated = policy.definition.repeated
     assert repeated is not None
     groups: dict[str, list[Activity]] = defaultdict(list)
-    for activity in matched:
-        principal = account_key(activity.user) or (activity.user.upn or "").lower()
-        if not principal:
-            continue  # nobody to attribute a burst to
-        action = activity.action if repeated.same_action else None
-        groups[burst_partition(policy.id, principal, action)].append(activity)
-    return list(groups.items())
+    for activity in activities:
+        groups[(activity.action or "").lower() if repeated.same_action else ""].append(activity)
+    return groups
+
+
+def _newest(raw: Any) -> int:
+    try:
+        events = json.loads(raw).get("events") or [[0]]
+        return int(events[-1][0])
+    except (ValueError, TypeError, AttributeError, IndexError):
+        return 0
 
 
 def _who(activity: Activity) -> str:

@@ -8,7 +8,6 @@
 | alertsbypolicy | policy id | inverted time `_` alert id | a copy per policy |
 | alertsbyuser | account key, and lower-cased UPN | inverted time `_` alert id | a copy per user |
 | policycounters | `d-<policy>-v<version>-<yyyymmdd>` | `e` + alert id, and `summary` | the daily alert count |
-| policycounters | `b-<policy>-<principal hash>` | `e` inverted time `_` activity id, `summary` | a burst counter |
 
 Alert ids are derived from what raised them (`alert_id`), and an alert's time is that of its
 first activity: a re-evaluated activity lands on the same rows. The copies in the three index
@@ -16,6 +15,8 @@ tables are rewritten from the `alerts` row whenever it changes (creation, a burs
 delivery): the `alerts` row is written first, so a crash between leaves an index copy one change
 behind until the retry (or the next change) rewrites it. Counter partitions keep a ledger of what
 they counted beside a `summary` row, changed together in one transaction, as the activities' are.
+The burst counters of repeated-activity policies are not here: they live in each principal's
+account summary row (`activitiesbyuser`, properties `pb_…`, see `policies.engine`).
 """
 
 from __future__ import annotations
@@ -48,14 +49,6 @@ def alert_row_key(alert: Alert) -> str:
 
 def daily_partition(policy: PolicyRecord, day: datetime) -> str:
     return f"d-{policy.id}-v{policy.version}-{day.astimezone(UTC):%Y%m%d}"
-
-
-def burst_partition(policy_id: str, principal: str, action: str | None) -> str:
-    return f"b-{policy_id}-{_hash(principal.lower(), (action or '').lower())[:24]}"
-
-
-def burst_row_key(when: datetime, activity_id: str) -> str:
-    return f"{LEDGER_PREFIX}{inverted_time(when)}_{safe_key(activity_id)}"
 
 
 # --- policies -------------------------------------------------------------------------------------

@@ -110,6 +110,8 @@ class PolicyDefinition(_Strict):
             raise _FieldError("repeated", "is required for a repeatedActivity policy (count and windowMinutes)")
         if self.kind == "singleActivity" and self.repeated is not None:
             raise _FieldError("repeated", "is only for repeatedActivity policies")
+        if self.kind == "repeatedActivity" and self.filter.first_activity_of_principal:
+            raise _FieldError("filter.firstActivityOfPrincipal", "is only for singleActivity policies")
         return self
 
     def to_json(self) -> dict[str, Any]:

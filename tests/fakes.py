@@ -105,18 +105,26 @@ class FakeSubscriptionState(_Row):
 class FakeActivityWriter:
     """Keeps each activity once (by id) and exact per-subscription counts, in total and per day.
 
-    With an `evaluator`, the activities new to the subscription are evaluated before they are
-    marked stored (as the real writer's order of writes has it), with each account's first time.
+    With an `evaluator`, each account's summary (its first time and the policies' burst counters)
+    changes with the account's ledger, conditionally on the summary's version (a `before_account`
+    hook can slip a concurrent writer in between), and the activities new to the subscription are
+    evaluated before they are marked stored, as the real writer's order of writes has it.
     """
 
     def __init__(self, evaluator: ActivityEvaluator | None = None) -> None:
         self.activities: dict[str, Activity] = {}
         self.by_subscription: dict[str, set[str]] = defaultdict(set)
         self.days: dict[str, dict[str, int]] = defaultdict(dict)
-        self.first_seen: dict[str, datetime] = {}
+        self.accounts: dict[str, tuple[int, dict[str, Any]]] = {}  # key -> (version, summary)
+        self.account_ledgers: dict[str, set[str]] = defaultdict(set)
         self.saves = 0
         self.fail_with: Exception | None = None
         self.evaluator = evaluator
+        self.before_account: Callable[[], None] | None = None
+
+    @property
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        return {key: dict(summary) for key, (_, summary) in self.accounts.items()}
 
     def save(self, subscription_id: str, items: Iterable[tuple[dict[str, Any], Activity]]) -> SaveResult:
         self.saves += 1
@@ -128,19 +136,46 @@ class FakeActivityWriter:
             received += 1
             if activity.id not in self.by_subscription[subscription_id]:
                 fresh.setdefault(activity.id, activity)
+        per_account: dict[str, list[Activity]] = defaultdict(list)
         for activity in fresh.values():
             key = account_key(activity.user)
-            if key and (key not in self.first_seen or activity.timestamp < self.first_seen[key]):
-                self.first_seen[key] = activity.timestamp
+            if key:
+                per_account[key].append(activity)
+        for key, acts in per_account.items():
+            self._count_for_account(key, acts)
         if self.evaluator is not None and fresh:
-            keys = {account_key(a.user) for a in fresh.values()} - {None}
-            self.evaluator.evaluate(list(fresh.values()), {k: self.first_seen[k] for k in keys if k})
+            summaries = {key: self.accounts[key][1] for key in per_account}
+            first_seen = {key: summary["first_seen"] for key, summary in summaries.items()}
+            self.evaluator.evaluate(list(fresh.values()), first_seen, summaries)
         for activity in fresh.values():
             self.by_subscription[subscription_id].add(activity.id)
             self.activities[activity.id] = activity
         self.days[subscription_id] = add_day_counts(self.days[subscription_id], [a.timestamp for a in fresh.values()])
         total = len(self.by_subscription[subscription_id])
         return SaveResult(received, len(fresh), total, encode_day_counts(self.days[subscription_id]))
+
+    def _count_for_account(self, key: str, acts: list[Activity]) -> None:
+        while True:
+            version, current = self.accounts.get(key, (0, None))
+            pending = [a for a in acts if a.id not in self.account_ledgers[key]]
+            if not pending:
+                return
+            merged: dict[str, Any] = dict(current or {})
+            first = min(a.timestamp for a in pending)
+            merged["first_seen"] = min(first, merged.get("first_seen", first))
+            if self.evaluator is not None:
+                for name, value in self.evaluator.burst_properties(current, pending).items():
+                    if value is None:
+                        merged.pop(name, None)
+                    else:
+                        merged[name] = value
+            hook, self.before_account = self.before_account, None
+            if hook is not None:
+                hook()
+            if self.accounts.get(key, (0, None))[0] != version:
+                continue  # another writer changed the summary: read again, count again
+            self.account_ledgers[key].update(a.id for a in pending)
+            self.accounts[key] = (version + 1, merged)
 
     def index_accounts(self, *, max_rows: int = 5_000) -> int:
         return 0  # the fake keeps no account index

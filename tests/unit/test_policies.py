@@ -380,28 +380,50 @@ def test_bursts_are_per_principal_and_optionally_per_action() -> None:
 def test_out_of_order_pages_and_redelivery_count_each_activity_once() -> None:
     world = _burst_world(count=4)
     acts = _deletes([START + timedelta(minutes=m) for m in range(4)])
-    world.engine.evaluate(acts[2:], {})  # the Activity Log pages newest first
-    world.engine.evaluate(acts[2:], {})  # redelivered before it was marked stored
+    world.save(*acts[2:])  # the Activity Log pages newest first
+    world.engine.evaluate(acts[2:], {}, world.writer.summaries)  # evaluated again before being marked stored
     assert not world.alerts.alerts
-    world.engine.evaluate(acts[:2], {})
+    world.save(*acts[:2])
     (alert,) = world.alerts.alerts.values()
     assert alert.activity_count == 4 and set(alert.activity_ids) == {a.id for a in acts}
-    world.engine.evaluate(acts, {})
+    world.save(*acts)  # a redelivery: nothing new to the writer
+    world.engine.evaluate(acts, {}, world.writer.summaries)  # a crash after the alert, before the mark
     assert world.alerts.creates == 1 and next(iter(world.alerts.alerts.values())).activity_count == 4
 
 
 def test_concurrent_pulls_count_a_burst_exactly() -> None:
     world = _burst_world(count=3)
-    other = world.new_engine()
+    other = FakeActivityWriter(evaluator=world.new_engine())
+    other.accounts, other.account_ledgers = world.writer.accounts, world.writer.account_ledgers  # one table
     acts = _deletes([START + timedelta(minutes=m) for m in range(3)])
 
     def other_first() -> None:
-        other.evaluate(acts[1:], {})
+        other.save(SUB, [({}, a) for a in acts[1:]])  # another pull, overlapping in acts[1]
 
-    world.alerts.before_count = other_first
-    world.engine.evaluate(acts[:2], {})  # the two overlap in acts[1]
+    world.writer.before_account = other_first
+    world.save(*acts[:2])
     (alert,) = world.alerts.alerts.values()
     assert alert.activity_count == 3 and world.alerts.creates == 1
+
+
+def test_a_crash_after_the_burst_was_counted_raises_its_alert_on_the_retry() -> None:
+    world = _burst_world(count=3)
+    acts = _deletes([START + timedelta(minutes=m) for m in range(3)])
+    world.alerts.fail_put = OSError("storage went away")
+    with pytest.raises(OSError):
+        world.save(*acts)
+    assert not world.alerts.alerts and not world.writer.activities
+    world.save(*acts)  # the retry: counted already (nothing new to the account), the alert is raised now
+    (alert,) = world.alerts.alerts.values()
+    assert alert.activity_count == 3
+
+
+def test_repeated_policies_cannot_ask_for_a_principal_s_first_activity() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_definition({"name": "x", "severity": "low", "kind": "repeatedActivity",
+                          "repeated": {"count": 2, "windowMinutes": 5},
+                          "filter": {"firstActivityOfPrincipal": True}})  # fmt: skip
+    assert caught.value.field == "filter.firstActivityOfPrincipal"
 
 
 def test_advance_bursts_is_idempotent_and_keeps_the_alert_id() -> None:
@@ -409,6 +431,17 @@ def test_advance_bursts_is_idempotent_and_keeps_the_alert_id() -> None:
     state = advance_bursts(None, events[:3], count=3, window_us=600_000_000, new_id=lambda first: f"alert-{first}")
     again = advance_bursts(state, events[3:], count=3, window_us=600_000_000, new_id=lambda first: "other")
     assert [b["id"] for b in again["bursts"]] == ["alert-id0"] and again["bursts"][0]["count"] == 5
+    assert advance_bursts(again, [], count=3, window_us=600_000_000, new_id=lambda first: "x") == again
+
+
+def test_a_long_burst_keeps_counting_past_the_ids_it_keeps() -> None:
+    state = None
+    for i in range(250):
+        state = advance_bursts(state, [(i * 1_000_000, f"id{i}")], count=3, window_us=600_000_000,
+                               new_id=lambda first: "a")  # fmt: skip
+    assert state is not None
+    (burst,) = state["bursts"]
+    assert burst["count"] == 250 and len(state["events"]) == 50
 
 
 # --- the daily limit ----------------------------------------------------------------------------------
