@@ -72,6 +72,7 @@ from core.storage import (
     BY_TIME_TABLE,
     BY_USER_TABLE,
     Storage,
+    is_conflict,
 )
 from ingestion.models import Activity
 
@@ -271,6 +272,8 @@ class ActivityStore:
             try:
                 table.submit_transaction(operations)
             except TableTransactionError as exc:
+                if not is_conflict(exc):
+                    raise
                 conflicts += 1
                 if conflicts > MAX_CONFLICT_RETRIES:
                     raise LedgerContention(f"ledger partition {pk} kept changing") from exc

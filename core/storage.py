@@ -7,7 +7,7 @@ import logging
 import threading
 
 from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     QueueClient,
@@ -102,3 +102,14 @@ class Storage:
     def close(self) -> None:
         self._tables.close()
         self._queues.close()
+
+
+# The transaction errors that mean another writer came first (read again and decide again); any other
+# (a row too large, a bad property) would fail the same way again, so it is raised as it is.
+CONFLICT_CODES = frozenset({"UpdateConditionNotSatisfied", "EntityAlreadyExists"})
+
+
+def is_conflict(exc: TableTransactionError) -> bool:
+    """Whether a failed transaction lost a race (an ETag or an existing row), rather than being invalid."""
+    code = getattr(exc, "error_code", None)
+    return getattr(code, "value", code) in CONFLICT_CODES

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from activities.layout import POLICY_PROPERTY_PREFIX, account_key, epoch_us
+from activities.layout import MAX_STRING_CHARS, POLICY_PROPERTY_PREFIX, account_key, epoch_us
 from core.clock import Clock
 from core.optimistic import write_optimistically
 from core.ports import AlertQueue, AlertStore, PolicyStore
@@ -58,6 +58,10 @@ POLICY_CACHE_SECONDS = 30.0
 MAX_BURST_EVENTS = 200  # recent events a burst counter keeps (within two windows)
 MAX_BURSTS = 20  # recent bursts a counter keeps
 MAX_COUNTERS = 16  # burst counters an account summary keeps: the stalest goes first
+# A counter's stored JSON, in characters: under Table Storage's 64 KiB string limit, and the most
+# counters a summary keeps (16 x 32 KiB of UTF-16) stay far below its 1 MiB entity limit. With
+# GUID event ids that is about 150 events (at least `count`, at most 100, are needed to see a burst).
+MAX_COUNTER_CHARS = MAX_STRING_CHARS // 2
 BURST_PREFIX = POLICY_PROPERTY_PREFIX  # the account summary's properties holding burst counters
 Rows = dict[str, dict[str, Any]]  # ledger rows' properties by key
 Part = Literal["all", "early", "late"]
@@ -99,7 +103,8 @@ def advance_bursts(
     burst whose span it overlaps; otherwise it starts a burst whose alert id is
     `new_id(first activity id)`. An event joins one burst at most, once, and a new event inside a
     burst's span joins it: each burst's `count` is exact. The state keeps the events counted last
-    (`[time, id, burst id or null]`: 4 times `count`, at least 50, at most MAX_BURST_EVENTS; pages
+    (`[time, id, burst id or null]`: 4 times `count`, at least 50, at most MAX_BURST_EVENTS, fewer when
+    long ids would take the state past MAX_COUNTER_CHARS; pages
     come newest first, so these are the events near the next ones) and the bursts near them.
     """
     counted: list[list[Any]] = [
@@ -138,9 +143,26 @@ def advance_bursts(
                 event[2] = spanning[0]["id"]
                 spanning[0]["count"] += 1
     kept = counted[-min(max(4 * count, 50), MAX_BURST_EVENTS) :]
+    state = _kept_state(kept, bursts, window_us)
+    size = _json_chars(state)
+    if size > MAX_COUNTER_CHARS:  # long ids: forget the events counted first until it fits
+        drop = 0
+        while drop < len(kept) and size > MAX_COUNTER_CHARS:
+            size -= _json_chars(kept[drop]) + 1
+            drop += 1
+        state = _kept_state(kept[drop:], bursts, window_us)
+    return state
+
+
+def _kept_state(kept: list[list[Any]], bursts: Mapping[str, dict[str, Any]], window_us: int) -> dict[str, Any]:
+    """The counter's state: the events kept and the bursts near them (the newest MAX_BURSTS)."""
     oldest = min((e[0] for e in kept), default=0)
     near = sorted((b for b in bursts.values() if b["end"] >= oldest - window_us), key=lambda b: b["end"])
     return {"events": kept, "bursts": near[-MAX_BURSTS:]}
+
+
+def _json_chars(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
 
 
 # --- the engine --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from activities.layout import BATCH_LIMIT, id_partition
 from activities.reader import MAX_STORAGE_REQUESTS, Page, run_plan
 from activities.tokens import ContinuationSigner, LazySigner, signer_for
+from activities.writer import LedgerContention
 from core.clock import Clock
 from core.optimistic import AlreadyExists, StaleWrite
 from core.ports import Decide
@@ -34,6 +35,7 @@ from core.storage import (
     POLICIES_TABLE,
     POLICY_COUNTERS_TABLE,
     Storage,
+    is_conflict,
 )
 from policies.alert_queries import ALERTS_KIND, AlertQuery, plan_alerts
 from policies.layout import (
@@ -56,8 +58,8 @@ MAX_CONFLICT_RETRIES = 20
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="alerts")
 
 
-class CounterContention(Exception):
-    """A counter partition kept changing under us; the message is retried by the host."""
+class CounterContention(LedgerContention):
+    """A counter partition kept changing under us; the message is retried by the host (a ledger contention)."""
 
 
 class TablePolicyStore:
@@ -173,6 +175,8 @@ class TableAlertStore:
             try:
                 self.counters.submit_transaction(operations)
             except TableTransactionError as exc:
+                if not is_conflict(exc):
+                    raise
                 conflicts += 1
                 if conflicts > MAX_CONFLICT_RETRIES:
                     raise CounterContention(f"counter partition {partition} kept changing") from exc

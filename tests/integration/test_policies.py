@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import trustme
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableServiceClient, TableTransactionError
 from azure.storage.queue import QueueServiceClient
 
-from activities.layout import safe_key
+from activities.layout import ACCOUNT_SUMMARY_RK, MAX_STRING_CHARS, safe_key
 from activities.writer import ActivityStore
 from core.auth import Principal
 from core.clock import FakeClock
@@ -30,11 +30,12 @@ from ingestion.models import Activity
 from ingestion.normalize import normalize_event
 from policies import service
 from policies.alert_queries import AlertQuery
-from policies.engine import PolicyEngine
+from policies.engine import MAX_COUNTER_CHARS, PolicyEngine, burst_property
 from policies.layout import alert_id
-from policies.models import Alert, AlertUser
+from policies.models import MAX_ALERT_ACTIVITIES, Alert, AlertUser
 from policies.notify import HttpWebhookPoster, NotifyPorts, StorageAlertQueue, run_notify, verify
 from policies.store import TableAlertStore, TablePolicyStore
+from policies.templates import BY_ID
 from tests.support.events import USERS, make_event
 from tests.support.platform import call
 
@@ -123,6 +124,46 @@ def test_concurrent_and_redelivered_saves_raise_each_alert_once_and_count_bursts
     assert len(by_time) == 13
     daily = platform.alerts.counters.get_entity(f"d-{single}-v1-20261120", "summary")
     assert daily["count"] == 12
+
+
+def test_a_mass_deletion_of_2000_events_by_one_principal_stores_alerts_once_and_counts_right(
+    storage: Storage,
+) -> None:
+    """The very burst the mass-deletion template catches: its counter stays within the table limits, so
+    every page's transaction goes through, the burst raises one alert, and its count is every event."""
+    platform = Platform(storage)
+    policy_id = platform.policy(**BY_ID["mass-deletion"].definition)
+    platform.policy(**BY_ID["failed-operations-burst"].definition)  # a second counter, matching nothing here
+    items = _items([T0 + timedelta(milliseconds=250 * i) for i in range(2000)])  # 2,000 within 8.5 minutes
+    writer = platform.writer()
+    pages = [items[start : start + 500] for start in range(0, len(items), 500)][::-1]  # newest first, as pulled
+    for page in pages:
+        assert writer.save(SUB, page).stored == len(page)
+    assert writer.save(SUB, pages[0]).stored == 0  # a redelivered page: nothing new
+
+    (alert,) = platform.alerts.search(AlertQuery(policy_id=policy_id), 100, None, caller="t").items
+    assert alert["activityCount"] == 2000 and len(alert["activityIds"]) == MAX_ALERT_ACTIVITIES
+    assert writer.subscription_count(SUB) == 2000
+    key = safe_key(USERS[0][2])
+    summary = writer.by_user.get_entity(key, ACCOUNT_SUMMARY_RK)
+    assert summary["activity_count"] == 2000
+    counter = summary[burst_property(policy_id, "")]
+    assert len(counter) <= MAX_COUNTER_CHARS
+    assert json.loads(counter)["bursts"][0]["count"] == 2000
+
+
+def test_an_invalid_ledger_transaction_is_raised_at_once_not_retried_as_a_conflict(storage: Storage) -> None:
+    writer = ActivityStore(storage)
+    calls: list[int] = []
+
+    def too_large(current: dict[str, Any] | None, new: set[str]) -> dict[str, Any]:
+        calls.append(1)
+        return {"PartitionKey": "p", "RowKey": "summary", "blob": "x" * (MAX_STRING_CHARS + 1)}
+
+    entries = {"e1": {"PartitionKey": "p", "RowKey": "e1"}}
+    with pytest.raises(TableTransactionError):
+        writer._commit_ledger(writer.by_user, "p", entries, "summary", too_large)
+    assert len(calls) == 1
 
 
 def test_the_daily_limit_pauses_the_policy(storage: Storage) -> None:

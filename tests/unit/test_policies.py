@@ -534,3 +534,42 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     assert sign("k", "1700000000", b"{}") == f"sha256={expected}"
     assert not verify("k", "1700000000", b"{}", sign("k", "1700000000", b"{}"), now=1700000000 + 301)
     assert backoff_seconds(1, 30) >= 30 and backoff_seconds(20, 30) <= 3600 * 1.2
+
+
+def test_a_burst_counter_stays_within_the_table_limits_however_large_the_burst() -> None:
+    """A mass deletion of 1,000 events (long ids, one page or many) keeps the counter under its character
+    budget, counts every event, and the most counters a summary keeps fit in one entity."""
+    from activities.layout import MAX_STRING_CHARS
+    from policies.engine import MAX_COUNTER_CHARS, MAX_COUNTERS
+
+    events = [(i * 100_000, f"{i:08d}-" + "x" * 200) for i in range(1000)]
+    at_once = advance_bursts(None, events, count=20, window_us=600_000_000, new_id=lambda first: "a" * 32)
+    paged: dict[str, Any] | None = None
+    for start in range(0, 1000, 100):
+        paged = advance_bursts(paged, events[start : start + 100], count=20, window_us=600_000_000,
+                               new_id=lambda first: "a" * 32)  # fmt: skip
+    for state in (at_once, paged):
+        assert state is not None
+        assert len(json.dumps(state, separators=(",", ":"))) <= MAX_COUNTER_CHARS <= MAX_STRING_CHARS
+        assert [b["count"] for b in state["bursts"]] == [1000]
+        assert state["events"] and state["events"][-1][1] == events[-1][1]  # the newest are kept
+    # Strings are stored as UTF-16: the counters of one summary stay well under the 1 MiB entity limit.
+    assert MAX_COUNTERS * MAX_COUNTER_CHARS * 2 <= 512 * 1024
+
+
+def test_an_event_id_longer_than_the_budget_is_counted_but_not_kept() -> None:
+    from policies.engine import MAX_COUNTER_CHARS
+
+    events = [(i, "y" * (MAX_COUNTER_CHARS + 1) if i == 3 else f"id{i}") for i in range(5)]
+    state = advance_bursts(None, events, count=5, window_us=600_000_000, new_id=lambda first: "b")
+    assert len(json.dumps(state, separators=(",", ":"))) <= MAX_COUNTER_CHARS
+    assert [b["count"] for b in state["bursts"]] == [5]
+
+
+def test_the_engine_s_contention_errors_are_retried_by_the_pull_as_transient() -> None:
+    from core.optimistic import WriteContention
+    from ingestion.pull import FAILURES, _retry
+    from policies.store import CounterContention
+
+    for raised in (CounterContention("counter partition kept changing"), WriteContention("The policy p")):
+        assert next(policy for kinds, policy in FAILURES if isinstance(raised, kinds)) is _retry
