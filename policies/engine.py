@@ -16,11 +16,13 @@ repaired by the retry and nothing is raised or counted twice:
    `evaluate` then reads the bursts from the summaries the writer hands it;
 2. the daily count of the policy's alerts (`d-<policy>-v<version>-<day>`): ledger rows of the alert
    ids admitted (or refused, past the daily limit) with the count, in one transaction; an alert id
-   already in the ledger keeps its first answer;
+   already in the ledger keeps its first answer; a burst's day is fixed when it is first recorded;
 3. each admitted alert: its `alerts` row created (or, for a growing burst, its activities merged),
    then its index copies (`policies.layout`); an alert that exists already is never created again;
-4. with a webhook, a message on the alert queue while the alert's delivery is still `pending`
-   (at least once: the receiver tells repeats by the alert id);
+4. with a webhook, a message on the alert queue when the alert is created, or while its delivery
+   is still `pending` with no attempt made (a crash lost the message); a growing burst starts no
+   second delivery chain once an attempt was made (at least once: the receiver tells repeats by the
+   alert id);
 5. past the daily limit, the policy is paused with a message (visible in GET /api/policies).
 
 Alert ids derive from the policy and the activity (single activity) or the policy, the principal (and
@@ -129,7 +131,7 @@ def advance_bursts(
             owner = next((b["id"] for b in bursts.values() if start <= b["end"] and end >= b["start"]), None)
         if owner is None:
             owner = new_id(window[0][1])
-            bursts[owner] = {"id": owner, "start": start, "end": end, "count": 0}
+            bursts[owner] = {"id": owner, "start": start, "end": end, "count": 0, "day": _day(start)}
         burst = bursts[owner]
         burst.update(start=min(burst["start"], start), end=max(burst["end"], end))
         for event in window:
@@ -159,6 +161,11 @@ def _kept_state(kept: list[list[Any]], bursts: Mapping[str, dict[str, Any]], win
     oldest = min((e[0] for e in kept), default=0)
     near = sorted((b for b in bursts.values() if b["end"] >= oldest - window_us), key=lambda b: b["end"])
     return {"events": kept, "bursts": near[-MAX_BURSTS:]}
+
+
+def _day(at_us: int) -> str:
+    """The UTC day (YYYYMMDD) of a time in µs: a burst's day in its policy's daily count, fixed when first recorded."""
+    return f"{_from_us(at_us):%Y%m%d}"
 
 
 def _json_chars(value: Any) -> int:
@@ -272,7 +279,7 @@ class PolicyEngine:
         result = Evaluation()
         if not activities:
             return result
-        candidates: list[tuple[PolicyRecord, Alert]] = []
+        candidates: list[tuple[PolicyRecord, Alert, str]] = []  # with the day the alert counts on
         for policy in self.active_policies():
             record = policy.record
             if part != "all" and (part == "early") != _needs_nothing_of_accounts(record):
@@ -282,15 +289,15 @@ class PolicyEngine:
                 continue
             result.matched += len(matched)
             if record.definition.kind == "singleActivity":
-                candidates.extend((record, self._single_alert(record, a)) for a in matched)
+                candidates.extend((record, self._single_alert(record, a), "") for a in matched)
             else:
                 candidates.extend(self._burst_alerts(record, matched, accounts or {}))
         if not candidates:
             return result
         # 2. daily counts, one partition per (policy, day).
         by_day: dict[tuple[str, str], tuple[PolicyRecord, list[Alert]]] = {}
-        for record, alert in candidates:
-            key = (record.id, daily_partition(record, alert.first_activity_at))
+        for record, alert, day in candidates:
+            key = (record.id, daily_partition(record, alert.first_activity_at, day=day))
             by_day.setdefault(key, (record, []))[1].append(alert)
         admissions = list(_POOL.map(lambda item: self._admit(item[0][1], *item[1]), by_day.items()))
         # 3. the admitted alerts, each created once (or its burst grown).
@@ -301,8 +308,14 @@ class PolicyEngine:
             result.created += 1 if created else 0
             if created:
                 logger.info("Policy %s raised alert %s", record.id, stored.id)
-            # 4. the webhook's message while the alert waits for delivery.
-            if record.definition.webhook_url and stored.delivery == "pending":
+            # 4. the webhook's message: when the alert is created, or again when no attempt was made yet
+            # (a crash before its message went out); a growing burst whose delivery is on its way, or
+            # being retried, starts no second chain.
+            if (
+                record.definition.webhook_url
+                and stored.delivery == "pending"
+                and (created or stored.delivery_message is None)
+            ):
                 self.queue.send(stored.id)
         # 5. policies past their daily limit are paused.
         refused: dict[str, PolicyRecord] = {}
@@ -335,8 +348,8 @@ class PolicyEngine:
 
     def _burst_alerts(
         self, policy: PolicyRecord, matched: list[Activity], accounts: Mapping[str, Mapping[str, Any]]
-    ) -> list[tuple[PolicyRecord, Alert]]:
-        """The alerts of the bursts (in the account summaries' counters) that these activities are in."""
+    ) -> list[tuple[PolicyRecord, Alert, str]]:
+        """The alerts of the bursts (in the summaries' counters) that these activities are in, with their days."""
         repeated = policy.definition.repeated
         assert repeated is not None
         by_account: dict[str, list[Activity]] = defaultdict(list)
@@ -344,7 +357,7 @@ class PolicyEngine:
             key = account_key(activity.user)
             if key:  # an activity without an account is counted towards no burst
                 by_account[key].append(activity)
-        alerts: list[tuple[PolicyRecord, Alert]] = []
+        alerts: list[tuple[PolicyRecord, Alert, str]] = []
         for key, acts in by_account.items():
             summary = accounts.get(key) or {}
             for action, group in _by_action(policy, acts).items():
@@ -363,7 +376,8 @@ class PolicyEngine:
                     if mine.intersection(ids) or any(
                         burst["start"] <= epoch_us(a.timestamp) <= burst["end"] for a in group
                     ):
-                        alerts.append((policy, self._burst_alert(policy, burst, ids, first)))
+                        day = str(burst.get("day") or _day(burst["start"]))  # counters from before the day was kept
+                        alerts.append((policy, self._burst_alert(policy, burst, ids, first), day))
         return alerts
 
     def _burst_alert(self, policy: PolicyRecord, burst: Mapping[str, Any], ids: list[str], first: Activity) -> Alert:

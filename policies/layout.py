@@ -47,8 +47,9 @@ def alert_row_key(alert: Alert) -> str:
     return f"{inverted_time(alert.first_activity_at)}_{alert.id}"
 
 
-def daily_partition(policy: PolicyRecord, day: datetime) -> str:
-    return f"d-{policy.id}-v{policy.version}-{day.astimezone(UTC):%Y%m%d}"
+def daily_partition(policy: PolicyRecord, at: datetime, *, day: str = "") -> str:
+    """The partition of the policy's daily count on the UTC day of `at` (or `day`, YYYYMMDD, when given)."""
+    return f"d-{policy.id}-v{policy.version}-{day or f'{at.astimezone(UTC):%Y%m%d}'}"
 
 
 # --- policies -------------------------------------------------------------------------------------

@@ -573,3 +573,47 @@ def test_the_engine_s_contention_errors_are_retried_by_the_pull_as_transient() -
 
     for raised in (CounterContention("counter partition kept changing"), WriteContention("The policy p")):
         assert next(policy for kinds, policy in FAILURES if isinstance(raised, kinds)) is _retry
+
+
+def _burst_webhook_world() -> tuple[World, NotifyPorts]:
+    world = World()
+    world.policy(kind="repeatedActivity", filter={"actionTypes": ["delete"]},
+                 repeated={"count": 3, "windowMinutes": 10}, webhookUrl="https://hooks.example.com/alerts")  # fmt: skip
+    receiver = Receiver([500, 500, 500])
+    ports = NotifyPorts(world.alerts, world.policies, world.queue, receiver, world.clock, "s3cret", max_attempts=5)
+    return world, ports
+
+
+def test_a_growing_burst_starts_one_delivery_chain() -> None:
+    world, ports = _burst_webhook_world()
+    world.save(*_deletes([START, START + timedelta(minutes=1), START + timedelta(minutes=2)]))
+    (first,) = world.queue.take()
+    assert first.attempt == 1
+    assert run_notify(ports, json.dumps({"alertId": first.alert_id, "attempt": 1}).encode()) == "retrying"
+    (second,) = world.queue.take()
+    assert second.attempt == 2
+    world.save(*_deletes([START + timedelta(minutes=3)]))  # the burst grows while its delivery is retried
+    world.save(*_deletes([START + timedelta(minutes=4)]))
+    assert world.queue.take() == []  # the chain on its way is the only one
+    assert world.alerts.alerts[first.alert_id].activity_count == 5
+
+
+def test_an_alert_whose_message_was_lost_before_any_attempt_is_enqueued_again() -> None:
+    world, _ = _burst_webhook_world()
+    acts = _deletes([START, START + timedelta(minutes=1), START + timedelta(minutes=2)])
+    world.save(*acts)
+    (lost,) = world.queue.take()  # a crash after the alert was written: its message never went out
+    world.engine.evaluate(acts, {}, world.writer.summaries)  # the retry evaluates them again
+    (again,) = world.queue.take()
+    assert again.alert_id == lost.alert_id and again.attempt == 1
+
+
+def test_a_burst_that_grows_back_past_midnight_is_counted_on_one_day_once() -> None:
+    world = _burst_world()
+    midnight = datetime(2026, 11, 27, tzinfo=UTC)  # after the policy was created (START - 1 h)
+    world.save(*_deletes([midnight + timedelta(minutes=m) for m in (2, 4, 6)]))
+    world.save(*_deletes([midnight - timedelta(minutes=2)]))  # a late event: the burst now starts the day before
+    (alert,) = world.alerts.alerts.values()
+    assert alert.activity_count == 4
+    counted = {partition: sorted(rows) for partition, rows in world.alerts.ledgers.items() if rows}
+    assert list(counted.values()) == [[alert.id]] and next(iter(counted)).endswith("-20261127")
