@@ -42,6 +42,7 @@ def create_policy(
     webhook_secret: str | None,
 ) -> PolicyRecord:
     definition = _definition(from_template(document), webhook_secret=webhook_secret)
+    # Checked, then written: concurrent creations can pass the limit by a few (documented in docs/policies.md).
     if len(store.list()) >= MAX_POLICIES:
         raise Conflict(f"There are already {MAX_POLICIES} policies, the most the connector keeps; delete one first.")
     now = clock.now()
