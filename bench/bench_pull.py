@@ -11,10 +11,11 @@ Run: `python -m bench.bench_pull [--pages N]`.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.data.tables import TableServiceClient, UpdateMode
@@ -28,9 +29,9 @@ from activities.layout import (
     time_index_entity,
 )
 from activities.writer import ActivityStore
-from bench.bench_parse import make_page
+from bench.bench_parse import generate_events
 from core.storage import Storage
-from ingestion.models import Activity
+from ingestion.models import Activity, parse_timestamp
 from ingestion.normalize import parse_page
 from localdev.azurite import Azurite
 
@@ -57,10 +58,17 @@ def _storage(connection_string: str, counter: Counter) -> Storage:
 
 
 def _pages(count: int) -> list[list[tuple[dict[str, Any], Activity]]]:
+    """Pages of other events each (their own ids), each ten minutes after the page before."""
     pages = []
     for index in range(count):
-        body = make_page(200).replace(b'"eventDataId":"', f'"eventDataId":"{index:02x}'.encode())
-        pages.append(parse_page(body, ingested_at=NOW).items)
+        events = generate_events(200, seed=index)
+        for event in events:
+            when = parse_timestamp(event["eventTimestamp"])
+            assert when is not None
+            event["eventTimestamp"] = (when + timedelta(minutes=10 * index)).isoformat().replace("+00:00", "Z")
+        pages.append(parse_page(json.dumps({"value": events}).encode(), ingested_at=NOW).items)
+    ids = {activity.id for page in pages for _, activity in page}
+    assert len(ids) == 200 * count, "the pages must hold other events each"
     return pages
 
 
@@ -95,16 +103,22 @@ def main(argv: list[str] | None = None) -> int:
         naive = ActivityStore(_storage(azurite.connection_string, counter))
         sub = pages[0][0][1].subscription_id
 
+        stored: list[int] = []
+
         def batched() -> None:
             for page in pages:
-                ours.save(sub, page)
+                stored.append(ours.save(sub, page).stored)
 
         def one_by_one() -> None:
             for page in pages:
                 naive_save(naive, page)
 
         first_s, first_n = timed(batched, counter)
+        assert stored == [len(page) for page in pages], f"the first store stored {stored}: not every page was new"
+        assert ours.subscription_count(sub) == events
+        stored.clear()
         again_s, again_n = timed(batched, counter)  # the same pages again: all already stored
+        assert stored == [0] * len(pages), f"the re-read stored {stored}"
         naive_s, naive_n = timed(one_by_one, counter)
 
     rows = [
