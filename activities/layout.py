@@ -367,7 +367,14 @@ def account_api(entity: dict[str, Any]) -> dict[str, Any]:
         "lastIpAddress": entity.get("last_ip"),
         "activityCount": int(entity.get("activity_count", 0)),
         "subscriptions": sorted(json.loads(entity.get("subscriptions") or "[]")),
+        "subscriptionsTruncated": bool(entity.get("subscriptions_truncated", False)),
     }
+
+
+# An account lists at most this many subscriptions (about 40 characters each in its JSON list, so
+# the list stays far below a string property's limit however many subscriptions an automation
+# identity touches); beyond it the account says its list is cut.
+MAX_ACCOUNT_SUBSCRIPTIONS = 500
 
 
 # The account summary's properties that the policies keep there (burst counters): never copied
@@ -393,7 +400,10 @@ def merge_account(summary: dict[str, Any] | None, key: str, activities: list[Act
     for activity in sorted(activities, key=lambda a: a.timestamp):
         user = activity.user
         count += 1
-        subs.add(activity.subscription_id)
+        if activity.subscription_id in subs or len(subs) < MAX_ACCOUNT_SUBSCRIPTIONS:
+            subs.add(activity.subscription_id)
+        else:
+            merged["subscriptions_truncated"] = True
         if first is None or activity.timestamp < _utc(first):
             first = activity.timestamp
         if last is None or activity.timestamp >= _utc(last):

@@ -566,7 +566,8 @@ def test_accounts_most_recently_active_first_and_paged(world: World) -> None:
     assert seen == sorted(seen, reverse=True)
     for account in body["items"]:
         assert set(account) == {"id", "upn", "name", "type", "appId", "firstSeen", "lastSeen", "lastIpAddress",
-                                "activityCount", "subscriptions"}  # fmt: skip
+                                "activityCount", "subscriptions", "subscriptionsTruncated"}  # fmt: skip
+        assert account["subscriptionsTruncated"] is False
 
     paged: list[dict[str, Any]] = []
     continuation = None
