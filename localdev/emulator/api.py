@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
@@ -22,11 +21,10 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from .events import JSON_NULL
 from .odata_filter import FilterError, parse_filter
 from .signin import BrowserSignIn
 from .tenant import TENANT_DOMAIN, TENANT_INITIAL_DOMAIN, Subscription
-from .timefmt import format_datetime, parse_datetime, to_ticks
+from .timefmt import to_ticks
 from .tokens import TokenRejected, validate_arm_token
 
 if TYPE_CHECKING:  # for annotations only: the emulator imports this module, never the reverse
@@ -133,19 +131,7 @@ ARM_ROUTES = _routes(
 CONTROL_ROUTES = _routes(
     Rule("/info", endpoint="info", methods=["GET"]),
     Rule("/tokens", endpoint="mint", methods=["POST"]),
-    Rule("/faults", endpoint="add_fault", methods=["POST"]),
-    Rule("/faults", endpoint="list_faults", methods=["GET"]),
-    Rule("/faults", endpoint="clear_faults", methods=["DELETE"]),
-    Rule("/subscriptions", endpoint="list_subscriptions", methods=["GET"]),
-    Rule("/subscriptions", endpoint="add_subscription", methods=["POST"]),
-    Rule("/subscriptions/<sub_id>", endpoint="set_subscription", methods=["PATCH"]),
-    Rule("/events", endpoint="inject_event", methods=["POST"]),
-    Rule("/events", endpoint="events", methods=["GET"]),
-    Rule("/sign-in", endpoint="sign_in", methods=["POST"]),
-    Rule("/events-per-hour", endpoint="events_per_hour", methods=["PUT", "POST"]),
     Rule("/page-latency", endpoint="page_latency", methods=["PUT", "POST"]),
-    Rule("/requests", endpoint="requests", methods=["GET"]),
-    Rule("/requests", endpoint="reset_requests", methods=["DELETE"]),
 )
 
 
@@ -702,107 +688,6 @@ class Api:
             raise ValueError("claims must be an object")
         return _json(200, {"access_token": self.emu.mint_token(kind, **claims), "token_type": "Bearer"})
 
-    def _control_add_fault(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        fault = self.emu.add_fault(
-            str(body.get("kind", "")),
-            subscription_id=body.get("subscriptionId"),
-            count=int(body.get("count", 1)),
-            retry_after=int(body.get("retryAfter", 1)),
-            status=int(body.get("status", 503)),
-            seconds=float(body.get("seconds", 1.0)),
-        )
-        return _json(201, fault.as_json())
-
-    def _control_list_faults(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        return _json(200, {"faults": [f.as_json() for f in self.emu.faults]})
-
-    def _control_clear_faults(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.clear_faults()
-        return Response(status=204)
-
-    def _control_list_subscriptions(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        return _json(200, {"subscriptions": [s.as_json() for s in self.emu.subscriptions]})
-
-    def _control_add_subscription(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        if "count" in body:  # many at once: {"count": n, "activity": 0.0, "namePrefix": "..."}
-            subs = self.emu.add_subscriptions(
-                int(body["count"]),
-                name_prefix=str(body.get("namePrefix") or "Contoso Team"),
-                activity=float(body.get("activity", 1.0)),
-            )
-            return _json(201, {"subscriptions": [s.as_json() for s in subs]})
-        if not body.get("displayName"):
-            raise ValueError("displayName is required")
-        created = body.get("createdAt")
-        sub = self.emu.add_subscription(
-            str(body["displayName"]),
-            state=str(body.get("state", "Enabled")),
-            subscription_id=body.get("subscriptionId"),
-            created_at=parse_datetime(created) if created else None,
-        )
-        return _json(201, sub.as_json())
-
-    def _control_set_subscription(self, body: dict[str, Any], query: dict[str, str], sub_id: str) -> Response:
-        sub = self.emu.set_subscription(
-            sub_id,
-            state=body.get("state"),
-            listed=body.get("listed"),
-            forbidden=body.get("forbidden"),
-            display_name=body.get("displayName"),
-            activity=None if body.get("activity") is None else float(body["activity"]),
-        )
-        return _json(200, sub.as_json())
-
-    def _control_inject_event(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        sub_id = body.get("subscriptionId")
-        if not sub_id or not body.get("at"):
-            raise ValueError("subscriptionId and at are required")
-        fields = body.get("fields") or {}
-        if not isinstance(fields, dict):
-            raise ValueError("fields must be an object")
-        fields = {k: (JSON_NULL if v is None else v) for k, v in fields.items()}
-        for name in body.get("remove") or []:
-            fields[str(name)] = None
-        event = self.emu.inject_event(
-            str(sub_id),
-            at=parse_datetime(str(body["at"])),
-            delay=timedelta(seconds=float(body.get("delaySeconds", 0))),
-            **fields,
-        )
-        return _json(201, event)
-
-    def _control_events(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        sub_id = query.get("subscriptionId")
-        if not sub_id or not query.get("start") or not query.get("end"):
-            raise ValueError("subscriptionId, start and end are required")
-        surfaced = query.get("surfacedBy")
-        events = self.emu.events(
-            sub_id,
-            parse_datetime(query["start"]),
-            parse_datetime(query["end"]),
-            surfaced_by=parse_datetime(surfaced) if surfaced else None,
-        )
-        return _json(200, {"value": events})
-
-    def _control_sign_in(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.reject_sign_in(bool(body.get("reject", True)))
-        return _json(200, {"rejected": self.emu.sign_in_rejected})
-
-    def _control_events_per_hour(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.set_events_per_hour(float(body["eventsPerHour"]))
-        return _json(200, {"eventsPerHour": self.emu.events_per_hour})
-
     def _control_page_latency(self, body: dict[str, Any], query: dict[str, str]) -> Response:
         self.emu.set_page_latency(float(body["seconds"]))
         return _json(200, {"seconds": self.emu.page_latency})
-
-    def _control_requests(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        records = [
-            {"method": r.method, "path": r.path, "query": r.query, "status": r.status, "time": format_datetime(r.time)}
-            for r in self.emu.request_log
-        ]
-        return _json(200, {"requests": records})
-
-    def _control_reset_requests(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.reset_request_log()
-        return Response(status=204)

@@ -62,16 +62,6 @@ class Fault:
     status: int = 503
     seconds: float = 1.0
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "subscriptionId": self.subscription_id,
-            "count": self.remaining,
-            "retryAfter": self.retry_after,
-            "status": self.status,
-            "seconds": self.seconds,
-        }
-
 
 def _as_timedelta(value: timedelta | float | int) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
