@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
@@ -117,9 +117,7 @@ def _routes(*rules: Rule) -> Map:
 ENTRA_ROUTES = _routes(
     Rule("/<tenant>/v2.0/.well-known/openid-configuration", endpoint="openid"),
     Rule("/<tenant>/discovery/v2.0/keys", endpoint="keys"),
-    Rule("/<tenant>/discovery/keys", endpoint="keys"),
-    Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"], defaults={"v1": False}),
-    Rule("/<tenant>/oauth2/token", endpoint="token", methods=["POST"], defaults={"v1": True}),
+    Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
     Rule("/<tenant>/oauth2/v2.0/authorize", endpoint="authorize", methods=["GET", "POST"]),
     Rule("/<tenant>/oauth2/v2.0/logout", endpoint="logout", methods=["GET"]),
 )
@@ -221,7 +219,7 @@ class Api:
         if request.method == "OPTIONS":  # a browser's CORS preflight
             return self.signin.preflight(request)
         try:
-            endpoint, values = _match(ENTRA_ROUTES, path.lower(), request.method)
+            endpoint, _ = _match(ENTRA_ROUTES, path.lower(), request.method)
         except NotFound:
             return self._aad_error(404, "invalid_request", 90010, f"The path '{path}' is not supported.")
         except MethodNotAllowed:
@@ -244,7 +242,7 @@ class Api:
             return self.signin.cors(request, _json(200, self.emu.keys.jwks(self.emu.issuer.issuer_v2)))
         if endpoint is None:
             return self._aad_error(405, "invalid_request", 900561, "The endpoint only accepts POST requests.")
-        return self.signin.cors(request, self._token(request, v1=bool(values["v1"])))
+        return self.signin.cors(request, self._token(request))
 
     def openid_configuration(self) -> dict[str, Any]:
         base = f"{self.emu.url}/{self.emu.tenant_id}"
@@ -299,20 +297,12 @@ class Api:
         candidates.add(self.emu.audience.rstrip("/").lower())
         return resource.rstrip("/").lower() in candidates
 
-    def _token(self, request: Request, v1: bool) -> Response:
+    def _token(self, request: Request) -> Response:
         form = dict(parse_qsl(request.get_data().decode("utf-8", "replace"), keep_blank_values=True))
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-                client_id, client_secret = unquote(user) or client_id, unquote(password) or client_secret
-            except (ValueError, UnicodeDecodeError):
-                return self._aad_error(400, "invalid_request", 900144, "The Authorization header is malformed.")
-        grant = form.get("grant_type", "")
+        grant, client_id, client_secret = (form.get(k, "") for k in ("grant_type", "client_id", "client_secret"))
         if not grant:
             return self._missing("grant_type")
-        if grant in ("authorization_code", "refresh_token") and not v1:  # a browser's sign-in
+        if grant in ("authorization_code", "refresh_token"):  # a browser's sign-in
             return self.signin.token(request, form, grant)
         if grant != "client_credentials":
             return self._aad_error(
@@ -349,24 +339,18 @@ class Api:
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
                 f"value, not the client secret ID, for a secret added to app '{app.client_id}'.",
             )
-        if v1:
-            resource = form.get("resource", "")
-            if not resource:
-                return self._missing("resource")
-        else:
-            scopes = [s for s in form.get("scope", "").split() if s not in ("openid", "profile", "offline_access")]
-            if not scopes:
-                return self._missing("scope")
-            scope = scopes[0]
-            if len(scopes) > 1 or not scope.endswith("/.default"):
-                return self._aad_error(
-                    400,
-                    "invalid_scope",
-                    1002012,
-                    f"The provided value for scope {' '.join(scopes)} is not valid. Client credential flows must have "
-                    "a scope value with /.default suffixed to the resource identifier (application ID URI).",
-                )
-            resource = scope[: -len("/.default")]
+        scopes = [s for s in form.get("scope", "").split() if s not in ("openid", "profile", "offline_access")]
+        if not scopes:
+            return self._missing("scope")
+        if len(scopes) > 1 or not scopes[0].endswith("/.default"):
+            return self._aad_error(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {' '.join(scopes)} is not valid. Client credential flows must have "
+                "a scope value with /.default suffixed to the resource identifier (application ID URI).",
+            )
+        resource = scopes[0].removesuffix("/.default")
         if not self._known_resource(resource):
             return self._aad_error(
                 400,
@@ -377,11 +361,7 @@ class Api:
                 "user in the tenant. You might have sent your authentication request to the wrong tenant.",
             )
         token = self.emu.issuer.app_token(resource, self.emu.clock.now())
-        lifetime = "3599" if v1 else 3599  # the v1 endpoint writes its numbers as strings
-        body = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
-        if v1:
-            now = int(self.emu.clock.now().timestamp())
-            body.update(expires_on=str(now + 3599), not_before=str(now), resource=resource)
+        body = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         return _json(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     # -- ARM ----------------------------------------------------------------------------------------
