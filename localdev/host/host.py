@@ -182,7 +182,6 @@ class LocalHost:
                     function_key=self.function_key,
                     master_key=self.master_key,
                     host_status=self._host_status,
-                    admin_functions=self._admin_functions,
                     admin_invoke=self._admin_invoke,
                 )
                 try:
@@ -350,16 +349,3 @@ class LocalHost:
             "processUptime": int((time.monotonic() - self._started_monotonic) * 1000),
             "functions": [f.name for f in self._load()],
         }
-
-    def _admin_functions(self) -> list[Mapping[str, Any]]:
-        return [
-            {
-                "name": info.name,
-                "trigger": info.trigger,
-                "invoke_url_template": info.url,
-                "language": "python",
-                "isDisabled": False,
-                "config": {"bindings": [dict(b) for b in info.bindings]},
-            }
-            for info in self.functions
-        ]
