@@ -245,6 +245,7 @@ class Api:
         return self.signin.cors(request, self._token(request))
 
     def openid_configuration(self) -> dict[str, Any]:
+        """Entra ID's discovery document, without its `claims_supported` list (no client here reads it)."""
         base = f"{self.emu.url}/{self.emu.tenant_id}"
         return {
             "token_endpoint": f"{base}/oauth2/v2.0/token",
@@ -263,27 +264,6 @@ class Api:
             "http_logout_supported": True,
             "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-            "claims_supported": [
-                "sub",
-                "iss",
-                "cloud_instance_name",
-                "cloud_instance_host_name",
-                "cloud_graph_host_name",
-                "msgraph_host",
-                "aud",
-                "exp",
-                "iat",
-                "auth_time",
-                "acr",
-                "nonce",
-                "preferred_username",
-                "name",
-                "tid",
-                "ver",
-                "at_hash",
-                "c_hash",
-                "email",
-            ],
             "kerberos_endpoint": f"{base}/kerberos",
             "tenant_region_scope": "EU",
             "cloud_instance_name": "microsoftonline.com",
