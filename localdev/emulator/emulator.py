@@ -299,6 +299,15 @@ class Emulator:
         with self.lock:
             return self._records.get(subscription_id.lower())
 
+    def _add(self, name: str, state: str, sub_id: str | None, created_at: datetime | None, env: str) -> Subscription:
+        """A new subscription (its id derived from the seed unless given); call with the lock held."""
+        self._added += 1
+        sub_id = (sub_id or stable_guid(self.seed, "added-subscription", self._added)).lower()
+        sub = Subscription(sub_id, name, state, created_at or self.clock.now())
+        self._record(sub, env)
+        self.store.invalidate()
+        return sub
+
     def add_subscription(
         self,
         display_name: str,
@@ -309,14 +318,10 @@ class Emulator:
         if state not in SUBSCRIPTION_STATES:
             raise ValueError(f"unknown subscription state {state!r}; expected one of {sorted(SUBSCRIPTION_STATES)}")
         with self.lock:
-            self._added += 1
-            sub_id = (subscription_id or stable_guid(self.seed, "added-subscription", self._added)).lower()
-            taken = {r.env for r in self._records.values()}
-            sub = Subscription(sub_id, display_name, state, created_at or self.clock.now())
-            self._record(sub, env_for(display_name, taken))
-            self.store.invalidate()
+            env = env_for(display_name, {r.env for r in self._records.values()})
+            sub = replace(self._add(display_name, state, subscription_id, created_at, env))
         self.write_info()
-        return replace(sub)
+        return sub
 
     def add_subscriptions(
         self,
@@ -331,20 +336,14 @@ class Emulator:
         Their ids are derived from the seed, as `add_subscription`'s; one call for ten thousand
         subscriptions takes a fraction of a second.
         """
-        if count < 0:
-            raise ValueError("count cannot be negative")
-        if activity < 0:
-            raise ValueError("activity cannot be negative")
+        if count < 0 or activity < 0:
+            raise ValueError("count and activity cannot be negative")
         added: list[Subscription] = []
         with self.lock:
-            first = self._added
-            for n in range(first + 1, first + count + 1):
-                sub_id = stable_guid(self.seed, "added-subscription", n).lower()
-                sub = Subscription(sub_id, f"{name_prefix} {n}", "Enabled", created_at or self.clock.now())
-                self._record(sub, f"t{n}").activity = activity
+            for n in range(self._added + 1, self._added + count + 1):
+                sub = self._add(f"{name_prefix} {n}", "Enabled", None, created_at, f"t{n}")
+                self._records[sub.subscription_id].activity = activity
                 added.append(replace(sub))
-            self._added = first + count
-            self.store.invalidate()
         self.write_info()
         return added
 
