@@ -619,35 +619,23 @@ class Api:
             loopback = False
         if not loopback:
             return arm_error(403, "Forbidden", "The control API answers loopback clients only.")
-        data = request.get_data()
         try:
-            body = json.loads(data) if data.strip() else {}
-        except ValueError:
-            return arm_error(400, "InvalidJson", "The request body is not valid JSON.")
+            endpoint, _ = _match(CONTROL_ROUTES, route, request.method)
+        except (NotFound, MethodNotAllowed):
+            return arm_error(404, "NotFound", f"No control endpoint {request.method} /_emulator{route.rstrip('/')}.")
+        if endpoint == "info":
+            return _json(200, self.emu.info())
+        body = request.get_json(force=True, silent=True) if request.get_data().strip() else {}
         if not isinstance(body, dict):
             return arm_error(400, "InvalidJson", "The request body must be a JSON object.")
         try:
-            endpoint, values = _match(CONTROL_ROUTES, route, request.method)
-        except (NotFound, MethodNotAllowed):
-            return arm_error(404, "NotFound", f"No control endpoint {request.method} /_emulator{route.rstrip('/')}.")
-        handler: Callable[..., Response] = getattr(self, f"_control_{endpoint}")
-        try:
-            return handler(body, self._query(request), **values)
-        except (ValueError, TypeError) as error:
+            if endpoint == "page_latency":
+                self.emu.set_page_latency(float(body["seconds"]))
+                return _json(200, {"seconds": self.emu.page_latency})
+            claims = body.get("claims") or {}
+            if not isinstance(claims, dict):
+                raise ValueError("claims must be an object")
+            token = self.emu.mint_token(str(body.get("kind", "global_admin")), **claims)  # an unknown kind: 400
+            return _json(200, {"access_token": token, "token_type": "Bearer"})
+        except (ValueError, TypeError, KeyError) as error:
             return arm_error(400, "BadRequest", str(error))
-        except KeyError as error:
-            return arm_error(404, "NotFound", str(error.args[0] if error.args else error))
-
-    def _control_info(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        return _json(200, self.emu.info())
-
-    def _control_mint(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        kind = str(body.get("kind", "global_admin"))  # an unknown kind is a ValueError: 400
-        claims = body.get("claims") or {}
-        if not isinstance(claims, dict):
-            raise ValueError("claims must be an object")
-        return _json(200, {"access_token": self.emu.mint_token(kind, **claims), "token_type": "Bearer"})
-
-    def _control_page_latency(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.set_page_latency(float(body["seconds"]))
-        return _json(200, {"seconds": self.emu.page_latency})
