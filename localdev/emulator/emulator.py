@@ -83,7 +83,6 @@ class Emulator:
         self,
         clock: Clock | None = None,
         seed: int = 7,
-        host: str = "127.0.0.1",
         port: int = 0,
         state_dir: Path | str | None = None,
         *,
@@ -99,7 +98,6 @@ class Emulator:
             raise ValueError("page sizes must be at least 1")
         self.clock: Clock = clock or SystemClock()
         self.seed = seed
-        self.host = host
         self._port = port
         self._state_dir_arg = Path(state_dir) if state_dir is not None else None
         self._state_dir: Path | None = None
@@ -149,18 +147,12 @@ class Emulator:
             self._state_dir = self._state_dir_arg
             self._state_dir.mkdir(parents=True, exist_ok=True)
         ca = self._load_or_create_ca(self._state_dir)
-        identities = ["127.0.0.1", "localhost", "::1"]
-        if self.host not in identities and self.host not in ("0.0.0.0", "::"):
-            identities.append(self.host)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        ca.issue_cert(*identities).configure_cert(context)
+        ca.issue_cert("127.0.0.1", "localhost", "::1").configure_cert(context)
         self._keys = KeySet(self._state_dir)
-        self._server = LocalServer(Api(self), self.host, self._port, context)
-        url_host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
-        if ":" in url_host and not url_host.startswith("["):
-            url_host = f"[{url_host}]"
-        self._url = f"https://{url_host}:{self._server.port}"
+        self._server = LocalServer(Api(self), self._port, context)
+        self._url = f"https://127.0.0.1:{self._server.port}"
         self._issuer = TokenIssuer(self._keys, self.directory, self._url, self.audience)
         self._server.start("emulator-https")
         self.write_info()

@@ -85,7 +85,6 @@ class LocalHost:
         function_key: str | None = None,
         master_key: str | None = None,
         host_json: Mapping[str, Any] | None = None,
-        bind: str = "127.0.0.1",
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         self.function_key = function_key
@@ -95,7 +94,6 @@ class LocalHost:
         self._requested_port = port
         self._environ = environ
         self._host_json = host_json
-        self._bind = bind
         self._lock = threading.RLock()
         self._state = "created"
         self._loaded: list[LoadedFunction] | None = None
@@ -185,10 +183,10 @@ class LocalHost:
                     admin_invoke=self._admin_invoke,
                 )
                 try:
-                    self._server = LocalServer(self._dispatcher, self._bind, self._requested_port)
+                    self._server = LocalServer(self._dispatcher, self._requested_port)
                 except OSError as exc:
                     raise HostStartupError(
-                        f"cannot listen on {self._bind}:{self._requested_port}: {exc.strerror or exc}"
+                        f"cannot listen on 127.0.0.1:{self._requested_port}: {exc.strerror or exc}"
                     ) from None
                 self._server.start("localhost-http")
                 self._started_monotonic = time.monotonic()
