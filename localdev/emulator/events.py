@@ -483,6 +483,8 @@ class EventGenerator:
                 "principalType": "User" if actor.kind == "user" else "ServicePrincipal",
             }
 
+        context = _Context(record, rng, op, actor, claims, rg, resource_id, correlation_id)
+
         def event(
             at: int,
             status: str,
@@ -494,14 +496,8 @@ class EventGenerator:
             with_http: bool = True,
             big_rg: bool = upper_rg,
         ) -> StoredEvent:
-            event_id = _guid(rng)
-            digits = 7 if single else _digits(rng)
-            at = truncate_ticks(at, digits)
-            submitted = at + self.surface_delay(rng)
             rg_name = rg.upper() if big_rg else rg
-            rid = resource_id
-            if big_rg:
-                rid = resource_id.replace(f"/resourceGroups/{rg}", f"/resourcegroups/{rg_name}")
+            rid = resource_id.replace(f"/resourceGroups/{rg}", f"/resourcegroups/{rg_name}") if big_rg else resource_id
             authorization: dict[str, Any] = {"action": op.operation_name, "scope": rid}
             if evidence is not None and not begin:
                 authorization["evidence"] = evidence
@@ -512,34 +508,28 @@ class EventGenerator:
                 "hierarchy": f"{self.tenant_id}/{sub_id}",
                 **extra_props,
             }
-            body: dict[str, Any] = {"authorization": authorization}
-            if actor.caller is not None:
-                body["caller"] = actor.caller
-            body["channels"] = "Operation"
-            if claims is not None:
-                body["claims"] = claims
-            body["correlationId"] = correlation_id
-            body["description"] = ""
-            body["eventDataId"] = event_id
-            body["eventName"] = _BEGIN if begin else _END
-            body["category"] = _ADMINISTRATIVE
-            body["eventTimestamp"] = format_ticks_digits(at, digits)
+            stored = self._event(
+                context,
+                at,
+                rid,
+                digits=7 if single else _digits(rng),
+                authorization=authorization,
+                category=_ADMINISTRATIVE,
+                eventName=_BEGIN if begin else _END,
+                level=level,
+                operationId=operation_id,
+                operationName={"value": op.operation_name, "localizedValue": op.localized},
+                properties=properties,
+                resourceGroupName=rg_name,
+                resourceProviderName=_named(op.provider),
+                resourceType=_named(op.resource_type),
+                resourceId=rid,
+                status=_named(status),
+                subStatus=sub_status,
+            )
+            body = stored[3]
             if with_http and http is not None:
                 body["httpRequest"] = http
-            body["id"] = f"{rid}/events/{event_id}/ticks/{dotnet_ticks(at)}"
-            body["level"] = level
-            body["operationId"] = operation_id
-            body["operationName"] = {"value": op.operation_name, "localizedValue": op.localized}
-            body["properties"] = properties
-            body["resourceGroupName"] = rg_name
-            body["resourceProviderName"] = _named(op.provider)
-            body["resourceType"] = _named(op.resource_type)
-            body["resourceId"] = rid
-            body["status"] = _named(status)
-            body["subStatus"] = sub_status
-            body["submissionTimestamp"] = format_ticks(submitted)
-            body["subscriptionId"] = sub_id
-            body["tenantId"] = self.tenant_id
             if not single:
                 shape = rng.random()
                 if shape < _NO_TENANT:
@@ -550,7 +540,7 @@ class EventGenerator:
                     del body["category"]  # older events carry no category
                 if rng.random() < 0.1:
                     properties["requestbody"] = None
-            return (at, event_id, submitted, body)
+            return stored
 
         if kind == "read" or single:
             props = {"statusCode": "OK", "serviceRequestId": _guid(rng)}
@@ -581,7 +571,6 @@ class EventGenerator:
                 state = {"id": resource_id, "properties": {"provisioningState": "Succeeded"}}
                 props["responseBody"] = json.dumps(state)
             result.append(event(end, "Succeeded", _named(sub_value, code), props))
-        context = _Context(record, rng, op, actor, claims, rg, resource_id, correlation_id)
         if op.scope == "resourceGroup" and kind == "delete" and outcome != "Failed":
             result.extend(self._cascaded_deletes(context, start, end))
         if kind == "write" and outcome != "Accepted" and rng.random() < 0.3:
@@ -589,21 +578,25 @@ class EventGenerator:
             result.append(self._policy_event(context, at))
         return result
 
-    # -- events that follow an operation, and platform events ------------------------------------------
+    # -- the events of an operation and of what follows it, and platform events ------------------------
 
-    def _follow_up(self, context: _Context, at: int, path: str, *, actor: bool = True, **fields: Any) -> StoredEvent:
-        """An event that follows an operation (under its correlationId): the common fields plus `fields`.
+    def _event(
+        self, context: _Context, at: int, path: str, *, digits: int = 7, actor: bool = True, **fields: Any
+    ) -> StoredEvent:
+        """An event of an operation (under its correlationId): the common fields, then `fields`.
 
-        With `actor`, it carries the operation's caller and claims (when the operation has them).
+        Its time is cut to `digits` fractional digits, as written. With `actor`, it carries the
+        operation's caller and claims (when the operation has them).
         """
         event_id = _guid(context.rng)
+        at = truncate_ticks(at, digits)
         body: dict[str, Any] = {
             "channels": "Operation",
             "correlationId": context.correlation_id,
             "description": "",
             "eventDataId": event_id,
             "eventName": _END,
-            "eventTimestamp": format_ticks(at),
+            "eventTimestamp": format_ticks_digits(at, digits),
             "id": f"{path}/events/{event_id}/ticks/{dotnet_ticks(at)}",
             "operationId": _guid(context.rng),
             "status": _named("Succeeded"),
@@ -631,7 +624,7 @@ class EventGenerator:
             at = start + 1 + _below(rng, max(1, end - start))
             child_id = f"{rg_id}/providers/{provider}/{type_name}/{prefix}-{record.env}-{index + 1:02d}"
             found.append(
-                self._follow_up(
+                self._event(
                     context,
                     at,
                     child_id,
@@ -666,7 +659,7 @@ class EventGenerator:
         # Mostly the Policy Insights resource provider's service principal; else (a new resource) the
         # identity that made the write.
         by_policy_insights = context.rng.random() < 0.6 or context.actor.caller is None
-        stored = self._follow_up(
+        stored = self._event(
             context,
             at,
             resource_id,
