@@ -248,15 +248,18 @@ class LocalHost:
             self._state = "stopped"
         logger.info("Local Functions host stopped")
 
+    def _quiet(self) -> bool:
+        """Nothing runs and no queue message is in flight."""
+        busy = self._invoker.busy if self._invoker else 0
+        return busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
+
     def _wait_drained(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while True:
-            busy = self._invoker.busy if self._invoker else 0
-            if busy == 0 and all(listener.in_flight == 0 for listener in self._listeners):
-                return True
+        while not self._quiet():
             if time.monotonic() >= deadline or self._abandon.is_set():
                 return False
             time.sleep(0.05)
+        return True
 
     def __enter__(self) -> LocalHost:
         return self.start()
@@ -273,13 +276,10 @@ class LocalHost:
         if invoker is None or self._state == "created":
             raise RuntimeError("the host has not been started")
 
-        def quiet() -> bool:
-            return invoker.busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
-
         while True:
             before = invoker.activity
-            empty = quiet() and all(listener.approximate_message_count() == 0 for listener in self._listeners)
-            if empty and quiet() and invoker.activity == before:
+            empty = self._quiet() and all(listener.approximate_message_count() == 0 for listener in self._listeners)
+            if empty and self._quiet() and invoker.activity == before:
                 return True
             if time.monotonic() >= deadline:
                 return False
