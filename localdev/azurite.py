@@ -44,10 +44,9 @@ class Azurite:
     blob_port: int = 0
     queue_port: int = 0
     table_port: int = 0
+    # Where the log goes. The data stay in memory, where Azurite's tables stay fast as they grow (on
+    # disk it re-saves the whole table database every few seconds).
     location: Path | None = None
-    # In memory, Azurite's tables stay fast as they grow; on disk it re-saves the whole table
-    # database every few seconds. `location` then only holds the log.
-    in_memory: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -89,8 +88,7 @@ class Azurite:
             self._tmp = tempfile.TemporaryDirectory(prefix="azurite-")
             self.location = Path(self._tmp.name)
         log = (self.location / "azurite.log").open("wb")
-        args = [str(exe), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose"]
-        args += ["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]
+        args = [str(exe), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"]
         for name, port in self.services.items():
             args += [f"--{name}Host", "127.0.0.1", f"--{name}Port", str(port)]
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))

@@ -74,14 +74,13 @@ class _Server(ThreadedWSGIServer):
 
 
 class LocalServer:
-    """Serves a WSGI `app` on (host, port) in a background thread; port 0 picks a free port.
+    """Serves a WSGI `app` on 127.0.0.1:`port` in a background thread; port 0 picks a free port.
 
     Binding happens in the constructor and raises OSError when the address cannot be used.
     """
 
-    def __init__(self, app: Any, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=128)
+    def __init__(self, app: Any, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        sock = socket.create_server(("127.0.0.1", port), backlog=128)
         try:
             self._server = _Server(sock, app, ssl_context)
         finally:

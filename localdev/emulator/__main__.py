@@ -21,7 +21,6 @@ from .emulator import DEFAULT_AUDIENCE, Emulator
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.emulator", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8443, help="port to listen on; 0 picks a free one")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic tenant (default 7)")
     parser.add_argument("--state-dir", type=Path, default=Path(".local/emulator"), help="where ca.pem etc. go")
@@ -46,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     emulator = Emulator(
         clock=SystemClock(),
         seed=args.seed,
-        host=args.host,
         port=args.port,
         state_dir=args.state_dir,
         audience=args.audience,
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         emulator.start()
     except OSError as error:
-        print(f"cannot start the emulator on {args.host}:{args.port}: {error}", file=sys.stderr)
+        print(f"cannot start the emulator on 127.0.0.1:{args.port}: {error}", file=sys.stderr)
         return 1
     print(emulator.url, flush=True)
     try:

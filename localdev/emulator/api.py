@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from .events import JSON_NULL
 from .odata_filter import FilterError, parse_filter
 from .signin import BrowserSignIn
 from .tenant import TENANT_DOMAIN, TENANT_INITIAL_DOMAIN, Subscription
-from .timefmt import format_datetime, parse_datetime, to_ticks
+from .timefmt import to_ticks
 from .tokens import TokenRejected, validate_arm_token
 
 if TYPE_CHECKING:  # for annotations only: the emulator imports this module, never the reverse
@@ -119,9 +116,7 @@ def _routes(*rules: Rule) -> Map:
 ENTRA_ROUTES = _routes(
     Rule("/<tenant>/v2.0/.well-known/openid-configuration", endpoint="openid"),
     Rule("/<tenant>/discovery/v2.0/keys", endpoint="keys"),
-    Rule("/<tenant>/discovery/keys", endpoint="keys"),
-    Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"], defaults={"v1": False}),
-    Rule("/<tenant>/oauth2/token", endpoint="token", methods=["POST"], defaults={"v1": True}),
+    Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
     Rule("/<tenant>/oauth2/v2.0/authorize", endpoint="authorize", methods=["GET", "POST"]),
     Rule("/<tenant>/oauth2/v2.0/logout", endpoint="logout", methods=["GET"]),
 )
@@ -133,19 +128,7 @@ ARM_ROUTES = _routes(
 CONTROL_ROUTES = _routes(
     Rule("/info", endpoint="info", methods=["GET"]),
     Rule("/tokens", endpoint="mint", methods=["POST"]),
-    Rule("/faults", endpoint="add_fault", methods=["POST"]),
-    Rule("/faults", endpoint="list_faults", methods=["GET"]),
-    Rule("/faults", endpoint="clear_faults", methods=["DELETE"]),
-    Rule("/subscriptions", endpoint="list_subscriptions", methods=["GET"]),
-    Rule("/subscriptions", endpoint="add_subscription", methods=["POST"]),
-    Rule("/subscriptions/<sub_id>", endpoint="set_subscription", methods=["PATCH"]),
-    Rule("/events", endpoint="inject_event", methods=["POST"]),
-    Rule("/events", endpoint="events", methods=["GET"]),
-    Rule("/sign-in", endpoint="sign_in", methods=["POST"]),
-    Rule("/events-per-hour", endpoint="events_per_hour", methods=["PUT", "POST"]),
     Rule("/page-latency", endpoint="page_latency", methods=["PUT", "POST"]),
-    Rule("/requests", endpoint="requests", methods=["GET"]),
-    Rule("/requests", endpoint="reset_requests", methods=["DELETE"]),
 )
 
 
@@ -235,7 +218,7 @@ class Api:
         if request.method == "OPTIONS":  # a browser's CORS preflight
             return self.signin.preflight(request)
         try:
-            endpoint, values = _match(ENTRA_ROUTES, path.lower(), request.method)
+            endpoint, _ = _match(ENTRA_ROUTES, path.lower(), request.method)
         except NotFound:
             return self._aad_error(404, "invalid_request", 90010, f"The path '{path}' is not supported.")
         except MethodNotAllowed:
@@ -258,9 +241,10 @@ class Api:
             return self.signin.cors(request, _json(200, self.emu.keys.jwks(self.emu.issuer.issuer_v2)))
         if endpoint is None:
             return self._aad_error(405, "invalid_request", 900561, "The endpoint only accepts POST requests.")
-        return self.signin.cors(request, self._token(request, v1=bool(values["v1"])))
+        return self.signin.cors(request, self._token(request))
 
     def openid_configuration(self) -> dict[str, Any]:
+        """Entra ID's discovery document, without its `claims_supported` list (no client here reads it)."""
         base = f"{self.emu.url}/{self.emu.tenant_id}"
         return {
             "token_endpoint": f"{base}/oauth2/v2.0/token",
@@ -279,27 +263,6 @@ class Api:
             "http_logout_supported": True,
             "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-            "claims_supported": [
-                "sub",
-                "iss",
-                "cloud_instance_name",
-                "cloud_instance_host_name",
-                "cloud_graph_host_name",
-                "msgraph_host",
-                "aud",
-                "exp",
-                "iat",
-                "auth_time",
-                "acr",
-                "nonce",
-                "preferred_username",
-                "name",
-                "tid",
-                "ver",
-                "at_hash",
-                "c_hash",
-                "email",
-            ],
             "kerberos_endpoint": f"{base}/kerberos",
             "tenant_region_scope": "EU",
             "cloud_instance_name": "microsoftonline.com",
@@ -313,20 +276,12 @@ class Api:
         candidates.add(self.emu.audience.rstrip("/").lower())
         return resource.rstrip("/").lower() in candidates
 
-    def _token(self, request: Request, v1: bool) -> Response:
+    def _token(self, request: Request) -> Response:
         form = dict(parse_qsl(request.get_data().decode("utf-8", "replace"), keep_blank_values=True))
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-                client_id, client_secret = unquote(user) or client_id, unquote(password) or client_secret
-            except (ValueError, UnicodeDecodeError):
-                return self._aad_error(400, "invalid_request", 900144, "The Authorization header is malformed.")
-        grant = form.get("grant_type", "")
+        grant, client_id, client_secret = (form.get(k, "") for k in ("grant_type", "client_id", "client_secret"))
         if not grant:
             return self._missing("grant_type")
-        if grant in ("authorization_code", "refresh_token") and not v1:  # a browser's sign-in
+        if grant in ("authorization_code", "refresh_token"):  # a browser's sign-in
             return self.signin.token(request, form, grant)
         if grant != "client_credentials":
             return self._aad_error(
@@ -363,24 +318,18 @@ class Api:
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
                 f"value, not the client secret ID, for a secret added to app '{app.client_id}'.",
             )
-        if v1:
-            resource = form.get("resource", "")
-            if not resource:
-                return self._missing("resource")
-        else:
-            scopes = [s for s in form.get("scope", "").split() if s not in ("openid", "profile", "offline_access")]
-            if not scopes:
-                return self._missing("scope")
-            scope = scopes[0]
-            if len(scopes) > 1 or not scope.endswith("/.default"):
-                return self._aad_error(
-                    400,
-                    "invalid_scope",
-                    1002012,
-                    f"The provided value for scope {' '.join(scopes)} is not valid. Client credential flows must have "
-                    "a scope value with /.default suffixed to the resource identifier (application ID URI).",
-                )
-            resource = scope[: -len("/.default")]
+        scopes = [s for s in form.get("scope", "").split() if s not in ("openid", "profile", "offline_access")]
+        if not scopes:
+            return self._missing("scope")
+        if len(scopes) > 1 or not scopes[0].endswith("/.default"):
+            return self._aad_error(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {' '.join(scopes)} is not valid. Client credential flows must have "
+                "a scope value with /.default suffixed to the resource identifier (application ID URI).",
+            )
+        resource = scopes[0].removesuffix("/.default")
         if not self._known_resource(resource):
             return self._aad_error(
                 400,
@@ -391,11 +340,7 @@ class Api:
                 "user in the tenant. You might have sent your authentication request to the wrong tenant.",
             )
         token = self.emu.issuer.app_token(resource, self.emu.clock.now())
-        lifetime = "3599" if v1 else 3599  # the v1 endpoint writes its numbers as strings
-        body = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
-        if v1:
-            now = int(self.emu.clock.now().timestamp())
-            body.update(expires_on=str(now + 3599), not_before=str(now), resource=resource)
+        body = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         return _json(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     # -- ARM ----------------------------------------------------------------------------------------
@@ -667,142 +612,24 @@ class Api:
     # -- control API --------------------------------------------------------------------------------
 
     def _control(self, request: Request, route: str) -> Response:
+        # Only loopback clients reach it: the emulator listens on 127.0.0.1 alone.
         try:
-            loopback = ipaddress.ip_address((request.remote_addr or "").split("%")[0]).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            return arm_error(403, "Forbidden", "The control API answers loopback clients only.")
-        data = request.get_data()
-        try:
-            body = json.loads(data) if data.strip() else {}
-        except ValueError:
-            return arm_error(400, "InvalidJson", "The request body is not valid JSON.")
+            endpoint, _ = _match(CONTROL_ROUTES, route, request.method)
+        except (NotFound, MethodNotAllowed):
+            return arm_error(404, "NotFound", f"No control endpoint {request.method} /_emulator{route.rstrip('/')}.")
+        if endpoint == "info":
+            return _json(200, self.emu.info())
+        body = request.get_json(force=True, silent=True) if request.get_data().strip() else {}
         if not isinstance(body, dict):
             return arm_error(400, "InvalidJson", "The request body must be a JSON object.")
         try:
-            endpoint, values = _match(CONTROL_ROUTES, route, request.method)
-        except (NotFound, MethodNotAllowed):
-            return arm_error(404, "NotFound", f"No control endpoint {request.method} /_emulator{route.rstrip('/')}.")
-        handler: Callable[..., Response] = getattr(self, f"_control_{endpoint}")
-        try:
-            return handler(body, self._query(request), **values)
-        except (ValueError, TypeError) as error:
+            if endpoint == "page_latency":
+                self.emu.set_page_latency(float(body["seconds"]))
+                return _json(200, {"seconds": self.emu.page_latency})
+            claims = body.get("claims") or {}
+            if not isinstance(claims, dict):
+                raise ValueError("claims must be an object")
+            token = self.emu.mint_token(str(body.get("kind", "global_admin")), **claims)  # an unknown kind: 400
+            return _json(200, {"access_token": token, "token_type": "Bearer"})
+        except (ValueError, TypeError, KeyError) as error:
             return arm_error(400, "BadRequest", str(error))
-        except KeyError as error:
-            return arm_error(404, "NotFound", str(error.args[0] if error.args else error))
-
-    def _control_info(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        return _json(200, self.emu.info())
-
-    def _control_mint(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        kind = str(body.get("kind", "global_admin"))  # an unknown kind is a ValueError: 400
-        claims = body.get("claims") or {}
-        if not isinstance(claims, dict):
-            raise ValueError("claims must be an object")
-        return _json(200, {"access_token": self.emu.mint_token(kind, **claims), "token_type": "Bearer"})
-
-    def _control_add_fault(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        fault = self.emu.add_fault(
-            str(body.get("kind", "")),
-            subscription_id=body.get("subscriptionId"),
-            count=int(body.get("count", 1)),
-            retry_after=int(body.get("retryAfter", 1)),
-            status=int(body.get("status", 503)),
-            seconds=float(body.get("seconds", 1.0)),
-        )
-        return _json(201, fault.as_json())
-
-    def _control_list_faults(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        return _json(200, {"faults": [f.as_json() for f in self.emu.faults]})
-
-    def _control_clear_faults(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.clear_faults()
-        return Response(status=204)
-
-    def _control_list_subscriptions(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        return _json(200, {"subscriptions": [s.as_json() for s in self.emu.subscriptions]})
-
-    def _control_add_subscription(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        if "count" in body:  # many at once: {"count": n, "activity": 0.0, "namePrefix": "..."}
-            subs = self.emu.add_subscriptions(
-                int(body["count"]),
-                name_prefix=str(body.get("namePrefix") or "Contoso Team"),
-                activity=float(body.get("activity", 1.0)),
-            )
-            return _json(201, {"subscriptions": [s.as_json() for s in subs]})
-        if not body.get("displayName"):
-            raise ValueError("displayName is required")
-        created = body.get("createdAt")
-        sub = self.emu.add_subscription(
-            str(body["displayName"]),
-            state=str(body.get("state", "Enabled")),
-            subscription_id=body.get("subscriptionId"),
-            created_at=parse_datetime(created) if created else None,
-        )
-        return _json(201, sub.as_json())
-
-    def _control_set_subscription(self, body: dict[str, Any], query: dict[str, str], sub_id: str) -> Response:
-        sub = self.emu.set_subscription(
-            sub_id,
-            state=body.get("state"),
-            listed=body.get("listed"),
-            forbidden=body.get("forbidden"),
-            display_name=body.get("displayName"),
-            activity=None if body.get("activity") is None else float(body["activity"]),
-        )
-        return _json(200, sub.as_json())
-
-    def _control_inject_event(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        sub_id = body.get("subscriptionId")
-        if not sub_id or not body.get("at"):
-            raise ValueError("subscriptionId and at are required")
-        fields = body.get("fields") or {}
-        if not isinstance(fields, dict):
-            raise ValueError("fields must be an object")
-        fields = {k: (JSON_NULL if v is None else v) for k, v in fields.items()}
-        for name in body.get("remove") or []:
-            fields[str(name)] = None
-        event = self.emu.inject_event(
-            str(sub_id),
-            at=parse_datetime(str(body["at"])),
-            delay=timedelta(seconds=float(body.get("delaySeconds", 0))),
-            **fields,
-        )
-        return _json(201, event)
-
-    def _control_events(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        sub_id = query.get("subscriptionId")
-        if not sub_id or not query.get("start") or not query.get("end"):
-            raise ValueError("subscriptionId, start and end are required")
-        surfaced = query.get("surfacedBy")
-        events = self.emu.events(
-            sub_id,
-            parse_datetime(query["start"]),
-            parse_datetime(query["end"]),
-            surfaced_by=parse_datetime(surfaced) if surfaced else None,
-        )
-        return _json(200, {"value": events})
-
-    def _control_sign_in(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.reject_sign_in(bool(body.get("reject", True)))
-        return _json(200, {"rejected": self.emu.sign_in_rejected})
-
-    def _control_events_per_hour(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.set_events_per_hour(float(body["eventsPerHour"]))
-        return _json(200, {"eventsPerHour": self.emu.events_per_hour})
-
-    def _control_page_latency(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.set_page_latency(float(body["seconds"]))
-        return _json(200, {"seconds": self.emu.page_latency})
-
-    def _control_requests(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        records = [
-            {"method": r.method, "path": r.path, "query": r.query, "status": r.status, "time": format_datetime(r.time)}
-            for r in self.emu.request_log
-        ]
-        return _json(200, {"requests": records})
-
-    def _control_reset_requests(self, body: dict[str, Any], query: dict[str, str]) -> Response:
-        self.emu.reset_request_log()
-        return Response(status=204)

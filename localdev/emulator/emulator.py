@@ -62,16 +62,6 @@ class Fault:
     status: int = 503
     seconds: float = 1.0
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "subscriptionId": self.subscription_id,
-            "count": self.remaining,
-            "retryAfter": self.retry_after,
-            "status": self.status,
-            "seconds": self.seconds,
-        }
-
 
 def _as_timedelta(value: timedelta | float | int) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
@@ -93,7 +83,6 @@ class Emulator:
         self,
         clock: Clock | None = None,
         seed: int = 7,
-        host: str = "127.0.0.1",
         port: int = 0,
         state_dir: Path | str | None = None,
         *,
@@ -109,7 +98,6 @@ class Emulator:
             raise ValueError("page sizes must be at least 1")
         self.clock: Clock = clock or SystemClock()
         self.seed = seed
-        self.host = host
         self._port = port
         self._state_dir_arg = Path(state_dir) if state_dir is not None else None
         self._state_dir: Path | None = None
@@ -159,18 +147,12 @@ class Emulator:
             self._state_dir = self._state_dir_arg
             self._state_dir.mkdir(parents=True, exist_ok=True)
         ca = self._load_or_create_ca(self._state_dir)
-        identities = ["127.0.0.1", "localhost", "::1"]
-        if self.host not in identities and self.host not in ("0.0.0.0", "::"):
-            identities.append(self.host)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        ca.issue_cert(*identities).configure_cert(context)
+        ca.issue_cert("127.0.0.1", "localhost", "::1").configure_cert(context)
         self._keys = KeySet(self._state_dir)
-        self._server = LocalServer(Api(self), self.host, self._port, context)
-        url_host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
-        if ":" in url_host and not url_host.startswith("["):
-            url_host = f"[{url_host}]"
-        self._url = f"https://{url_host}:{self._server.port}"
+        self._server = LocalServer(Api(self), self._port, context)
+        self._url = f"https://127.0.0.1:{self._server.port}"
         self._issuer = TokenIssuer(self._keys, self.directory, self._url, self.audience)
         self._server.start("emulator-https")
         self.write_info()
@@ -309,6 +291,15 @@ class Emulator:
         with self.lock:
             return self._records.get(subscription_id.lower())
 
+    def _add(self, name: str, state: str, sub_id: str | None, created_at: datetime | None, env: str) -> Subscription:
+        """A new subscription (its id derived from the seed unless given); call with the lock held."""
+        self._added += 1
+        sub_id = (sub_id or stable_guid(self.seed, "added-subscription", self._added)).lower()
+        sub = Subscription(sub_id, name, state, created_at or self.clock.now())
+        self._record(sub, env)
+        self.store.invalidate()
+        return sub
+
     def add_subscription(
         self,
         display_name: str,
@@ -319,14 +310,10 @@ class Emulator:
         if state not in SUBSCRIPTION_STATES:
             raise ValueError(f"unknown subscription state {state!r}; expected one of {sorted(SUBSCRIPTION_STATES)}")
         with self.lock:
-            self._added += 1
-            sub_id = (subscription_id or stable_guid(self.seed, "added-subscription", self._added)).lower()
-            taken = {r.env for r in self._records.values()}
-            sub = Subscription(sub_id, display_name, state, created_at or self.clock.now())
-            self._record(sub, env_for(display_name, taken))
-            self.store.invalidate()
+            env = env_for(display_name, {r.env for r in self._records.values()})
+            sub = replace(self._add(display_name, state, subscription_id, created_at, env))
         self.write_info()
-        return replace(sub)
+        return sub
 
     def add_subscriptions(
         self,
@@ -341,20 +328,14 @@ class Emulator:
         Their ids are derived from the seed, as `add_subscription`'s; one call for ten thousand
         subscriptions takes a fraction of a second.
         """
-        if count < 0:
-            raise ValueError("count cannot be negative")
-        if activity < 0:
-            raise ValueError("activity cannot be negative")
+        if count < 0 or activity < 0:
+            raise ValueError("count and activity cannot be negative")
         added: list[Subscription] = []
         with self.lock:
-            first = self._added
-            for n in range(first + 1, first + count + 1):
-                sub_id = stable_guid(self.seed, "added-subscription", n).lower()
-                sub = Subscription(sub_id, f"{name_prefix} {n}", "Enabled", created_at or self.clock.now())
-                self._record(sub, f"t{n}").activity = activity
+            for n in range(self._added + 1, self._added + count + 1):
+                sub = self._add(f"{name_prefix} {n}", "Enabled", None, created_at, f"t{n}")
+                self._records[sub.subscription_id].activity = activity
                 added.append(replace(sub))
-            self._added = first + count
-            self.store.invalidate()
         self.write_info()
         return added
 

@@ -247,6 +247,20 @@ def copy_event(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What the events that follow an operation share with it."""
+
+    record: SubscriptionRecord
+    rng: random.Random
+    op: OperationTemplate
+    actor: Actor
+    claims: dict[str, str] | None
+    rg: str
+    resource_id: str
+    correlation_id: str
+
+
 class EventGenerator:
     """Builds the events of one (subscription, slot), and single events to inject."""
 
@@ -469,6 +483,8 @@ class EventGenerator:
                 "principalType": "User" if actor.kind == "user" else "ServicePrincipal",
             }
 
+        context = _Context(record, rng, op, actor, claims, rg, resource_id, correlation_id)
+
         def event(
             at: int,
             status: str,
@@ -480,14 +496,8 @@ class EventGenerator:
             with_http: bool = True,
             big_rg: bool = upper_rg,
         ) -> StoredEvent:
-            event_id = _guid(rng)
-            digits = 7 if single else _digits(rng)
-            at = truncate_ticks(at, digits)
-            submitted = at + self.surface_delay(rng)
             rg_name = rg.upper() if big_rg else rg
-            rid = resource_id
-            if big_rg:
-                rid = resource_id.replace(f"/resourceGroups/{rg}", f"/resourcegroups/{rg_name}")
+            rid = resource_id.replace(f"/resourceGroups/{rg}", f"/resourcegroups/{rg_name}") if big_rg else resource_id
             authorization: dict[str, Any] = {"action": op.operation_name, "scope": rid}
             if evidence is not None and not begin:
                 authorization["evidence"] = evidence
@@ -498,34 +508,28 @@ class EventGenerator:
                 "hierarchy": f"{self.tenant_id}/{sub_id}",
                 **extra_props,
             }
-            body: dict[str, Any] = {"authorization": authorization}
-            if actor.caller is not None:
-                body["caller"] = actor.caller
-            body["channels"] = "Operation"
-            if claims is not None:
-                body["claims"] = claims
-            body["correlationId"] = correlation_id
-            body["description"] = ""
-            body["eventDataId"] = event_id
-            body["eventName"] = _BEGIN if begin else _END
-            body["category"] = _ADMINISTRATIVE
-            body["eventTimestamp"] = format_ticks_digits(at, digits)
+            stored = self._event(
+                context,
+                at,
+                rid,
+                digits=7 if single else _digits(rng),
+                authorization=authorization,
+                category=_ADMINISTRATIVE,
+                eventName=_BEGIN if begin else _END,
+                level=level,
+                operationId=operation_id,
+                operationName={"value": op.operation_name, "localizedValue": op.localized},
+                properties=properties,
+                resourceGroupName=rg_name,
+                resourceProviderName=_named(op.provider),
+                resourceType=_named(op.resource_type),
+                resourceId=rid,
+                status=_named(status),
+                subStatus=sub_status,
+            )
+            body = stored[3]
             if with_http and http is not None:
                 body["httpRequest"] = http
-            body["id"] = f"{rid}/events/{event_id}/ticks/{dotnet_ticks(at)}"
-            body["level"] = level
-            body["operationId"] = operation_id
-            body["operationName"] = {"value": op.operation_name, "localizedValue": op.localized}
-            body["properties"] = properties
-            body["resourceGroupName"] = rg_name
-            body["resourceProviderName"] = _named(op.provider)
-            body["resourceType"] = _named(op.resource_type)
-            body["resourceId"] = rid
-            body["status"] = _named(status)
-            body["subStatus"] = sub_status
-            body["submissionTimestamp"] = format_ticks(submitted)
-            body["subscriptionId"] = sub_id
-            body["tenantId"] = self.tenant_id
             if not single:
                 shape = rng.random()
                 if shape < _NO_TENANT:
@@ -536,7 +540,7 @@ class EventGenerator:
                     del body["category"]  # older events carry no category
                 if rng.random() < 0.1:
                     properties["requestbody"] = None
-            return (at, event_id, submitted, body)
+            return stored
 
         if kind == "read" or single:
             props = {"statusCode": "OK", "serviceRequestId": _guid(rng)}
@@ -568,95 +572,78 @@ class EventGenerator:
                 props["responseBody"] = json.dumps(state)
             result.append(event(end, "Succeeded", _named(sub_value, code), props))
         if op.scope == "resourceGroup" and kind == "delete" and outcome != "Failed":
-            result.extend(self._cascaded_deletes(record, rng, actor, claims, rg, correlation_id, start, end))
+            result.extend(self._cascaded_deletes(context, start, end))
         if kind == "write" and outcome != "Accepted" and rng.random() < 0.3:
             at = end + TICKS_PER_SECOND + _below(rng, 5 * TICKS_PER_SECOND)
-            result.append(self._policy_event(record, rng, op, actor, claims, rg, resource_id, correlation_id, at))
+            result.append(self._policy_event(context, at))
         return result
 
-    # -- events that follow an operation, and platform events ------------------------------------------
+    # -- the events of an operation and of what follows it, and platform events ------------------------
 
-    def _follow_up(
-        self, rng: random.Random, sub_id: str, at: int, path: str, correlation_id: str, **fields: Any
+    def _event(
+        self, context: _Context, at: int, path: str, *, digits: int = 7, actor: bool = True, **fields: Any
     ) -> StoredEvent:
-        """An event that follows an operation (under its correlationId): the common fields plus `fields`."""
-        event_id = _guid(rng)
+        """An event of an operation (under its correlationId): the common fields, then `fields`.
+
+        Its time is cut to `digits` fractional digits, as written. With `actor`, it carries the
+        operation's caller and claims (when the operation has them).
+        """
+        event_id = _guid(context.rng)
+        at = truncate_ticks(at, digits)
         body: dict[str, Any] = {
             "channels": "Operation",
-            "correlationId": correlation_id,
+            "correlationId": context.correlation_id,
             "description": "",
             "eventDataId": event_id,
             "eventName": _END,
-            "eventTimestamp": format_ticks(at),
+            "eventTimestamp": format_ticks_digits(at, digits),
             "id": f"{path}/events/{event_id}/ticks/{dotnet_ticks(at)}",
-            "operationId": _guid(rng),
+            "operationId": _guid(context.rng),
             "status": _named("Succeeded"),
             "subStatus": _named(""),
-            "subscriptionId": sub_id,
+            "subscriptionId": context.record.subscription.subscription_id,
             "tenantId": self.tenant_id,
             **fields,
         }
-        submitted = at + self.surface_delay(rng)
+        if actor and context.actor.caller is not None:
+            body["caller"] = context.actor.caller
+        if actor and context.claims is not None:
+            body["claims"] = context.claims
+        submitted = at + self.surface_delay(context.rng)
         body["submissionTimestamp"] = format_ticks(submitted)
         return (at, event_id, submitted, body)
 
-    def _cascaded_deletes(
-        self,
-        record: SubscriptionRecord,
-        rng: random.Random,
-        actor: Actor,
-        claims: dict[str, str] | None,
-        rg: str,
-        correlation_id: str,
-        start: int,
-        end: int,
-    ) -> list[StoredEvent]:
+    def _cascaded_deletes(self, context: _Context, start: int, end: int) -> list[StoredEvent]:
         """The child deletes a resource-group delete causes, logged under its action and type."""
-        sub_id = record.subscription.subscription_id
-        rg_id = f"/subscriptions/{sub_id}/resourceGroups/{rg}"
+        record, rng, rg = context.record, context.rng, context.rg
+        rg_id = f"/subscriptions/{record.subscription.subscription_id}/resourceGroups/{rg}"
         upper = rng.random() < 0.5
         found: list[StoredEvent] = []
         for index in range(1 + _below(rng, 4)):
             provider, type_name, prefix = _CASCADED[_below(rng, len(_CASCADED))]
             at = start + 1 + _below(rng, max(1, end - start))
             child_id = f"{rg_id}/providers/{provider}/{type_name}/{prefix}-{record.env}-{index + 1:02d}"
-            stored = self._follow_up(
-                rng,
-                sub_id,
-                at,
-                child_id,
-                correlation_id,
-                authorization={"action": _RESOURCE_GROUP_DELETE, "scope": rg_id},
-                category=_ADMINISTRATIVE,
-                level="Informational",
-                operationName=_named(f"{provider}/{type_name}/delete"),
-                properties={"eventCategory": "Administrative", "entity": child_id, "statusCode": "OK"},
-                resourceGroupName=rg.upper() if upper else rg,
-                resourceProviderName=_named("Microsoft.Resources"),
-                resourceType=_named(_RESOURCE_GROUP_TYPE),
-                resourceId=child_id.upper() if upper else child_id,
+            found.append(
+                self._event(
+                    context,
+                    at,
+                    child_id,
+                    authorization={"action": _RESOURCE_GROUP_DELETE, "scope": rg_id},
+                    category=_ADMINISTRATIVE,
+                    level="Informational",
+                    operationName=_named(f"{provider}/{type_name}/delete"),
+                    properties={"eventCategory": "Administrative", "entity": child_id, "statusCode": "OK"},
+                    resourceGroupName=rg.upper() if upper else rg,
+                    resourceProviderName=_named("Microsoft.Resources"),
+                    resourceType=_named(_RESOURCE_GROUP_TYPE),
+                    resourceId=child_id.upper() if upper else child_id,
+                )
             )
-            if actor.caller is not None:
-                stored[3]["caller"] = actor.caller
-            if claims is not None:
-                stored[3]["claims"] = claims
-            found.append(stored)
         return found
 
-    def _policy_event(
-        self,
-        record: SubscriptionRecord,
-        rng: random.Random,
-        op: OperationTemplate,
-        actor: Actor,
-        claims: dict[str, str] | None,
-        rg: str,
-        resource_id: str,
-        correlation_id: str,
-        at: int,
-    ) -> StoredEvent:
+    def _policy_event(self, context: _Context, at: int) -> StoredEvent:
         """Azure Policy auditing a write: the write's correlationId, often the Policy Insights app as caller."""
-        sub_id = record.subscription.subscription_id
+        sub_id, op, resource_id = context.record.subscription.subscription_id, context.op, context.resource_id
         assignment = f"{stable_int(self.seed, sub_id, 'policy-assignment'):024x}"[:24]
         definition = stable_guid(self.seed, "policy-definition", op.provider)
         policy = {
@@ -669,12 +656,14 @@ class EventGenerator:
             "policyAssignmentScope": f"/subscriptions/{sub_id}",
             "policyAssignmentParameters": {},
         }
-        stored = self._follow_up(
-            rng,
-            sub_id,
+        # Mostly the Policy Insights resource provider's service principal; else (a new resource) the
+        # identity that made the write.
+        by_policy_insights = context.rng.random() < 0.6 or context.actor.caller is None
+        stored = self._event(
+            context,
             at,
             resource_id,
-            correlation_id,
+            actor=not by_policy_insights,
             authorization={"action": op.operation_name, "scope": resource_id},
             category=_named("Policy"),
             level="Warning",
@@ -686,17 +675,15 @@ class EventGenerator:
                 "policies": json.dumps([policy], separators=(",", ":")),
                 "hierarchy": "",
             },
-            resourceGroupName=rg,
+            resourceGroupName=context.rg,
             resourceProviderName=_named(op.provider),
             resourceType=_named(op.resource_type),
             resourceId=resource_id,
         )
-        body = stored[3]
-        if rng.random() < 0.6 or actor.caller is None:
-            # The Policy Insights resource provider's service principal.
+        if by_policy_insights:
             policy_oid = self.directory.policy_insights_object_id
-            body["caller"] = policy_oid
-            body["claims"] = {
+            stored[3]["caller"] = policy_oid
+            stored[3]["claims"] = {
                 "aud": "https://management.azure.com/",
                 "iss": f"https://sts.windows.net/{self.tenant_id}/",
                 "appid": POLICY_INSIGHTS_APP_ID,
@@ -706,10 +693,6 @@ class EventGenerator:
                 f"{_MS_CLAIMS}tenantid": self.tenant_id,
                 "ver": "1.0",
             }
-        else:  # a new resource: the identity that made the write
-            body["caller"] = actor.caller
-            if claims is not None:
-                body["claims"] = claims
         return stored
 
     def platform_event(self, record: SubscriptionRecord, rng: random.Random, start: int) -> StoredEvent:

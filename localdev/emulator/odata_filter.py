@@ -32,23 +32,18 @@ EXAMPLE = "eventTimestamp ge '2014-07-16T04:36:37.6407898Z' and eventTimestamp l
 
 LEVELS = ("Critical", "Error", "Warning", "Informational", "Verbose")
 CHANNELS = ("Admin", "Operation", "Debug", "Analytics")
-# clause name (lower case) -> canonical name, for the clauses that take a list and those that scope the events
+# clause name (lower case) -> canonical name, for the clauses that take a list
 LIST_FIELDS = {"eventchannels": "eventChannels", "levels": "levels"}
+# clause name (lower case) -> (canonical name, the event field it compares with), for the clauses that scope
+# the events (resourceProviderName is a {value, localizedValue} object)
 SCOPE_FIELDS = {
-    "resourcegroupname": "resourceGroupName",
-    "resourceuri": "resourceUri",
-    "resourceprovider": "resourceProvider",
-    "correlationid": "correlationId",
+    "resourcegroupname": ("resourceGroupName", "resourceGroupName"),
+    "resourceuri": ("resourceUri", "resourceId"),
+    "resourceprovider": ("resourceProvider", "resourceProviderName"),
+    "correlationid": ("correlationId", "correlationId"),
 }
-SUPPORTED_FIELDS = ("eventTimestamp", *LIST_FIELDS.values(), *SCOPE_FIELDS.values())
+SUPPORTED_FIELDS = ("eventTimestamp", *LIST_FIELDS.values(), *(name for name, _ in SCOPE_FIELDS.values()))
 _OPERATORS = {"eq", "ne", "gt", "ge", "lt", "le", "has", "in", "contains", "startswith", "endswith"}
-# The event field each scope clause compares with (resourceProviderName is a {value, localizedValue} object).
-_SCOPE_EVENT_FIELDS = {
-    "resource_group": "resourceGroupName",
-    "resource_uri": "resourceId",
-    "resource_provider": "resourceProviderName",
-    "correlation_id": "correlationId",
-}
 
 
 class FilterError(ValueError):
@@ -68,10 +63,7 @@ class ActivityLogFilter:
     end: int | None  # ticks, inclusive; None means "now"
     channels: frozenset[str] | None = None  # lower case
     levels: frozenset[str] | None = None  # lower case
-    resource_group: str | None = None
-    resource_uri: str | None = None
-    resource_provider: str | None = None
-    correlation_id: str | None = None
+    scope: tuple[str, str] | None = None  # (the event field, its value in lower case)
 
     def matches(self, event: dict[str, Any]) -> bool:
         """The non-time clauses (the time range is applied by the scan itself)."""
@@ -81,17 +73,15 @@ class ActivityLogFilter:
                 return False
         if self.levels is not None and str(event.get("level") or "").lower() not in self.levels:
             return False
-        for name, event_field in _SCOPE_EVENT_FIELDS.items():
-            wanted = getattr(self, name)
-            value = event.get(event_field) or ""
+        if self.scope is not None:
+            value = event.get(self.scope[0]) or ""
             value = value.get("value") if isinstance(value, dict) else value
-            if wanted is not None and str(value or "").lower() != wanted:
-                return False
+            return str(value or "").lower() == self.scope[1]
         return True
 
     @property
     def has_clauses(self) -> bool:
-        return any(getattr(self, name) is not None for name in ("channels", "levels", *_SCOPE_EVENT_FIELDS))
+        return any(clause is not None for clause in (self.channels, self.levels, self.scope))
 
 
 _TOKEN = re.compile(
@@ -176,7 +166,7 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
             clause_key = f"eventTimestamp {op}"
         elif lowered in SCOPE_FIELDS or lowered in LIST_FIELDS:
             if op != "eq":
-                canonical = SCOPE_FIELDS.get(lowered) or LIST_FIELDS[lowered]
+                canonical = SCOPE_FIELDS[lowered][0] if lowered in SCOPE_FIELDS else LIST_FIELDS[lowered]
                 raise FilterError(f"The operator '{operator}' is not supported for {canonical}: only 'eq' is.")
             clause_key = lowered
         else:
@@ -214,11 +204,11 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
             lists[lowered] = parts
         else:
             if not value.strip():
-                raise FilterError(f"The value of {SCOPE_FIELDS[lowered]} must not be empty.")
+                raise FilterError(f"The value of {SCOPE_FIELDS[lowered][0]} must not be empty.")
             values[lowered] = value.lower()
 
     if len(values) > 1:
-        names = ", ".join(SCOPE_FIELDS[name] for name in values)
+        names = ", ".join(SCOPE_FIELDS[name][0] for name in values)
         raise FilterError(
             "The $filter may restrict the events to only one of resourceGroupName, resourceUri, "
             f"resourceProvider or correlationId; it has {names}."
@@ -244,8 +234,5 @@ def parse_filter(text: str | None, now: int, *, check_retention: bool = True) ->
         end=end,
         channels=lists.get("eventchannels"),
         levels=lists.get("levels"),
-        resource_group=values.get("resourcegroupname"),
-        resource_uri=values.get("resourceuri"),
-        resource_provider=values.get("resourceprovider"),
-        correlation_id=values.get("correlationid"),
+        scope=next(((SCOPE_FIELDS[name][1], value) for name, value in values.items()), None),
     )

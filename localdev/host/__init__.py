@@ -10,8 +10,6 @@ development tool only: nothing deployed imports it.
         print(host.base_url, host.functions)
 """
 
-from localdev.host.errors import HostStartupError
-from localdev.host.host import LocalHost, function_table
-from localdev.host.models import FunctionInfo, Invocation, InvocationLog
+from localdev.host.host import LocalHost
 
-__all__ = ["FunctionInfo", "HostStartupError", "Invocation", "InvocationLog", "LocalHost", "function_table"]
+__all__ = ["LocalHost"]

@@ -85,7 +85,6 @@ class LocalHost:
         function_key: str | None = None,
         master_key: str | None = None,
         host_json: Mapping[str, Any] | None = None,
-        bind: str = "127.0.0.1",
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         self.function_key = function_key
@@ -95,7 +94,6 @@ class LocalHost:
         self._requested_port = port
         self._environ = environ
         self._host_json = host_json
-        self._bind = bind
         self._lock = threading.RLock()
         self._state = "created"
         self._loaded: list[LoadedFunction] | None = None
@@ -182,14 +180,13 @@ class LocalHost:
                     function_key=self.function_key,
                     master_key=self.master_key,
                     host_status=self._host_status,
-                    admin_functions=self._admin_functions,
                     admin_invoke=self._admin_invoke,
                 )
                 try:
-                    self._server = LocalServer(self._dispatcher, self._bind, self._requested_port)
+                    self._server = LocalServer(self._dispatcher, self._requested_port)
                 except OSError as exc:
                     raise HostStartupError(
-                        f"cannot listen on {self._bind}:{self._requested_port}: {exc.strerror or exc}"
+                        f"cannot listen on 127.0.0.1:{self._requested_port}: {exc.strerror or exc}"
                     ) from None
                 self._server.start("localhost-http")
                 self._started_monotonic = time.monotonic()
@@ -251,15 +248,18 @@ class LocalHost:
             self._state = "stopped"
         logger.info("Local Functions host stopped")
 
+    def _quiet(self) -> bool:
+        """Nothing runs and no queue message is in flight."""
+        busy = self._invoker.busy if self._invoker else 0
+        return busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
+
     def _wait_drained(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while True:
-            busy = self._invoker.busy if self._invoker else 0
-            if busy == 0 and all(listener.in_flight == 0 for listener in self._listeners):
-                return True
+        while not self._quiet():
             if time.monotonic() >= deadline or self._abandon.is_set():
                 return False
             time.sleep(0.05)
+        return True
 
     def __enter__(self) -> LocalHost:
         return self.start()
@@ -276,13 +276,10 @@ class LocalHost:
         if invoker is None or self._state == "created":
             raise RuntimeError("the host has not been started")
 
-        def quiet() -> bool:
-            return invoker.busy == 0 and all(listener.in_flight == 0 for listener in self._listeners)
-
         while True:
             before = invoker.activity
-            empty = quiet() and all(listener.approximate_message_count() == 0 for listener in self._listeners)
-            if empty and quiet() and invoker.activity == before:
+            empty = self._quiet() and all(listener.approximate_message_count() == 0 for listener in self._listeners)
+            if empty and self._quiet() and invoker.activity == before:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -350,16 +347,3 @@ class LocalHost:
             "processUptime": int((time.monotonic() - self._started_monotonic) * 1000),
             "functions": [f.name for f in self._load()],
         }
-
-    def _admin_functions(self) -> list[Mapping[str, Any]]:
-        return [
-            {
-                "name": info.name,
-                "trigger": info.trigger,
-                "invoke_url_template": info.url,
-                "language": "python",
-                "isDisabled": False,
-                "config": {"bindings": [dict(b) for b in info.bindings]},
-            }
-            for info in self.functions
-        ]

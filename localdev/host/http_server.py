@@ -6,7 +6,7 @@ catch-all `{*rest}` the rest of the path, possibly empty (`portal/{*path}` answe
 `/api/portal/` and `/api/portal/a/b.js`; the function sees the URL to tell the first two apart), a
 trailing slash is ignored, literal routes win over parameters. A function's redirect (3xx with a
 `Location`) reaches the client as it is. A path whose decoded form holds a
-control character or an empty segment (`//`) matches nothing (404). `/admin/host/status`, `/admin/functions` and
+control character or an empty segment (`//`) matches nothing (404). `GET /admin/host/status` and
 `POST /admin/functions/<name>` (body `{"input": "..."}`, answers 202) mirror the host's admin API.
 Function keys come from `?code=` or `x-functions-key`; neither is ever logged.
 """
@@ -38,8 +38,6 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 ADMIN_ROUTES = Map(
     [
         Rule("/admin/host/status", endpoint="status", methods=["GET"]),
-        Rule("/admin/functions", endpoint="functions", methods=["GET"]),
-        Rule("/admin/functions/<name>", endpoint="function", methods=["GET"]),
         Rule("/admin/functions/<name>", endpoint="invoke", methods=["POST"]),
     ],
     strict_slashes=False,
@@ -82,7 +80,6 @@ class HttpDispatcher:
         function_key: str | None,
         master_key: str | None,
         host_status: Callable[[], Mapping[str, Any]],
-        admin_functions: Callable[[], list[Mapping[str, Any]]],
         admin_invoke: Callable[[str, str | None], str],
     ) -> None:
         self.route_prefix = route_prefix.strip("/")
@@ -101,7 +98,6 @@ class HttpDispatcher:
         self.function_key = function_key
         self.master_key = master_key
         self.host_status = host_status
-        self.admin_functions = admin_functions
         self.admin_invoke = admin_invoke
         self.closed = False
 
@@ -205,13 +201,7 @@ class HttpDispatcher:
         try:
             if endpoint == "status":
                 return _json(200, dict(self.host_status()))
-            if endpoint == "functions":
-                return _json(200, self.admin_functions())
-            name = str(values["name"])
-            if endpoint == "function":
-                found = [e for e in self.admin_functions() if str(e["name"]).lower() == name]
-                return _json(200, found[0]) if found else Response(status=404)
-            self.admin_invoke(name, self._admin_input(request.get_data()))
+            self.admin_invoke(str(values["name"]), self._admin_input(request.get_data()))
             return Response(status=202)
         except AdminError as exc:
             return _json(exc.status, {"error": str(exc)})

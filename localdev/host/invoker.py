@@ -95,62 +95,50 @@ class Invoker:
         # A timer never runs concurrently with itself, as under the Functions host's singleton lock.
         lock = fn.lock if fn.info.trigger == TIMER_TRIGGER else contextlib.nullcontext()
         with self._counted(accepted), lock:
-            return self._run(fn, trigger_value, reason, invocation_id, message_id, dequeue_count)
-
-    def _run(
-        self,
-        fn: LoadedFunction,
-        value: Any,
-        reason: str,
-        invocation_id: str,
-        message_id: str | None,
-        dequeue: int | None,
-    ) -> InvocationResult:
-        logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", fn.name, reason, invocation_id)
-        started = datetime.now(UTC)
-        t0 = time.perf_counter()
-        returned: Any = None
-        error: BaseException | None = None
-        try:
-            returned = fn.user_function(**{fn.info.binding_name: value})
-            if fn.info.trigger == HTTP_TRIGGER and not isinstance(returned, str | func_abc.HttpResponse | None):
-                raise TypeError(
-                    f"an HTTP function must return azure.functions.HttpResponse or str, not {type(returned).__name__}"
-                )
-        except Exception as exc:  # noqa: BLE001 - a failing function is an outcome, as in the worker
-            error = exc
-        duration = time.perf_counter() - t0
-        outcome = SUCCEEDED if error is None else FAILED
-        invocation = Invocation(
-            function=fn.name,
-            trigger=fn.info.trigger,
-            invocation_id=invocation_id,
-            started=started,
-            duration=duration,
-            outcome=outcome,
-            error=None if error is None else f"{type(error).__name__}: {error}",
-            reason=reason,
-            message_id=message_id,
-            dequeue_count=dequeue,
-        )
-        logger.log(
-            logging.INFO if error is None else logging.ERROR,
-            "Executed 'Functions.%s' (%s, Trigger=%s, Id=%s, Duration=%dms)",
-            fn.name,
-            outcome,
-            fn.info.trigger,
-            invocation_id,
-            duration * 1000,
-            exc_info=None if error is None else (type(error), error, error.__traceback__),
-        )
-        timeout = self.function_timeout
-        if timeout is not None and duration > timeout:
-            logger.warning(
-                "'Functions.%s' ran %.0f s, longer than functionTimeout (%.0f s): the Functions host would "
-                "have cancelled it",
-                fn.name,
-                duration,
-                timeout,
+            logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", fn.name, reason, invocation_id)
+            started = datetime.now(UTC)
+            t0 = time.perf_counter()
+            returned: Any = None
+            error: BaseException | None = None
+            try:
+                returned = fn.user_function(**{fn.info.binding_name: trigger_value})
+                if fn.info.trigger == HTTP_TRIGGER and not isinstance(returned, str | func_abc.HttpResponse | None):
+                    kind = type(returned).__name__
+                    raise TypeError(f"an HTTP function must return azure.functions.HttpResponse or str, not {kind}")
+            except Exception as exc:  # noqa: BLE001 - a failing function is an outcome, as in the worker
+                error = exc
+            duration = time.perf_counter() - t0
+            outcome = SUCCEEDED if error is None else FAILED
+            invocation = Invocation(
+                function=fn.name,
+                trigger=fn.info.trigger,
+                invocation_id=invocation_id,
+                started=started,
+                duration=duration,
+                outcome=outcome,
+                error=None if error is None else f"{type(error).__name__}: {error}",
+                reason=reason,
+                message_id=message_id,
+                dequeue_count=dequeue_count,
             )
-        self.log.append(invocation)
-        return InvocationResult(invocation, returned if error is None else None, error)
+            logger.log(
+                logging.INFO if error is None else logging.ERROR,
+                "Executed 'Functions.%s' (%s, Trigger=%s, Id=%s, Duration=%dms)",
+                fn.name,
+                outcome,
+                fn.info.trigger,
+                invocation_id,
+                duration * 1000,
+                exc_info=None if error is None else (type(error), error, error.__traceback__),
+            )
+            timeout = self.function_timeout
+            if timeout is not None and duration > timeout:
+                logger.warning(
+                    "'Functions.%s' ran %.0f s, longer than functionTimeout (%.0f s): the Functions host would "
+                    "have cancelled it",
+                    fn.name,
+                    duration,
+                    timeout,
+                )
+            self.log.append(invocation)
+            return InvocationResult(invocation, returned if error is None else None, error)

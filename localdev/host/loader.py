@@ -254,7 +254,7 @@ def _load_one(function: func.Function, settings: Mapping[str, str]) -> LoadedFun
         raise HostStartupError(problem)
 
     item = LoadedFunction(
-        info=FunctionInfo(name=name, trigger=ttype, binding_name=trigger_param, bindings=tuple(bindings)),
+        info=FunctionInfo(name=name, trigger=ttype, binding_name=trigger_param),
         user_function=user,
     )
     if ttype == HTTP_TRIGGER:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,6 @@ class FunctionInfo:
     run_on_startup: bool = False  # timerTrigger
     queue_name: str | None = None  # queueTrigger
     connection: str | None = None  # queueTrigger: the app setting naming the storage account
-    bindings: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def target(self) -> str:

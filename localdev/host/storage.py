@@ -2,8 +2,8 @@
 
 The setting named by `connection` (default `AzureWebJobsStorage`; a name `X` is also looked up
 as `AzureWebJobsX`) holds a connection string, `UseDevelopmentStorage=true` meaning Azurite on its
-default ports. Identity-based connections use `<name>__queueServiceUri` (or `__serviceUri`, or
-`__accountName`) and DefaultAzureCredential.
+default ports. Identity-based connections (`<name>__queueServiceUri`, ...), which only deployed apps
+use, are not supported by the local host.
 """
 
 from __future__ import annotations
@@ -42,29 +42,17 @@ class StorageAccount:
     """One storage account's queue service, as a binding's connection names it."""
 
     connection: str
-    connection_string: str | None = None
-    service_uri: str | None = None
+    connection_string: str
 
     def queue(self, name: str, retry: bool = True) -> QueueClient:
         """A client for one queue, sending and receiving raw text (no encode or decode policy).
 
         Without `retry` a failing call fails at once (for polling, which backs off on its own).
         """
-        if self.connection_string is not None:
-            # The real host's queue work costs the Python worker nothing: keep the local host's cheap
-            # (environment read once, a connection per worker thread).
-            return QueueClient.from_connection_string(
-                self.connection_string,
-                name,
-                retry_policy=_retry(retry),
-                transport=pooled_transport(),
-                **_CLIENT_OPTIONS,
-            )
-        from azure.identity import DefaultAzureCredential
-
-        assert self.service_uri is not None
-        return QueueClient(
-            self.service_uri, name, credential=DefaultAzureCredential(), retry_policy=_retry(retry), **_CLIENT_OPTIONS
+        # The real host's queue work costs the Python worker nothing: keep the local host's cheap
+        # (environment read once, a connection per worker thread).
+        return QueueClient.from_connection_string(
+            self.connection_string, name, retry_policy=_retry(retry), transport=pooled_transport(), **_CLIENT_OPTIONS
         )
 
 
@@ -81,15 +69,8 @@ def resolve_account(connection: str | None, settings: Mapping[str, str], functio
                     f"function {function_name!r}: app setting {candidate!r} is not a storage connection string"
                 )
             return StorageAccount(candidate, connection_string=value)
-        for suffix in ("__queueServiceUri", "__serviceUri"):
-            uri = settings.get(candidate + suffix)
-            if uri:
-                return StorageAccount(candidate, service_uri=uri)
-        account = settings.get(candidate + "__accountName")
-        if account:
-            return StorageAccount(candidate, service_uri=f"https://{account}.queue.core.windows.net")
     raise HostStartupError(
         f"function {function_name!r}: the storage connection {name!r} is not configured; set the app setting "
-        f"{name!r} to a connection string (UseDevelopmentStorage=true for Azurite on its default ports) "
-        f"or {name + '__queueServiceUri'!r} for an identity-based connection"
+        f"{name!r} to a connection string (UseDevelopmentStorage=true for Azurite on its default ports; the "
+        "local host does not support identity-based connections)"
     )

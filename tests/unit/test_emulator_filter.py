@@ -61,7 +61,7 @@ def test_a_full_filter_parses() -> None:
     assert parsed.start == parse_timestamp("2026-11-26T10:00:00.1234567Z")
     assert parsed.end == parse_timestamp("2026-11-26T11:00:00Z")
     assert parsed.channels == {"admin", "operation"} and parsed.levels == {"error", "warning"}
-    assert parsed.resource_group == "rg-a" and parsed.has_clauses
+    assert parsed.scope == ("resourceGroupName", "rg-a") and parsed.has_clauses
     event = {"channels": "Operation", "level": "Error", "resourceGroupName": "rg-a"}
     assert parsed.matches(event)
     assert not parsed.matches({**event, "level": "Informational"})
@@ -71,7 +71,7 @@ def test_a_full_filter_parses() -> None:
 
 def test_quotes_inside_values_are_doubled() -> None:
     parsed = parse_filter(f"eventTimestamp ge '{format_ticks(NOW_TICKS)}' and correlationId eq 'it''s'", NOW_TICKS)
-    assert parsed.correlation_id == "it's"
+    assert parsed.scope == ("correlationId", "it's")
     assert parsed.end is None and parsed.start == NOW_TICKS
 
 

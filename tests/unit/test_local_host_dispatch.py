@@ -89,7 +89,6 @@ def dispatcher(function_key: str | None, master_key: str | None) -> tuple[HttpDi
         function_key=function_key,
         master_key=master_key,
         host_status=lambda: {"state": "Running"},
-        admin_functions=lambda: [{"name": "fn"}],
         admin_invoke=admin_invoke,
     )
     return d, log, admin_calls
@@ -186,7 +185,7 @@ def test_admin_api() -> None:
     assert calls == [("fn", "x"), ("fn", None), ("fn", '{"a": 1}')]
     assert get(d, "/admin/functions/fn?code=mk", method="POST", body=b"{bad").status_code == 400
     assert get(d, "/admin/functions/missing?code=mk", method="POST", body=b"{}").status_code == 404
-    assert get(d, "/admin/functions/fn?code=mk").status_code == 200
+    assert get(d, "/admin/functions/fn?code=mk").status_code == 405
     assert get(d, "/admin/nothing?code=mk").status_code == 404
 
 

@@ -118,10 +118,8 @@ def test_storage_connections() -> None:
     assert "127.0.0.1:10001" in DEV_CONNECTION_STRING
     prefixed = resolve_account("Data", {"AzureWebJobsData": "AccountName=a;AccountKey=a2V5"}, "f")
     assert prefixed.connection == "AzureWebJobsData"
-    identity = resolve_account(None, {"AzureWebJobsStorage__accountName": "acct"}, "f")
-    assert identity.service_uri == "https://acct.queue.core.windows.net"
-    uri = resolve_account("Q", {"Q__queueServiceUri": "https://q.example"}, "f")
-    assert uri.service_uri == "https://q.example"
+    with pytest.raises(HostStartupError, match="identity-based"):  # deployed apps only
+        resolve_account(None, {"AzureWebJobsStorage__accountName": "acct"}, "f")
     with pytest.raises(HostStartupError, match="not a storage connection string"):
         resolve_account(None, {"AzureWebJobsStorage": "nonsense"}, "f")
 
