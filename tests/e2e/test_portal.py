@@ -832,6 +832,18 @@ PAGES = [
 ]
 
 
+def test_a_malformed_address_says_the_page_failed_and_the_page_is_ready(
+    platform: Platform, open_session: Callable[..., Session]
+) -> None:
+    page = open_session().page
+    page.goto(platform.portal + "#/troubleshooting")
+    expect(page.locator("body")).to_have_attribute("data-ready", "troubleshooting")
+    page.goto(platform.portal + "#/troubleshooting/%E0")  # not a UTF-8 escape: decoding it throws
+    expect(heading(page)).to_have_text("This page failed")
+    expect(page.get_by_role("alert")).to_contain_text("Something went wrong.")
+    expect(page.locator("body")).to_have_attribute("data-ready", "troubleshooting/%E0")
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page_has_no_accessibility_violations(
     platform: Platform,
