@@ -76,7 +76,7 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, now: flo
         fresh = abs(now - int(timestamp)) <= tolerance
     except ValueError:
         return False
-    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode())
 
 
 def backoff_seconds(attempt: int, base: int = BASE_DELAY_SECONDS) -> int:
