@@ -29,7 +29,7 @@ def list_policies(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
 
 
 def create_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, runtime, admin=True)
+    principal = authenticate(req, runtime, admin="policies")
     params.reject_unknown(req.params, ())
     document = read_json_body(req, required=True)
     assert document is not None
@@ -51,7 +51,7 @@ def get_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
 
 
 def replace_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, runtime, admin=True)
+    principal = authenticate(req, runtime, admin="policies")
     params.reject_unknown(req.params, ())
     document = read_json_body(req, required=True)
     assert document is not None
@@ -68,7 +68,7 @@ def replace_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse
 
 
 def delete_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime, admin=True)
+    authenticate(req, runtime, admin="policies")
     params.reject_unknown(req.params, ())
     service.delete_policy(runtime.policies, runtime.engine, params.route_id(req.route_params))
     return func.HttpResponse(status_code=204, headers={"Cache-Control": "no-store"})
@@ -113,7 +113,7 @@ def get_alert(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
 
 
 def change_alert(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, runtime, admin=True)
+    principal = authenticate(req, runtime, admin="alerts")
     params.reject_unknown(req.params, ())
     document = read_json_body(req, required=True)
     assert document is not None
