@@ -23,9 +23,11 @@ MAX_ALERT_ACTIVITIES_SHOWN = 50
 
 
 def list_policies(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
+    """Every policy; a webhook's whole URL only for an administrator (it may carry its own secret)."""
+    principal = authenticate(req, runtime)
     params.reject_unknown(req.params, ())
-    return json_response(200, {"items": [p.to_api() for p in runtime.policies.list()]})
+    shown = principal.is_admin
+    return json_response(200, {"items": [p.to_api(show_webhook_url=shown) for p in runtime.policies.list()]})
 
 
 def create_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
@@ -41,13 +43,14 @@ def create_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
         document,
         webhook_secret=runtime.settings.alert_webhook_secret,
     )
-    return json_response(201, record.to_api(), {"Location": f"/api/policies/{record.id}"})
+    return json_response(201, record.to_api(show_webhook_url=True), {"Location": f"/api/policies/{record.id}"})
 
 
 def get_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
+    principal = authenticate(req, runtime)
     params.reject_unknown(req.params, ())
-    return json_response(200, service.get_policy(runtime.policies, params.route_id(req.route_params)).to_api())
+    record = service.get_policy(runtime.policies, params.route_id(req.route_params))
+    return json_response(200, record.to_api(show_webhook_url=principal.is_admin))
 
 
 def replace_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
@@ -64,7 +67,7 @@ def replace_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse
         document,
         webhook_secret=runtime.settings.alert_webhook_secret,
     )
-    return json_response(200, record.to_api())
+    return json_response(200, record.to_api(show_webhook_url=True))
 
 
 def delete_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:

@@ -253,6 +253,21 @@ def test_policies_and_alerts_api(app_host: Any, emulator: Any, runtime: Runtime)
     status, _ = call(base, "GET", f"/api/policies/{created['id']}", user, key=None)
     assert status == 404
 
+    # A webhook's whole URL (it may carry its own secret) only for administrators; others see its host.
+    hook = "https://hooks.example.com:8443/in?sig=secret-in-the-url"
+    hooked = service.create_policy(runtime.policies, None, runtime.clock, ADMIN,
+                                   {"name": "w", "severity": "low", "kind": "singleActivity", "webhookUrl": hook},
+                                   webhook_secret="k" * 32).id  # fmt: skip
+    for token, shown in ((admin, True), (user, False), (emulator.mint_token("app"), False)):
+        status, one = call(base, "GET", f"/api/policies/{hooked}", token, key=None)
+        status_all, listing = call(base, "GET", "/api/policies", token, key=None)
+        assert status == status_all == 200
+        (listed,) = [p for p in listing["items"] if p["id"] == hooked]
+        for answer in (one, listed):
+            assert answer["webhookHost"] == "hooks.example.com:8443"
+            assert answer.get("webhookUrl") == (hook if shown else None)
+            assert shown or "secret-in-the-url" not in json.dumps(answer)
+
 
 # --- webhooks to a local HTTPS receiver -------------------------------------------------------------
 
