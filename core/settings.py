@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     policy_daily_alert_limit: Positive = Field(100, alias="POLICY_DAILY_ALERT_LIMIT")
     alert_queue: str = Field("alert-notify", alias="ALERT_QUEUE")
     alert_webhook_secret: str | None = Field(None, alias="ALERT_WEBHOOK_SECRET", repr=False)
+    # Local development and tests only (their receivers listen on loopback): never set in Azure.
+    alert_webhook_allow_private: bool = Field(False, alias="ALERT_WEBHOOK_ALLOW_PRIVATE")
 
     # Retention and storage names.
     retention_days: Positive = Field(180, alias="ACTIVITY_RETENTION_DAYS")

@@ -42,6 +42,7 @@ def create_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
         principal,
         document,
         webhook_secret=runtime.settings.alert_webhook_secret,
+        allow_private_webhooks=runtime.settings.alert_webhook_allow_private,
     )
     return json_response(201, record.to_api(show_webhook_url=True), {"Location": f"/api/policies/{record.id}"})
 
@@ -66,6 +67,7 @@ def replace_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse
         params.route_id(req.route_params),
         document,
         webhook_secret=runtime.settings.alert_webhook_secret,
+        allow_private_webhooks=runtime.settings.alert_webhook_allow_private,
     )
     return json_response(200, record.to_api(show_webhook_url=True))
 
