@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from core.auth import Principal
 from core.clock import FakeClock
-from core.runtime import install_runtime
+from core.runtime import get_runtime, install_runtime
 from localdev.azurite import ROOT, Azurite
 from tests.support.platform import call, connector_environ, hosted_app, make_runtime
 
@@ -782,6 +783,34 @@ def test_a_regular_user_sees_policies_and_alerts_and_why_changes_are_refused(
     expect(alert).to_contain_text("Security Administrator")
     screenshot(page, "alert-forbidden")
     assert platform.api("GET", f"/api/alerts/{raised['id']}")[1]["status"] == "open"
+
+
+def test_only_administrators_see_a_webhook_url_others_its_host(
+    platform: Platform, open_session: Callable[..., Session]
+) -> None:
+    from policies import service
+
+    hook = "https://hooks.example.com/in?sig=secret-in-the-url"
+    runtime = get_runtime()  # the same tables as the host; straight to the store (the host has no webhook secret)
+    admin = Principal(object_id=None, upn="admin@contoso.com", name=None, tenant_id="t")
+    record = service.create_policy(
+        runtime.policies, runtime.engine, runtime.clock, admin,
+        {"name": "Webhook policy", "severity": "low", "kind": "singleActivity",
+         "filter": {"users": ["nobody@contoso.com"]}, "webhookUrl": hook},
+        webhook_secret="k" * 32,
+    )  # fmt: skip
+    try:
+        page = sign_in(open_session(), platform, "Regular User", f"#/policies/{record.id}")
+        field = page.get_by_label("Webhook URL (https://, optional)")
+        expect(field).to_have_value("")
+        expect(field).to_have_accessible_description(
+            "Alerts are sent to hooks.example.com; only administrators see the whole URL."
+        )
+        assert "secret-in-the-url" not in page.content()
+        administrator = sign_in(open_session(), platform, "Security Administrator", f"#/policies/{record.id}")
+        expect(administrator.get_by_label("Webhook URL (https://, optional)")).to_have_value(hook)
+    finally:
+        service.delete_policy(runtime.policies, runtime.engine, record.id)
 
 
 def test_a_policy_paused_by_the_daily_limit_says_why_and_is_enabled_again(
