@@ -16,7 +16,7 @@ CONNECT_STATUS = {"connected": 201, "already_connected": 200, "probe_failed": 50
 
 
 def connect(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, rt, admin=True)
+    principal = authenticate(req, rt, admin="connector")
     read_json_body(req)  # no fields today, but a body that is not JSON or too large is refused
     result = service.connect(rt.connector, rt.subscriptions, rt.arm, rt.clock, principal)
     return json_response(CONNECT_STATUS[result.outcome], connector_body(result.view))
@@ -28,7 +28,7 @@ def get_connector(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
 
 
 def disconnect(req: func.HttpRequest, rt: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, rt, admin=True)
+    principal = authenticate(req, rt, admin="connector")
     return json_response(200, connector_body(service.disconnect(rt.connector, rt.subscriptions, rt.clock, principal)))
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 from azure.core import PipelineClient
@@ -27,6 +27,14 @@ logger = logging.getLogger(__name__)
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 SECURITY_ADMINISTRATOR = "194ae4cb-b126-40b2-bd5b-6091b380977d"
 ADMIN_ROLES = {GLOBAL_ADMINISTRATOR: "Global Administrator", SECURITY_ADMINISTRATOR: "Security Administrator"}
+
+# What an administrator may change, as the 403 names it.
+AdminAction = Literal["connector", "policies", "alerts"]
+ADMIN_ACTIONS: dict[AdminAction, str] = {
+    "connector": "Connecting or disconnecting Microsoft Azure",
+    "policies": "Creating, changing or deleting policies",
+    "alerts": "Changing an alert's status or comment",
+}
 
 ALGORITHM = "RS256"
 FAILED_FETCH_PAUSE = 10.0  # seconds between attempts while the keys have never been fetched
@@ -281,12 +289,13 @@ def _permission(claims: Mapping[str, Any]) -> bool:
     return True
 
 
-def require_admin(principal: Principal) -> None:
+def require_admin(principal: Principal, action: AdminAction) -> None:
+    """Forbidden, naming `action`, unless a signed-in administrator (not an application) called."""
     if principal.app_only:
-        raise Forbidden(text("AdminNotApplication"))
+        raise Forbidden(text("AdminNotApplication", action=ADMIN_ACTIONS[action]))
     if not principal.is_admin:
         needed = " or ".join(ADMIN_ROLES.values())
-        raise Forbidden(text("AdminRoleRequired", roles=needed))
+        raise Forbidden(text("AdminRoleRequired", action=ADMIN_ACTIONS[action], roles=needed))
 
 
 def _bearer(authorization: str | None) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
-from core.auth import Principal, require_admin
+from core.auth import AdminAction, Principal, require_admin
 from core.errors import (
     Conflict,
     ConnectorError,
@@ -70,10 +70,11 @@ def answer_for(exc: ConnectorError) -> func.HttpResponse:
     return error_response(500, "InternalError", text("InternalError"))
 
 
-def authenticate(req: func.HttpRequest, runtime: Runtime, *, admin: bool = False) -> Principal:
+def authenticate(req: func.HttpRequest, runtime: Runtime, *, admin: AdminAction | None = None) -> Principal:
+    """The caller; with `admin`, only an administrator, refused naming that change."""
     principal = runtime.tokens.authenticate(req.headers.get("Authorization"))
-    if admin:
-        require_admin(principal)
+    if admin is not None:
+        require_admin(principal, admin)
     return principal
 
 

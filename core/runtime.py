@@ -78,7 +78,7 @@ class Runtime:
             self.alerts,
             self.policies,
             self.alert_queue,
-            HttpWebhookPoster(),
+            HttpWebhookPoster(allow_private=self.settings.alert_webhook_allow_private),
             self.clock,
             self.settings.alert_webhook_secret,
             max_attempts=max_dequeue_count(),

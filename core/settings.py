@@ -24,6 +24,9 @@ PUBLIC_AUTHORITY_HOSTS = frozenset(
 )
 
 
+# The webhook signing key: at least as long as HMAC-SHA256's output.
+MIN_WEBHOOK_SECRET_BYTES = 32
+
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
 
@@ -67,6 +70,8 @@ class Settings(BaseSettings):
     policy_daily_alert_limit: Positive = Field(100, alias="POLICY_DAILY_ALERT_LIMIT")
     alert_queue: str = Field("alert-notify", alias="ALERT_QUEUE")
     alert_webhook_secret: str | None = Field(None, alias="ALERT_WEBHOOK_SECRET", repr=False)
+    # Local development and tests only (their receivers listen on loopback): never set in Azure.
+    alert_webhook_allow_private: bool = Field(False, alias="ALERT_WEBHOOK_ALLOW_PRIVATE")
 
     # Retention and storage names.
     retention_days: Positive = Field(180, alias="ACTIVITY_RETENTION_DAYS")
@@ -79,6 +84,17 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         if not value.startswith("https://"):
             raise ValueError("must be an https:// URL (bearer tokens are never sent over plain http)")
+        return value
+
+    @field_validator("alert_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # unset (the local sample's empty string): policies cannot have webhooks
+        if len(value.encode("utf-8")) < MIN_WEBHOOK_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes (a random key, e.g. `openssl rand -hex 32`)"
+            )
         return value
 
     @field_validator("pull_queue", "alert_queue")

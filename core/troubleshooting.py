@@ -270,22 +270,24 @@ CATALOG: tuple[Entry, ...] = (
     Entry(
         "AdminRoleRequired",
         ("api",),
-        "Connecting needs an administrator",
-        "Connecting or disconnecting Microsoft Azure needs the {roles} role in Entra ID.",
-        "The signed-in person has none of the administrator roles (in the token's `wids`) that may connect or "
-        "disconnect. Reading the connector, activities and accounts needs no such role.",
-        "Ask a Global Administrator or Security Administrator to connect or disconnect, or to assign you one of "
-        "those roles in Entra ID (then sign in again for a new token).",
+        "A change needs an administrator",
+        "{action} needs the {roles} role in Entra ID.",
+        "The signed-in person has none of the administrator roles (in the token's `wids`) that may make changes: "
+        "connecting or disconnecting Microsoft Azure, creating, changing or deleting policies, changing an alert's "
+        "status or comment. Reading the connector, activities, accounts, policies and alerts needs no such role.",
+        "Ask a Global Administrator or Security Administrator to make the change, or to assign you one of those "
+        "roles in Entra ID (then sign in again for a new token).",
         http="403 Forbidden",
     ),
     Entry(
         "AdminNotApplication",
         ("api",),
-        "An application cannot connect",
-        "Connecting or disconnecting Microsoft Azure needs a signed-in Global Administrator or Security "
-        "Administrator (a delegated token); an application's token cannot do it.",
-        "An application (client credentials, app-only token) called connect or disconnect.",
-        "Connect or disconnect as a signed-in administrator, from the portal or with a delegated token.",
+        "An application cannot make changes",
+        "{action} needs a signed-in Global Administrator or Security Administrator (a delegated token); an "
+        "application's token cannot do it.",
+        "An application (client credentials, app-only token) called connect or disconnect, or asked to create, "
+        "change or delete a policy or to change an alert.",
+        "Make the change as a signed-in administrator, from the portal or with a delegated token.",
         http="403 Forbidden",
     ),
     Entry(

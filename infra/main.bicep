@@ -148,7 +148,7 @@ param policyDailyAlertLimit int = 100
 param alertQueue string = 'alert-notify'
 
 @secure()
-@description('ALERT_WEBHOOK_SECRET: the key that signs webhook bodies, best a Key Vault reference: @Microsoft.KeyVault(SecretUri=...). Empty: policies cannot have webhooks.')
+@description('ALERT_WEBHOOK_SECRET: the key that signs webhook bodies (at least 32 bytes), best a Key Vault reference: @Microsoft.KeyVault(SecretUri=...). Empty: policies cannot have webhooks.')
 param alertWebhookSecret string = ''
 
 @minValue(0)

@@ -44,6 +44,8 @@ DEMO_SETTINGS = {
     "PULL_OVERLAP_SECONDS": "300",
     # As infra deploys it: the worker runs host.json's batchSize + newBatchThreshold pulls at once.
     "PYTHON_THREADPOOL_THREAD_COUNT": "32",
+    # Local receivers (a webhook on this machine) are allowed here, never in Azure.
+    "ALERT_WEBHOOK_ALLOW_PRIVATE": "true",
 }
 
 

@@ -23,13 +23,15 @@ MAX_ALERT_ACTIVITIES_SHOWN = 50
 
 
 def list_policies(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
+    """Every policy; a webhook's whole URL only for an administrator (it may carry its own secret)."""
+    principal = authenticate(req, runtime)
     params.reject_unknown(req.params, ())
-    return json_response(200, {"items": [p.to_api() for p in runtime.policies.list()]})
+    shown = principal.is_admin
+    return json_response(200, {"items": [p.to_api(show_webhook_url=shown) for p in runtime.policies.list()]})
 
 
 def create_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, runtime, admin=True)
+    principal = authenticate(req, runtime, admin="policies")
     params.reject_unknown(req.params, ())
     document = read_json_body(req, required=True)
     assert document is not None
@@ -40,18 +42,20 @@ def create_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
         principal,
         document,
         webhook_secret=runtime.settings.alert_webhook_secret,
+        allow_private_webhooks=runtime.settings.alert_webhook_allow_private,
     )
-    return json_response(201, record.to_api(), {"Location": f"/api/policies/{record.id}"})
+    return json_response(201, record.to_api(show_webhook_url=True), {"Location": f"/api/policies/{record.id}"})
 
 
 def get_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime)
+    principal = authenticate(req, runtime)
     params.reject_unknown(req.params, ())
-    return json_response(200, service.get_policy(runtime.policies, params.route_id(req.route_params)).to_api())
+    record = service.get_policy(runtime.policies, params.route_id(req.route_params))
+    return json_response(200, record.to_api(show_webhook_url=principal.is_admin))
 
 
 def replace_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, runtime, admin=True)
+    principal = authenticate(req, runtime, admin="policies")
     params.reject_unknown(req.params, ())
     document = read_json_body(req, required=True)
     assert document is not None
@@ -63,12 +67,13 @@ def replace_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse
         params.route_id(req.route_params),
         document,
         webhook_secret=runtime.settings.alert_webhook_secret,
+        allow_private_webhooks=runtime.settings.alert_webhook_allow_private,
     )
-    return json_response(200, record.to_api())
+    return json_response(200, record.to_api(show_webhook_url=True))
 
 
 def delete_policy(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    authenticate(req, runtime, admin=True)
+    authenticate(req, runtime, admin="policies")
     params.reject_unknown(req.params, ())
     service.delete_policy(runtime.policies, runtime.engine, params.route_id(req.route_params))
     return func.HttpResponse(status_code=204, headers={"Cache-Control": "no-store"})
@@ -113,7 +118,7 @@ def get_alert(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
 
 
 def change_alert(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
-    principal = authenticate(req, runtime, admin=True)
+    principal = authenticate(req, runtime, admin="alerts")
     params.reject_unknown(req.params, ())
     document = read_json_body(req, required=True)
     assert document is not None

@@ -176,10 +176,19 @@ class PolicyRecord:
     def paused(self, when: datetime, message: str) -> PolicyRecord:
         return replace(self, paused_at=when, paused_message=message)
 
-    def to_api(self) -> dict[str, Any]:
+    def to_api(self, *, show_webhook_url: bool = False) -> dict[str, Any]:
+        """The policy as the API answers; `webhookUrl` (which may carry its own secret) only if shown.
+
+        Administrators see the whole URL; every other reader sees `webhookHost` alone, with
+        `webhookUrl` left out of the answer.
+        """
+        definition = self.definition.to_json()
+        url = definition.pop("webhookUrl")
         return {
             "id": self.id,
-            **self.definition.to_json(),
+            **definition,
+            **({"webhookUrl": url} if show_webhook_url else {}),
+            "webhookHost": webhook_host(url),
             "state": self.state,
             "pausedAt": wire_time(self.paused_at) if self.paused_at else None,
             "pausedMessage": self.paused_message,
@@ -242,6 +251,15 @@ class Alert:
             "updatedBy": self.updated_by,
             "delivery": {"status": self.delivery, "message": self.delivery_message},
         }
+
+
+def webhook_host(url: str | None) -> str | None:
+    """The host (and port, if any) of a webhook URL: what a reader who is no administrator sees."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc.rpartition("@")[2] or None
 
 
 def ids_json(ids: tuple[str, ...]) -> str:

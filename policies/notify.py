@@ -9,11 +9,12 @@ connector and is not a replay:
   ``ALERT_WEBHOOK_SECRET``, of ``<timestamp>.<body>`` (the header's digits, a dot, the raw body).
 
 The secret lives only in the app setting (in Azure, a Key Vault reference): never in Table Storage,
-never logged. Delivery goes through the alert queue: a failed attempt (no answer, or a status other
-than 2xx) sends the message again with a growing delay (`backoff_seconds`); after
-`max_attempts` the alert is marked `undelivered` and the message is put on `<queue>-poison`. A
-delivery is at least once (a crash after the POST repeats it): receivers tell repeats by the alert id
-(``X-Connector-Alert-Id``).
+never logged. Only public internet addresses receive webhooks (`policies.egress`), each attempt has
+`TIMEOUT_SECONDS` in all, and only the answer's status is read. Delivery goes through the alert
+queue: a failed attempt (no answer, or a status other than 2xx) sends the message again with a
+growing delay (`backoff_seconds`); after `max_attempts` the alert is marked `undelivered` and the
+message is put on `<queue>-poison`. A delivery is at least once (a crash after the POST repeats
+it): receivers tell repeats by the alert id (``X-Connector-Alert-Id``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
 from dataclasses import dataclass, replace
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from azure.core import PipelineClient
 from azure.core.exceptions import AzureError
@@ -35,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.clock import Clock
 from core.optimistic import write_optimistically
 from core.ports import AlertQueue, AlertStore, PolicyStore, WebhookPoster
-from core.transport import pooled_transport
+from policies.egress import Deadline, checked_transport
 from policies.models import Alert, Delivery
 
 logger = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ Outcome = Literal["delivered", "retrying", "undelivered", "skipped"]
 
 
 class WebhookFailed(Exception):
-    """The receiver could not be reached, or did not answer in time."""
+    """The receiver could not be reached, or did not answer in time; the message says which, generically."""
 
 
 class AlertMessage(BaseModel):
@@ -76,7 +79,7 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, now: flo
         fresh = abs(now - int(timestamp)) <= tolerance
     except ValueError:
         return False
-    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode())
 
 
 def backoff_seconds(attempt: int, base: int = BASE_DELAY_SECONDS) -> int:
@@ -104,19 +107,44 @@ class StorageAlertQueue:
 
 
 class HttpWebhookPoster:
-    """POSTs through azure-core with the pooled transport (CA bundle read once); no redirects, no retries."""
+    """POSTs through azure-core; no redirects, no retries, no proxy; only the status line is read.
 
-    def __init__(self, timeout: float = TIMEOUT_SECONDS) -> None:
-        self._client: PipelineClient[Any, Any] = PipelineClient(base_url="", policies=[], transport=pooled_transport(8))
+    Each delivery opens its own connection to an address checked by `policies.egress` (public
+    only, unless `allow_private`), and the whole attempt (connect, TLS, send, status and headers)
+    has `timeout` seconds: a receiver that answers byte by byte is cut off. The response body is
+    never read. The CA bundle (`REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE`) is read once, here.
+    """
+
+    def __init__(self, timeout: float = TIMEOUT_SECONDS, *, allow_private: bool = False) -> None:
         self._timeout = timeout
+        self._allow_private = allow_private
+        self._verify: str | bool = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        request = HttpRequest("POST", url, content=body, headers={"Content-Type": "application/json", **headers})
-        try:
-            response = self._client.send_request(request, connection_timeout=self._timeout, read_timeout=self._timeout)
-        except AzureError as exc:
-            raise WebhookFailed(type(exc).__name__) from exc
-        return int(response.status_code)
+        if urlsplit(url).scheme.lower() != "https":
+            raise WebhookFailed("the webhook URL is not https://")
+        request = HttpRequest(
+            "POST", url, content=body, headers={"Content-Type": "application/json", "Connection": "close", **headers}
+        )
+        with Deadline(self._timeout) as deadline:
+            transport = checked_transport(deadline, allow_private=self._allow_private, verify=self._verify)
+            client: PipelineClient[Any, Any] = PipelineClient(base_url="", policies=[], transport=transport)
+            try:
+                with client:
+                    response = client.send_request(
+                        request, stream=True, connection_timeout=self._timeout, read_timeout=self._timeout
+                    )
+                    status = int(response.status_code)
+                    response.close()  # the body is never read
+            except AzureError as exc:
+                if deadline.refused:
+                    raise WebhookFailed(
+                        "its host resolves to an internal address, where webhooks are not sent"
+                    ) from exc
+                if deadline.expired:
+                    raise WebhookFailed(f"no answer within {self._timeout:g} s") from exc
+                raise WebhookFailed("no connection or no valid TLS certificate") from exc
+        return status
 
 
 # --- the handler -------------------------------------------------------------------------------
@@ -164,7 +192,7 @@ def run_notify(ports: NotifyPorts, body: bytes) -> Outcome:
         status = ports.poster.post(url, payload, headers)
         failure = None if 200 <= status < 300 else f"the webhook answered HTTP {status}"
     except WebhookFailed as exc:
-        failure = f"the webhook could not be reached ({exc})"
+        failure = f"the webhook could not be reached: {exc}"
     if failure is None:
         _mark(ports, alert, "delivered", None)
         logger.info("Alert %s delivered to its policy's webhook (attempt %s)", alert.id, message.attempt)

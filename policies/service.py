@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.auth import Principal
 from core.clock import Clock
 from core.errors import Conflict, InvalidInput, NotFound
 from core.optimistic import AlreadyExists, write_optimistically
 from core.ports import AlertStore, PolicyStore
+from policies.egress import literal_internal_host
 from policies.engine import PolicyEngine
 from policies.models import Alert, PolicyDefinition, PolicyRecord, parse_alert_change, parse_definition
 from policies.templates import from_template
@@ -18,12 +20,21 @@ from policies.templates import from_template
 MAX_POLICIES = 100
 
 
-def _definition(document: dict[str, Any], *, webhook_secret: str | None) -> PolicyDefinition:
+def _definition(
+    document: dict[str, Any], *, webhook_secret: str | None, allow_private_webhooks: bool
+) -> PolicyDefinition:
     definition = parse_definition(document)
     if definition.webhook_url and not webhook_secret:
         raise InvalidInput(
             "webhookUrl",
             "cannot be used until the app setting ALERT_WEBHOOK_SECRET is set (the key that signs every alert)",
+        )
+    host = urlsplit(definition.webhook_url).hostname if definition.webhook_url else None
+    if host and not allow_private_webhooks and literal_internal_host(host):
+        raise InvalidInput(
+            "webhookUrl",
+            "must not point at an internal address (loopback, private, link-local, shared, multicast or reserved); "
+            "alerts are only sent to public internet addresses",
         )
     return definition
 
@@ -40,8 +51,11 @@ def create_policy(
     document: dict[str, Any],
     *,
     webhook_secret: str | None,
+    allow_private_webhooks: bool = False,
 ) -> PolicyRecord:
-    definition = _definition(from_template(document), webhook_secret=webhook_secret)
+    definition = _definition(
+        from_template(document), webhook_secret=webhook_secret, allow_private_webhooks=allow_private_webhooks
+    )
     # Checked, then written: concurrent creations can pass the limit by a few (documented in docs/policies.md).
     if len(store.list()) >= MAX_POLICIES:
         raise Conflict(f"There are already {MAX_POLICIES} policies, the most the connector keeps; delete one first.")
@@ -79,9 +93,10 @@ def replace_policy(
     document: dict[str, Any],
     *,
     webhook_secret: str | None,
+    allow_private_webhooks: bool = False,
 ) -> PolicyRecord:
     """A new definition: a new version, evaluated from now on; a pause is lifted (a fresh daily count)."""
-    definition = _definition(document, webhook_secret=webhook_secret)
+    definition = _definition(document, webhook_secret=webhook_secret, allow_private_webhooks=allow_private_webhooks)
 
     def attempt() -> PolicyRecord:
         current = get_policy(store, policy_id)

@@ -128,7 +128,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // Optional App Service Authentication: the platform rejects requests without a valid Entra ID
   // bearer token for the API before they reach the code (which validates them again, and checks
   // the caller's directory roles). The portal's page and files are excluded: they carry no data
-  // and the browser loads them before anyone has signed in.
+  // and the browser loads them before anyone has signed in; so is the troubleshooting catalog,
+  // which the portal reads without a token (it carries no data either).
   // Written after the app settings: both update the site's configuration, and two concurrent
   // writes to it can fail (or one can undo the other).
   resource authSettings 'config' = if (enableEasyAuth) {
@@ -147,6 +148,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           '/api/portal'
           '/api/portal/'
           '/api/portal/*'
+          '/api/troubleshooting'
         ]
       }
       httpSettings: {

@@ -152,8 +152,9 @@ class BrowserSignIn:
     def _page(self, request: Request, hint: str, status: int) -> Response:
         rows = []
         for person in self.emu.directory.people:
-            value = person.key.removeprefix("person:")
-            upn, name, desc = html.escape(person.upn or ""), html.escape(person.name or ""), f"upn-{value}"
+            key = person.key.removeprefix("person:")
+            value, desc = html.escape(key), html.escape(f"upn-{key}")
+            upn, name = html.escape(person.upn or ""), html.escape(person.name or "")
             hinted = ' aria-current="true"' if hint and hint.lower() == (person.upn or "").lower() else ""
             rows.append(
                 f'<li><button type="submit" name="person" value="{value}" aria-describedby="{desc}"{hinted}>'

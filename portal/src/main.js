@@ -101,9 +101,10 @@ async function render() {
     if (needsSignIn && !currentAccount()) {
       focusTarget = signInView(window.location.hash || "#/connectors");
     } else {
-      const params = pattern.exec(path).slice(1).map(decodeURIComponent);
       main.setAttribute("aria-busy", "true");
       try {
+        // A malformed escape (#/activities/%E0) throws here: the page says it failed, and is ready.
+        const params = pattern.exec(path).slice(1).map(decodeURIComponent);
         focusTarget = await view(main, { params, query, navigate, render });
       } catch (error) {
         focusTarget = h("h1", { tabindex: "-1" }, "This page failed");

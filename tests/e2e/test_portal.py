@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from core.auth import Principal
 from core.clock import FakeClock
-from core.runtime import install_runtime
+from core.runtime import get_runtime, install_runtime
 from localdev.azurite import ROOT, Azurite
 from tests.support.platform import call, connector_environ, hosted_app, make_runtime
 
@@ -784,6 +785,34 @@ def test_a_regular_user_sees_policies_and_alerts_and_why_changes_are_refused(
     assert platform.api("GET", f"/api/alerts/{raised['id']}")[1]["status"] == "open"
 
 
+def test_only_administrators_see_a_webhook_url_others_its_host(
+    platform: Platform, open_session: Callable[..., Session]
+) -> None:
+    from policies import service
+
+    hook = "https://hooks.example.com/in?sig=secret-in-the-url"
+    runtime = get_runtime()  # the same tables as the host; straight to the store (the host has no webhook secret)
+    admin = Principal(object_id=None, upn="admin@contoso.com", name=None, tenant_id="t")
+    record = service.create_policy(
+        runtime.policies, runtime.engine, runtime.clock, admin,
+        {"name": "Webhook policy", "severity": "low", "kind": "singleActivity",
+         "filter": {"users": ["nobody@contoso.com"]}, "webhookUrl": hook},
+        webhook_secret="k" * 32,
+    )  # fmt: skip
+    try:
+        page = sign_in(open_session(), platform, "Regular User", f"#/policies/{record.id}")
+        field = page.get_by_label("Webhook URL (https://, optional)")
+        expect(field).to_have_value("")
+        expect(field).to_have_accessible_description(
+            "Alerts are sent to hooks.example.com; only administrators see the whole URL."
+        )
+        assert "secret-in-the-url" not in page.content()
+        administrator = sign_in(open_session(), platform, "Security Administrator", f"#/policies/{record.id}")
+        expect(administrator.get_by_label("Webhook URL (https://, optional)")).to_have_value(hook)
+    finally:
+        service.delete_policy(runtime.policies, runtime.engine, record.id)
+
+
 def test_a_policy_paused_by_the_daily_limit_says_why_and_is_enabled_again(
     platform: Platform, ingested: dict[str, Any], open_session: Callable[..., Session]
 ) -> None:
@@ -830,6 +859,18 @@ PAGES = [
     ("alerts", "#/alerts"),
     ("troubleshooting", "#/troubleshooting"),
 ]
+
+
+def test_a_malformed_address_says_the_page_failed_and_the_page_is_ready(
+    platform: Platform, open_session: Callable[..., Session]
+) -> None:
+    page = open_session().page
+    page.goto(platform.portal + "#/troubleshooting")
+    expect(page.locator("body")).to_have_attribute("data-ready", "troubleshooting")
+    page.goto(platform.portal + "#/troubleshooting/%E0")  # not a UTF-8 escape: decoding it throws
+    expect(heading(page)).to_have_text("This page failed")
+    expect(page.get_by_role("alert")).to_contain_text("Something went wrong.")
+    expect(page.locator("body")).to_have_attribute("data-ready", "troubleshooting/%E0")
 
 
 @pytest.mark.parametrize("width", WIDTHS)

@@ -195,7 +195,7 @@ def test_a_non_admin_token_is_valid_but_not_admin(http: requests.Session, emu: E
     code, verifier = sign_in(http, emu, "user")
     principal = validator(emu, clock).authenticate(f"Bearer {redeem(http, emu, code, verifier).json()['access_token']}")
     with pytest.raises(Forbidden, match="Global Administrator or Security Administrator"):
-        require_admin(principal)
+        require_admin(principal, "connector")
 
 
 def test_the_code_comes_back_in_the_query_when_asked(http: requests.Session, emu: Emulator) -> None:

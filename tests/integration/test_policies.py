@@ -9,6 +9,7 @@ import json
 import random
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -78,7 +79,9 @@ class Platform:
 
     def policy(self, **definition: Any) -> str:
         document = {"name": "p", "severity": "high", "kind": "singleActivity", **definition}
-        return service.create_policy(self.policies, None, self.clock, ADMIN, document, webhook_secret="k").id
+        return service.create_policy(
+            self.policies, None, self.clock, ADMIN, document, webhook_secret="k", allow_private_webhooks=True
+        ).id
 
 
 def _items(times: list[datetime], *, op: str = DELETE, user: Any = USERS[0], seed: int = 1) -> list[Any]:
@@ -249,8 +252,8 @@ def test_policies_and_alerts_api(app_host: Any, emulator: Any, runtime: Runtime)
     status, templates = call(base, "GET", "/api/policy-templates", user, key=None)
     assert status == 200 and len(templates["items"]) == 8
     body = json.dumps({"templateId": "role-assignment-or-elevated-access"}).encode()
-    status, _ = call(base, "POST", "/api/policies", user, body=body, key=None)
-    assert status == 403
+    status, refused = call(base, "POST", "/api/policies", user, body=body, key=None)
+    assert status == 403 and refused["error"]["message"].startswith("Creating, changing or deleting policies needs")
     status, created = call(base, "POST", "/api/policies", admin, body=body, key=None)  # no function key needed
     assert status == 201 and created["state"] == "enabled" and created["createdBy"] == "admin@contoso.com"
     bad = json.dumps({"name": "x", "severity": "low", "kind": "singleActivity", "filter": {"ipInRanges": ["nope"]}})
@@ -275,8 +278,8 @@ def test_policies_and_alerts_api(app_host: Any, emulator: Any, runtime: Runtime)
     status, one = call(base, "GET", f"/api/alerts/{alert['id']}", user, key=None)
     assert status == 200 and [a["id"] for a in one["activities"]] == [act.id] and one["policyId"] == created["id"]
     patch = json.dumps({"status": "resolved", "comment": "expected change"}).encode()
-    status, _ = call(base, "PATCH", f"/api/alerts/{alert['id']}", user, body=patch, key=None)
-    assert status == 403
+    status, refused = call(base, "PATCH", f"/api/alerts/{alert['id']}", user, body=patch, key=None)
+    assert status == 403 and refused["error"]["message"].startswith("Changing an alert's status or comment needs")
     status, changed = call(base, "PATCH", f"/api/alerts/{alert['id']}", admin, body=patch, key=None)
     assert status == 200 and changed["status"] == "resolved" and changed["comment"] == "expected change"
     status, error = call(base, "PATCH", f"/api/alerts/{alert['id']}", admin, key=None,
@@ -296,6 +299,21 @@ def test_policies_and_alerts_api(app_host: Any, emulator: Any, runtime: Runtime)
     status, _ = call(base, "GET", f"/api/policies/{created['id']}", user, key=None)
     assert status == 404
 
+    # A webhook's whole URL (it may carry its own secret) only for administrators; others see its host.
+    hook = "https://hooks.example.com:8443/in?sig=secret-in-the-url"
+    hooked = service.create_policy(runtime.policies, None, runtime.clock, ADMIN,
+                                   {"name": "w", "severity": "low", "kind": "singleActivity", "webhookUrl": hook},
+                                   webhook_secret="k" * 32).id  # fmt: skip
+    for token, shown in ((admin, True), (user, False), (emulator.mint_token("app"), False)):
+        status, one = call(base, "GET", f"/api/policies/{hooked}", token, key=None)
+        status_all, listing = call(base, "GET", "/api/policies", token, key=None)
+        assert status == status_all == 200
+        (listed,) = [p for p in listing["items"] if p["id"] == hooked]
+        for answer in (one, listed):
+            assert answer["webhookHost"] == "hooks.example.com:8443"
+            assert answer.get("webhookUrl") == (hook if shown else None)
+            assert shown or "secret-in-the-url" not in json.dumps(answer)
+
 
 # --- webhooks to a local HTTPS receiver -------------------------------------------------------------
 
@@ -303,9 +321,14 @@ def test_policies_and_alerts_api(app_host: Any, emulator: Any, runtime: Runtime)
 class Receiver:
     """An HTTPS server on loopback whose certificate a trustme CA signed; answers `statuses` in turn."""
 
-    def __init__(self, ca: trustme.CA, statuses: list[int]) -> None:
+    def __init__(
+        self, ca: trustme.CA, statuses: list[int], *, names: tuple[str, ...] = ("127.0.0.1", "localhost"),
+        trickle: float = 0.0, endless_body: bool = False,
+    ) -> None:  # fmt: skip
         self.statuses = statuses
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.server_names: list[str | None] = []
+        self.stop = threading.Event()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -313,7 +336,20 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 receiver.requests.append((dict(self.headers.items()), body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
+                if trickle:  # the status line a byte at a time, each well within the read timeout
+                    for byte in f"HTTP/1.1 {status} OK\r\n".encode():
+                        if receiver.stop.wait(trickle):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    return
                 self.send_response(status)
+                if endless_body:  # a body that never ends: the connector must not read it
+                    self.send_header("Content-Type", "text/plain")
+                    self.end_headers()
+                    while not receiver.stop.wait(0.05):
+                        self.wfile.write(b"x" * 65536)
+                    return
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -321,14 +357,17 @@ class Receiver:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        ca.issue_cert(*names).configure_cert(context)
+        context.sni_callback = lambda _sock, name, _ctx: receiver.server_names.append(name)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}/alerts"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def close(self) -> None:
+        self.stop.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -342,11 +381,14 @@ def ca(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> trustme.CA:
     return authority
 
 
-def _webhook_alert(platform: Platform, url: str) -> tuple[str, NotifyPorts]:
+def _webhook_alert(
+    platform: Platform, url: str, *, timeout: float = 5, allow_private: bool = True
+) -> tuple[str, NotifyPorts]:
     platform.policy(filter={"actionTypes": ["delete"]}, webhookUrl=url)
     platform.writer().save(SUB, _items([T0]))
+    poster = HttpWebhookPoster(timeout=timeout, allow_private=allow_private)
     ports = NotifyPorts(
-        platform.alerts, platform.policies, platform.queue, HttpWebhookPoster(timeout=5), platform.clock,
+        platform.alerts, platform.policies, platform.queue, poster, platform.clock,
         "webhook-secret", max_attempts=3, base_delay_seconds=0,
     )  # fmt: skip
     (message,) = platform.storage.alert_queue.receive_messages()
@@ -404,6 +446,65 @@ def test_a_receiver_with_an_untrusted_certificate_is_not_delivered_to(storage: S
         assert not receiver.requests
         stored = platform.alerts.get_alert(alert)
         assert stored is not None and "could not be reached" in (stored.delivery_message or "")
+    finally:
+        receiver.close()
+
+
+def test_a_webhook_whose_name_resolves_to_loopback_is_refused_at_send(storage: Storage, ca: trustme.CA) -> None:
+    receiver = Receiver(ca, [200])
+    try:
+        platform = Platform(storage)
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        alert, ports = _webhook_alert(platform, url, allow_private=False)  # saved with the opt-out, sent without
+        assert run_notify(ports, json.dumps({"alertId": alert}).encode()) == "retrying"
+        assert not receiver.requests and not receiver.server_names  # no connection at all
+        stored = platform.alerts.get_alert(alert)
+        assert stored is not None
+        assert "resolves to an internal address" in (stored.delivery_message or "")
+        assert "Error" not in (stored.delivery_message or "")  # generic text, no exception types
+    finally:
+        receiver.close()
+
+
+def test_a_webhook_by_name_connects_to_the_resolved_address_and_names_the_host_in_tls(
+    storage: Storage, ca: trustme.CA
+) -> None:
+    receiver = Receiver(ca, [200], names=("localhost",))  # a certificate for the name only
+    try:
+        platform = Platform(storage)
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        alert, ports = _webhook_alert(platform, url)
+        assert run_notify(ports, json.dumps({"alertId": alert}).encode()) == "delivered"
+        ((headers, _),) = receiver.requests
+        assert receiver.server_names == ["localhost"]  # SNI: the name, not the address connected to
+        assert headers["Host"] == f"localhost:{receiver.server.server_address[1]}"
+    finally:
+        receiver.close()
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline(storage: Storage, ca: trustme.CA) -> None:
+    receiver = Receiver(ca, [200], trickle=0.5)  # each byte within the read timeout, the whole never
+    try:
+        platform = Platform(storage)
+        alert, ports = _webhook_alert(platform, receiver.url, timeout=2)
+        started = time.monotonic()
+        assert run_notify(ports, json.dumps({"alertId": alert}).encode()) == "retrying"
+        elapsed = time.monotonic() - started
+        assert elapsed < 4, elapsed
+        stored = platform.alerts.get_alert(alert)
+        assert stored is not None and "no answer within 2 s" in (stored.delivery_message or "")
+    finally:
+        receiver.close()
+
+
+def test_a_receiver_whose_body_never_ends_is_delivered_on_its_status(storage: Storage, ca: trustme.CA) -> None:
+    receiver = Receiver(ca, [202], endless_body=True)
+    try:
+        platform = Platform(storage)
+        alert, ports = _webhook_alert(platform, receiver.url, timeout=3)
+        started = time.monotonic()
+        assert run_notify(ports, json.dumps({"alertId": alert}).encode()) == "delivered"
+        assert time.monotonic() - started < 2
     finally:
         receiver.close()
 

@@ -35,6 +35,7 @@ def connector_environ(emulator: Any, azurite: Azurite, **overrides: str) -> dict
         "STORAGE_TABLE_PREFIX": f"t{unique}",
         "PULL_QUEUE": f"pull-{unique}",
         "ALERT_QUEUE": f"alert-{unique}",
+        "ALERT_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
     }
     env.update(overrides)
     return env

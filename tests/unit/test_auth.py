@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from core.auth import (
     GLOBAL_ADMINISTRATOR,
     SECURITY_ADMINISTRATOR,
+    AdminAction,
     KeysUnavailable,
     SigningKeys,
     TokenValidator,
@@ -94,15 +96,34 @@ def validator(fetcher: Fetcher) -> TokenValidator:
 def test_valid_admin_token(validator: TokenValidator) -> None:
     principal = validator.authenticate(f"Bearer {_token()}")
     assert principal.upn == "admin@contoso.com" and principal.is_admin
-    require_admin(principal)
+    require_admin(principal, "policies")
     sec = validator.authenticate(f"Bearer {_token(wids=[SECURITY_ADMINISTRATOR])}")
-    require_admin(sec)
+    require_admin(sec, "connector")
 
 
 def test_plain_user_is_forbidden_naming_roles(validator: TokenValidator) -> None:
     principal = validator.authenticate(f"Bearer {_token(wids=['b79fbf4d-3ef9-4689-8143-76b194e85509'])}")
     with pytest.raises(Forbidden, match="Global Administrator or Security Administrator"):
-        require_admin(principal)
+        require_admin(principal, "connector")
+
+
+@pytest.mark.parametrize(
+    ("action", "named"),
+    [
+        ("connector", "Connecting or disconnecting Microsoft Azure needs"),
+        ("policies", "Creating, changing or deleting policies needs"),
+        ("alerts", "Changing an alert's status or comment needs"),
+    ],
+)
+def test_the_refusal_names_the_change_refused(validator: TokenValidator, action: AdminAction, named: str) -> None:
+    user = validator.authenticate(f"Bearer {_token(wids=['b79fbf4d-3ef9-4689-8143-76b194e85509'])}")
+    with pytest.raises(Forbidden) as refused:
+        require_admin(user, action)
+    assert refused.value.message.startswith(named) and "Security Administrator" in refused.value.message
+    app = replace(user, app_only=True)
+    with pytest.raises(Forbidden) as refused:
+        require_admin(app, action)
+    assert refused.value.message.startswith(named) and "an application's token cannot" in refused.value.message
 
 
 def _none_token() -> str:
@@ -234,7 +255,7 @@ def test_an_app_only_token_needs_an_app_role_and_cannot_connect(validator: Token
     principal = validator.authenticate(f"Bearer {_token(**APP, roles=['Activities.Read.All'])}")
     assert principal.app_only and principal.upn is None and principal.app_id == APP["azp"]
     with pytest.raises(Forbidden, match="signed-in Global Administrator"):
-        require_admin(principal)
+        require_admin(principal, "connector")
     # An app's token with a directory role in wids (an app given Global Administrator) is still no admin.
     elevated = validator.authenticate(
         f"Bearer {_token(**{**APP, 'wids': [GLOBAL_ADMINISTRATOR]}, roles=['Activities.Read.All'])}"

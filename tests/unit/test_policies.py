@@ -129,6 +129,20 @@ def test_a_webhook_needs_the_signing_secret_configured() -> None:
     assert caught.value.field == "webhookUrl" and "ALERT_WEBHOOK_SECRET" in caught.value.message
 
 
+def test_a_webhook_url_is_answered_whole_only_when_shown_and_its_host_always() -> None:
+    world = World()
+    hooked = world.policy(webhookUrl="https://hooks.example.com/in?sig=abc")
+    plain = world.policy()
+    record, other = world.policies.get(hooked), world.policies.get(plain)
+    assert record is not None and other is not None
+    hidden = record.to_api()
+    assert "webhookUrl" not in hidden and hidden["webhookHost"] == "hooks.example.com"
+    assert "sig=abc" not in json.dumps(hidden)
+    shown = record.to_api(show_webhook_url=True)
+    assert shown["webhookUrl"] == "https://hooks.example.com/in?sig=abc" and shown["webhookHost"] == "hooks.example.com"
+    assert other.to_api()["webhookHost"] is None and other.to_api(show_webhook_url=True)["webhookUrl"] is None
+
+
 def test_an_unknown_template_is_refused() -> None:
     with pytest.raises(InvalidInput) as caught:
         service.create_policy(World().policies, None, FakeClock(START), ADMIN, {"templateId": "nope"},

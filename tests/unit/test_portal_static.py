@@ -65,3 +65,15 @@ def _code(path: Path) -> str:
     text = path.read_text(encoding="utf-8")
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     return re.sub(r"(?m)^\s*//.*$|\s//\s.*$", "", text)
+
+
+def test_every_path_the_portal_calls_without_a_token_is_excluded_from_easy_auth() -> None:
+    """With Easy Auth on, a tokenless call to a path it guards gets a 401 before the app runs."""
+    calls = re.findall(r'"(/api/[^"]+)",\s*\{[^}]*anonymous:\s*true', (PORTAL / "src" / "api.js").read_text())
+    assert "/api/troubleshooting" in calls
+    bicep = (ROOT / "infra" / "app" / "api.bicep").read_text()
+    block = re.search(r"excludedPaths:\s*\[(.*?)\]", bicep, re.S)
+    assert block is not None
+    excluded = set(re.findall(r"'([^']+)'", block.group(1)))
+    assert {"/api/portal", "/api/portal/", "/api/portal/*"} <= excluded
+    assert set(calls) <= excluded

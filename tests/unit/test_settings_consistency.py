@@ -23,8 +23,9 @@ README = ROOT / "README.md"
 INFRA = ROOT / "infra"
 
 # Read by the code but never set in Azure: shared keys are disabled (identity-based
-# AzureWebJobsStorage__* instead) and the managed identity replaces any client secret.
-NOT_IN_AZURE = frozenset({"AzureWebJobsStorage", "AZURE_CLIENT_SECRET"})
+# AzureWebJobsStorage__* instead), the managed identity replaces any client secret, and webhooks to
+# internal addresses are for local development and tests only.
+NOT_IN_AZURE = frozenset({"AzureWebJobsStorage", "AZURE_CLIENT_SECRET", "ALERT_WEBHOOK_ALLOW_PRIVATE"})
 
 # Settings of the platform (Functions host, Python worker, App Service, Application Insights) that
 # the deployment or the local sample may carry although the code does not read them.

@@ -288,8 +288,8 @@ def _contention() -> object:
 AUTH_FAILURES: list[tuple[Callable[[], object], str]] = [
     (_keys_unavailable, "SigningKeysUnavailable"),
     (_contention, "StateContention"),
-    (lambda: require_admin(ADMIN), "AdminRoleRequired"),
-    (lambda: require_admin(replace(ADMIN, app_only=True)), "AdminNotApplication"),
+    (lambda: require_admin(ADMIN, "connector"), "AdminRoleRequired"),
+    (lambda: require_admin(replace(ADMIN, app_only=True), "policies"), "AdminNotApplication"),
     (lambda: _permission({"scp": "user_impersonation", "azp": "client"}), "ScopeMissing"),
     (lambda: _permission({"roles": ["Other.Role"], "azp": "client", "idtyp": "app"}), "AppRoleMissing"),
 ]

@@ -191,6 +191,15 @@ function textField(path, label, value, { type = "text", hint, ...attrs } = {}) {
   return h("div", { className: "field", dataset: { path } }, h("label", { for: id }, label), input, hint ? h("span", { className: "hint", id: `${id}-hint` }, hint) : null);
 }
 
+/** The webhook URL; a reader who is no administrator gets only its host from the API, and is told so. */
+function webhookField(policy) {
+  const hidden = policy.webhookUrl === undefined && policy.webhookHost;
+  const hint = hidden ? `Alerts are sent to ${policy.webhookHost}; only administrators see the whole URL.` : undefined;
+  const attrs = { type: "url", className: "wide-input", hint };
+  if (hint) attrs["aria-describedby"] = `${fieldId("webhookUrl")}-hint`;
+  return textField("webhookUrl", "Webhook URL (https://, optional)", policy.webhookUrl, attrs);
+}
+
 function linesField(path, label, values) {
   const id = fieldId(path);
   const area = h("textarea", { id, name: path, rows: "2", "aria-describedby": "lines-hint" });
@@ -266,7 +275,7 @@ function definitionForm(policy) {
         kind,
         checkboxField("enabled", "Enabled", policy.enabled),
         h("div", { className: "field wide", dataset: { path: "description" } }, h("label", { for: fieldId("description") }, "Description"), description),
-        textField("webhookUrl", "Webhook URL (https://, optional)", policy.webhookUrl, { type: "url", className: "wide-input" }),
+        webhookField(policy),
       ),
     ),
     repeatedSet,
