@@ -608,7 +608,7 @@ def test_the_hosted_app_delivers_an_alert_to_its_webhook_from_the_queue(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))  # the emulator's CA and the receiver's
     receiver = Receiver(authority, [200])
     environ = connector_environ(
-        emulator, azurite, FANOUT_SCHEDULE=NEVER, RETENTION_SCHEDULE=NEVER, ALERT_WEBHOOK_SECRET="hosted-secret"
+        emulator, azurite, FANOUT_SCHEDULE=NEVER, RETENTION_SCHEDULE=NEVER, ALERT_WEBHOOK_SECRET="hosted-webhook-secret-of-32-bytes-or-more"
     )
     runtime = make_runtime(environ, clock)
     install_runtime(runtime)
@@ -630,7 +630,7 @@ def test_the_hosted_app_delivers_an_alert_to_its_webhook_from_the_queue(
                 time.sleep(0.25)
             assert alert["delivery"]["status"] == "delivered"
             ((headers, body),) = receiver.requests
-            assert verify("hosted-secret", headers["X-Connector-Timestamp"], body, headers["X-Connector-Signature"],
+            assert verify("hosted-webhook-secret-of-32-bytes-or-more", headers["X-Connector-Timestamp"], body, headers["X-Connector-Signature"],
                           now=clock.now().timestamp())  # fmt: skip
             assert json.loads(body)["alert"]["id"] == alert["id"]
     finally:
