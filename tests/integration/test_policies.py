@@ -608,7 +608,11 @@ def test_the_hosted_app_delivers_an_alert_to_its_webhook_from_the_queue(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))  # the emulator's CA and the receiver's
     receiver = Receiver(authority, [200])
     environ = connector_environ(
-        emulator, azurite, FANOUT_SCHEDULE=NEVER, RETENTION_SCHEDULE=NEVER, ALERT_WEBHOOK_SECRET="hosted-webhook-secret-of-32-bytes-or-more"
+        emulator,
+        azurite,
+        FANOUT_SCHEDULE=NEVER,
+        RETENTION_SCHEDULE=NEVER,
+        ALERT_WEBHOOK_SECRET="hosted-webhook-secret-of-32-bytes-or-more",
     )
     runtime = make_runtime(environ, clock)
     install_runtime(runtime)
