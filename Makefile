@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` and `make test`. Both set up what is missing first.
 # `make test` is the quick loop (lint, unit and integration tiers, on two workers); CI also runs
-# `make test-e2e`, the whole app through the local host.
+# `make test-e2e`: the whole app through the local host, then the tests marked `slow`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -34,10 +34,11 @@ lint: setup
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -n 2 tests/unit tests/integration
+	$(BIN)/python -m pytest -n 2 -m "not slow" tests/unit tests/integration
 
 test-e2e: setup
 	$(BIN)/python -m pytest -n 2 tests/e2e
+	$(BIN)/python -m pytest -n 2 -m slow tests/unit tests/integration
 
 test-all: test test-e2e
 

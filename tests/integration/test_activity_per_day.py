@@ -81,6 +81,7 @@ def test_events_across_midnight_count_on_two_days_and_a_redelivery_counts_nothin
     assert sum(day_counts(overlap.subscription_days).values()) == overlap.subscription_total == 125
 
 
+@pytest.mark.slow
 def test_concurrent_overlapping_saves_count_each_day_exactly(storage: Storage) -> None:
     items = _items(300, MIDNIGHT - timedelta(hours=5), timedelta(minutes=2), seed=3)  # 10 hours over two days
     slices = [items[0:200], items[100:300], items[50:250], items, items[::-1]]

@@ -415,6 +415,7 @@ def test_queue_function_run_through_the_admin_api(queue_app: tuple[LocalHost, Mo
     assert [m["body"] for m in module.received] == [b"direct", b"second"]
 
 
+@pytest.mark.slow
 def test_long_running_function_keeps_its_message_invisible(
     queue_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -129,6 +129,7 @@ def test_concurrent_and_redelivered_saves_raise_each_alert_once_and_count_bursts
     assert daily["count"] == 12
 
 
+@pytest.mark.slow
 def test_a_mass_deletion_of_2000_events_by_one_principal_stores_alerts_once_and_counts_right(
     storage: Storage,
 ) -> None:
@@ -512,6 +513,7 @@ def test_a_receiver_whose_body_never_ends_is_delivered_on_its_status(storage: St
 # --- through the pull: the emulator's Activity Log, concurrent and redelivered messages --------------
 
 
+@pytest.mark.slow
 def test_pulls_at_once_redelivered_and_overlapping_raise_each_alert_once(
     emulator: Any, azurite: Any, clock: FakeClock
 ) -> None:

@@ -144,6 +144,7 @@ def test_fanout_and_pulls_store_exactly_the_events_since_connection(
     assert got_counts == dict(want)
 
 
+@pytest.mark.slow
 def test_forbidden_subscription_is_marked_and_others_go_on(runtime: Runtime, emulator: Any, clock: Any) -> None:
     denied = active_ids(emulator)[0]
     emulator.set_subscription(denied, forbidden=True)
@@ -169,6 +170,7 @@ def test_forbidden_subscription_is_marked_and_others_go_on(runtime: Runtime, emu
     assert body_of(store)["status"] == "Connected"
 
 
+@pytest.mark.slow
 def test_crash_between_pages_resumes_without_loss_or_duplicates(
     runtime: Runtime, emulator: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,6 +243,7 @@ def test_throttling_re_enqueues_with_a_visibility_delay(runtime: Runtime, emulat
     assert pull_subscription(runtime.pull, message).outcome == "caught_up"
 
 
+@pytest.mark.slow
 def test_backlog_is_worked_off_in_bounded_steps(emulator: Any, clock: Any, environ: Any) -> None:
     runtime = make_runtime({**environ, "PULL_MAX_PAGES": "3"}, clock)
     emulator.set_events_per_hour(10)
@@ -257,6 +260,7 @@ def test_backlog_is_worked_off_in_bounded_steps(emulator: Any, clock: Any, envir
     assert record is not None and record.watermark >= clock.now() - timedelta(minutes=2)
 
 
+@pytest.mark.slow
 def test_concurrent_messages_for_one_subscription(runtime: Runtime, emulator: Any, clock: Any) -> None:
     emulator.set_events_per_hour(200)
     emulator.event_page_size = 50
@@ -371,6 +375,7 @@ def test_a_caught_up_pull_does_not_chase_the_moving_now(runtime: Runtime, emulat
     assert drain(runtime) == []  # no follow-up message
 
 
+@pytest.mark.slow
 def test_retention_timer_deletes_old_activities_and_keeps_accounts(
     runtime: Runtime, emulator: Any, clock: Any, environ: Any
 ) -> None:
@@ -444,6 +449,7 @@ def test_a_redelivered_message_takes_back_its_own_lease(runtime: Runtime, emulat
     assert pull_subscription(runtime.pull, message, Delivery(message_id="m1")).outcome == "caught_up"
 
 
+@pytest.mark.slow
 def test_a_disconnect_stops_a_running_pull_before_its_next_page(runtime: Runtime, emulator: Any, clock: Any) -> None:
     emulator.set_events_per_hour(600)
     emulator.event_page_size = 50
@@ -492,6 +498,7 @@ def test_a_disconnect_stops_a_running_pull_before_its_next_page(runtime: Runtime
     assert set(expected) <= set(after)
 
 
+@pytest.mark.slow
 def test_many_pulls_at_once_keep_every_guarantee(runtime: Runtime, emulator: Any, clock: Any) -> None:
     """Pulls as one worker runs them (about 36 at once), three messages of each subscription at once.
 

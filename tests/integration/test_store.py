@@ -77,6 +77,7 @@ def test_save_is_idempotent_and_counts_exactly(storage: Storage) -> None:
     assert raw_from_entity(row) == raw
 
 
+@pytest.mark.slow
 def test_concurrent_overlapping_saves_count_each_event_once(storage: Storage) -> None:
     store = ActivityStore(storage)
     items = _items(300, seed=5)
@@ -176,6 +177,7 @@ def test_account_index_follows_last_seen_under_redelivery(storage: Storage) -> N
     assert _index(store) == _expected_order(first + later)
 
 
+@pytest.mark.slow
 def test_account_index_exact_under_concurrent_saves(storage: Storage) -> None:
     store = ActivityStore(storage)
     subs = [f"aaaaaaaa-0000-0000-0000-00000000000{i}" for i in range(1, 5)]

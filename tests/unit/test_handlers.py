@@ -578,6 +578,7 @@ def test_other_categories_are_skipped_and_counted_once_however_often_the_overlap
 # --- scale: a tenant of ten thousand subscriptions ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_tick_of_ten_thousand_subscriptions_enqueues_each_once_and_costs_the_model_per_pull() -> None:
     settings = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     clock = FakeClock(START)
