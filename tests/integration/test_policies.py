@@ -593,6 +593,9 @@ def test_pulls_at_once_redelivered_and_overlapping_raise_each_alert_once(
         runtime.storage.close()
 
 
+HOSTED_SECRET = "hosted-webhook-secret-of-32-bytes-or-more"
+
+
 def test_the_hosted_app_delivers_an_alert_to_its_webhook_from_the_queue(
     emulator: Any, azurite: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
@@ -614,7 +617,7 @@ def test_the_hosted_app_delivers_an_alert_to_its_webhook_from_the_queue(
         azurite,
         FANOUT_SCHEDULE=NEVER,
         RETENTION_SCHEDULE=NEVER,
-        ALERT_WEBHOOK_SECRET="hosted-webhook-secret-of-32-bytes-or-more",
+        ALERT_WEBHOOK_SECRET=HOSTED_SECRET,
     )
     runtime = make_runtime(environ, clock)
     install_runtime(runtime)
@@ -636,8 +639,8 @@ def test_the_hosted_app_delivers_an_alert_to_its_webhook_from_the_queue(
                 time.sleep(0.25)
             assert alert["delivery"]["status"] == "delivered"
             ((headers, body),) = receiver.requests
-            assert verify("hosted-webhook-secret-of-32-bytes-or-more", headers["X-Connector-Timestamp"], body, headers["X-Connector-Signature"],
-                          now=clock.now().timestamp())  # fmt: skip
+            signature = (headers["X-Connector-Timestamp"], body, headers["X-Connector-Signature"])
+            assert verify(HOSTED_SECRET, *signature, now=clock.now().timestamp())
             assert json.loads(body)["alert"]["id"] == alert["id"]
     finally:
         install_runtime(None)
