@@ -3,7 +3,8 @@
 The tenant is caught up: every subscription was pulled since the previous tick. The tick lists
 10,000 subscriptions from ARM (10 pages), reads their records in one query, writes none of them,
 and puts exactly one pull message per subscription on the queue; a second tick while those
-messages wait enqueues nothing and writes nothing either.
+messages wait enqueues nothing and writes nothing either. And a burst of sends that meets
+connection resets still puts every message on the queue once (the queue client's retry policy).
 """
 
 from __future__ import annotations
@@ -11,20 +12,22 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from core.clock import FakeClock
-from core.runtime import Runtime
-from core.storage import CONNECTOR_TABLE
+from core.runtime import Runtime, build_storage
+from core.settings import load_settings
+from core.storage import CONNECTOR_TABLE, Storage
 from ingestion.fanout import run_fanout
-from ingestion.messages import decode
+from ingestion.messages import PullMessage, StoragePullQueue, decode
 from localdev.azurite import Azurite
 from state.records import ACTIVE_STATES, ConnectorRecord, SubscriptionRecord
 from state.tables import subscription_entity
 from tests.support.platform import connector_environ, make_runtime
+from tests.support.resets import ResettingProxy
 
 TENANT = 10_000
 
@@ -110,10 +113,14 @@ def _caught_up_tenant(emulator: Any, runtime: Runtime, clock: FakeClock) -> str:
 
 
 def _drain(runtime: Runtime) -> list[str]:
-    """Every message on the pull queue (received, so that none is seen twice)."""
+    return _drain_queue(runtime.storage)
+
+
+def _drain_queue(storage: Storage) -> list[str]:
+    """The subscription of every message on the pull queue (received, so that none is seen twice)."""
     ids: list[str] = []
     while True:
-        pages = runtime.storage.pull_queue.receive_messages(messages_per_page=32, visibility_timeout=600).by_page()
+        pages = storage.pull_queue.receive_messages(messages_per_page=32, visibility_timeout=600).by_page()
         page = list(next(pages, []))
         if not page:
             return ids
@@ -144,3 +151,18 @@ def test_a_tick_of_ten_thousand_subscriptions_enqueues_each_once_and_writes_no_r
     assert (again.enqueued, again.pending) == (0, len(active))
     assert subscriptions.writes == 0 and subscriptions.lists == 2
     assert _drain(runtime) == []
+
+
+def test_sends_that_meet_connection_resets_are_retried_and_each_arrives_once(azurite: Azurite) -> None:
+    queue_name = f"resets-{uuid.uuid4().hex[:8]}"
+    direct = build_storage(load_settings({"AzureWebJobsStorage": azurite.connection_string, "PULL_QUEUE": queue_name}))
+    direct.pull_queue.create_queue()
+    subs = [str(uuid.UUID(int=n + 1)) for n in range(40)]
+    messages = [PullMessage(subscription_id=s, connection_id="c1", enqueued_at=datetime.now(UTC)) for s in subs]
+    with ResettingProxy(azurite.queue_port, resets=3) as proxy:
+        proxied = azurite.connection_string.replace(f":{azurite.queue_port}/", f":{proxy.port}/")
+        storage = build_storage(load_settings({"AzureWebJobsStorage": proxied, "PULL_QUEUE": queue_name}))
+        StoragePullQueue(storage.pull_queue).send_many(messages)  # the client's retry policy at work
+        assert proxy.reset == 3
+    sent = Counter(_drain_queue(direct))
+    assert set(sent) == set(subs) and set(sent.values()) == {1}
