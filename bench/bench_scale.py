@@ -12,12 +12,16 @@ generate `--busy-events-per-hour` each.
    infra) and with the defaults the app had before (batchSize 4, newBatchThreshold 2, the worker's
    default thread count): pulls a second side by side.
 2. **Fan-out ticks**: `--ticks` ticks five minutes apart (a fake clock shared with the emulator):
-   the fan-out lists and enqueues every subscription, the host drains the queue. Per tick: the
-   fan-out's time, the time to drain, pulls a second, the app's storage requests and ARM reads per
-   pull, the deepest queue seen; then the figures the README's capacity model uses, checked
-   against it (storage requests and ARM reads of a caught-up pull).
+   the fan-out (run by the host, as its timer would) lists and enqueues every active
+   subscription while the host already pulls. Per tick: the fan-out's time, the messages it sent
+   (counted on the wire), the subscription records it wrote (none in a steady state) and its
+   storage requests; the tick's time until its last pull is done, pulls a second, the pulls'
+   storage requests and ARM reads per pull, the deepest queue seen; then the figures the
+   README's capacity model uses, checked against it (storage requests and ARM reads of a
+   caught-up pull). A tick stops waiting when no pull finishes for two minutes, and the ticks
+   stop after a failed fan-out (both said in the output).
 
-Run: `python -m bench.bench_scale [--subscriptions 10000] [--ticks 2] [--latency 0.2]`.
+Run: `python -m bench.bench_scale [--subscriptions 10000] [--ticks 3] [--latency 0.2]`.
 """
 
 from __future__ import annotations
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-events-per-hour", type=float, default=1_200)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds ARM takes per page (default 0.2)")
     parser.add_argument("--compare", type=int, default=600, help="caught-up pulls in the side-by-side run")
-    parser.add_argument("--ticks", type=int, default=1, help="fan-out ticks over the whole tenant")
+    parser.add_argument("--ticks", type=int, default=3, help="fan-out ticks over the whole tenant")
     parser.add_argument("--batch-size", type=int, help="instead of host.json's batchSize")
     parser.add_argument("--new-batch-threshold", type=int, help="instead of host.json's newBatchThreshold")
     parser.add_argument("--threads", type=int, help="instead of the PYTHON_THREADPOOL_THREAD_COUNT infra sets")
