@@ -61,7 +61,7 @@ class StoragePullQueue:
         """Every message sent once; the first failure raised after trying them all.
 
         A send that meets a connection reset or a 5xx is retried by the client's retry policy
-        (`core.storage.retry_policy`) before it counts as failed.
+        (`core.storage.queue_retry`) before it counts as failed.
         """
         bodies = [m.encode() for m in messages]
         shares = [bodies[i::SENDERS] for i in range(SENDERS) if bodies[i::SENDERS]]
