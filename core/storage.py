@@ -34,7 +34,8 @@ def queue_retry() -> ExponentialRetry:
 
     The SDK's default waits 15 s before the first retry and gives up after 3: a fan-out tick of
     10,000 sends that meets a few connection resets would stall a sender for 15 s each time.
-    (The table clients keep azure-core's default: 10 retries from 0.8 s, exponential.)
+    (The table clients keep azure-core's default: 3 retries of a reset, a timeout or a 5xx, from
+    0.8 s, exponential.)
     """
     return ExponentialRetry(initial_backoff=1, increment_base=3, retry_total=5, random_jitter_range=1)
 
