@@ -37,7 +37,16 @@ def queue_retry() -> ExponentialRetry:
     (The table clients keep azure-core's default: 3 retries of a reset, a timeout or a 5xx, from
     0.8 s, exponential.)
     """
-    return ExponentialRetry(initial_backoff=1, increment_base=3, retry_total=5, random_jitter_range=1)
+    return ExponentialRetry(
+        initial_backoff=1,
+        increment_base=3,
+        random_jitter_range=1,
+        retry_total=5,
+        # Each kind has its own cap as well (3 by default): resets, refused connections, 5xx.
+        retry_read=5,
+        retry_connect=5,
+        retry_status=5,
+    )
 
 
 class Storage:
