@@ -4,41 +4,43 @@
 
 Starts its own Azurite (in memory) and, for each size, connects a connector record with N
 subscriptions (ARM is an in-process list, so both sides list the same subscriptions for free).
-Then, side by side in one process, alternating rounds on fresh queues:
+Both sides use the clients the app builds (`core.runtime.build_storage`: pooled transport, the
+queue's retry policy) and the same queue client. Side by side in one process, alternating
+rounds on fresh queues:
 
-* the bare loop: list the subscriptions and send one pull message each with
+* the bare loop: list the subscriptions and send one pull message each (the same JSON) with
   `QueueClient.send_message`, one after another;
 * `run_fanout` as a steady-state tick runs it: the connector record, the subscription records
-  (read, compared with ARM, nothing written), the messages sent several at a time
+  (one query, compared with ARM, nothing written), the messages sent several at a time
   (`PullQueue.send_many`) and the connector's lastFanoutAt written.
 
-Every round checks that the queue holds exactly N messages, one per subscription. It also runs
-a second tick at once, as a slow tick overlapping the next would, and checks it enqueues
-nothing. Azurite shares the machine's cores with this process, so concurrency helps only by
-overlapping the client's work with Azurite's; against Queue Storage, where a send waits on the
-network, the pool's advantage is larger.
+Every round checks that the queue holds exactly N messages, one per subscription, and that the
+tick wrote no subscription record. It also runs a second tick at once, as a slow tick
+overlapping the next would, and checks it enqueues nothing. Azurite shares the machine's cores
+with this process, so concurrency helps only by overlapping the client's work with Azurite's;
+against Queue Storage, where a send waits on the network, the senders' advantage is larger.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from azure.data.tables import TableServiceClient
-from azure.storage.queue import QueueServiceClient
-
 from core.arm import ArmSubscription
 from core.clock import FakeClock
+from core.runtime import build_storage
+from core.settings import load_settings
 from core.storage import CONNECTOR_TABLE, Storage
 from ingestion.fanout import run_fanout
 from ingestion.messages import PullMessage, StoragePullQueue
 from localdev.azurite import Azurite
-from state.records import ConnectorRecord
-from state.tables import TableConnectorState, TableSubscriptionState
+from state.records import ConnectorRecord, SubscriptionRecord
+from state.tables import TableConnectorState, TableSubscriptionState, subscription_entity
 
 START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -51,17 +53,28 @@ class ListArm:
         return list(self.subscriptions)
 
 
-def _setup(cs: str, n: int) -> tuple[Storage, TableConnectorState, TableSubscriptionState, ListArm]:
+class CountingSubscriptions(TableSubscriptionState):
+    """The real subscription state, counting its writes."""
+
+    writes = 0
+
+    def insert(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        self.writes += 1
+        return super().insert(record)
+
+    def replace(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        self.writes += 1
+        return super().replace(record)
+
+
+def _setup(cs: str, n: int) -> tuple[Storage, TableConnectorState, CountingSubscriptions, ListArm]:
     prefix = "b" + uuid.uuid4().hex[:8]
-    storage = Storage(
-        TableServiceClient.from_connection_string(cs),
-        QueueServiceClient.from_connection_string(cs),
-        table_prefix=prefix,
-        pull_queue="q" + prefix,
+    storage = build_storage(
+        load_settings({"AzureWebJobsStorage": cs, "STORAGE_TABLE_PREFIX": prefix, "PULL_QUEUE": "q" + prefix})
     )
     storage.ensure()
     table = storage.table(CONNECTOR_TABLE)
-    connector, subscriptions = TableConnectorState(table), TableSubscriptionState(table)
+    connector, subscriptions = TableConnectorState(table), CountingSubscriptions(table)
     connection = uuid.uuid4().hex
     connector.insert(
         ConnectorRecord(
@@ -70,20 +83,17 @@ def _setup(cs: str, n: int) -> tuple[Storage, TableConnectorState, TableSubscrip
     )
     subs = [ArmSubscription(str(uuid.UUID(int=i + 1)), f"sub {i}", "Enabled") for i in range(n)]
     rows = [
-        {
-            "PartitionKey": "subscription",
-            "RowKey": s.subscription_id,
-            "display_name": s.display_name,
-            "state": s.state,
-            "discovered_at": START,
-            "connection_id": connection,
-            "watermark": START,
-            "visible": True,
-            "status": "OK",
-            "failures": 0,
-            "activities": 0,
-            "skipped_events": 0,
-        }
+        subscription_entity(
+            SubscriptionRecord(
+                subscription_id=s.subscription_id,
+                display_name=s.display_name,
+                state=s.state,
+                discovered_at=START,
+                connection_id=connection,
+                watermark=START,
+                connected_at=START,
+            )
+        )
         for s in subs
     ]
     for start in range(0, n, 100):
@@ -102,22 +112,26 @@ def _count(storage: Storage) -> int:
     return int(storage.pull_queue.get_queue_properties().approximate_message_count or 0)
 
 
-def run_size(cs: str, n: int, rounds: int) -> tuple[float, float, int]:
+def run_size(cs: str, n: int, rounds: int) -> tuple[float, float, float, float, int]:
+    """Medians over the rounds: serial seconds, tick seconds, and this process's CPU ms per message of each."""
     storage, connector, subscriptions, arm = _setup(cs, n)
     record = connector.get()
     assert record is not None
     serial_times: list[float] = []
     fanout_times: list[float] = []
+    serial_cpu: list[float] = []
+    fanout_cpu: list[float] = []
     clock = FakeClock(START + timedelta(minutes=5))
     for _ in range(rounds):
         queue = _fresh_queue(storage)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for listed in arm.list_subscriptions():
             message = PullMessage(
                 subscription_id=listed.subscription_id, connection_id=record.connection_id, enqueued_at=START
             )
             storage.pull_queue.send_message(message.encode())
         serial_times.append(time.perf_counter() - started)
+        serial_cpu.append(time.process_time() - cpu)
         assert _count(storage) == n
 
         # Each round is a steady-state tick: every subscription was pulled since the last one.
@@ -125,14 +139,23 @@ def run_size(cs: str, n: int, rounds: int) -> tuple[float, float, int]:
         for sub_record in subscriptions.list():
             subscriptions.replace(replace(sub_record, last_pulled_at=clock.now() - timedelta(minutes=4)))
         queue = _fresh_queue(storage)
-        started = time.perf_counter()
+        writes = subscriptions.writes
+        started, cpu = time.perf_counter(), time.process_time()
         result = run_fanout(connector, subscriptions, arm, queue, clock)  # type: ignore[arg-type]
         fanout_times.append(time.perf_counter() - started)
+        fanout_cpu.append(time.process_time() - cpu)
         assert result.enqueued == n and _count(storage) == n
+        assert subscriptions.writes == writes, "a steady-state tick wrote subscription records"
         clock.advance(timedelta(seconds=1))
         again = run_fanout(connector, subscriptions, arm, queue, clock)  # type: ignore[arg-type]
         assert again.enqueued == 0 and again.pending == n and _count(storage) == n
-    return statistics.median(serial_times), statistics.median(fanout_times), n
+    return (
+        statistics.median(serial_times),
+        statistics.median(fanout_times),
+        statistics.median(serial_cpu) * 1000 / n,
+        statistics.median(fanout_cpu) * 1000 / n,
+        n,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,12 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with Azurite() as azurite:
         results = [run_size(azurite.connection_string, n, args.rounds) for n in args.subscriptions]
-    header = f"{'subscriptions':>13} {'serial loop s':>13} {'run_fanout s':>12} {'ratio':>6}"
+    header = (
+        f"{'subscriptions':>13} {'serial loop s':>13} {'run_fanout s':>12} {'ratio':>6} "
+        f"{'serial CPU ms/msg':>17} {'run_fanout CPU ms/msg':>21}"
+    )
     print(header)
     print("-" * len(header))
-    for serial, fanout, n in results:
-        print(f"{n:>13} {serial:>13.2f} {fanout:>12.2f} {fanout / serial:>5.2f}x")
-    print("\nA second tick right after each run_fanout enqueued nothing (every message still queued).")
+    for serial, fanout, serial_ms, fanout_ms, n in results:
+        print(f"{n:>13} {serial:>13.2f} {fanout:>12.2f} {fanout / serial:>5.2f}x {serial_ms:>17.2f} {fanout_ms:>21.2f}")
+    load = os.getloadavg()[0]
+    print(f"\nLoad average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores.")
+    print(
+        "\nEach run_fanout wrote no subscription record; a second tick right after it enqueued nothing "
+        "(every message still queued)."
+    )
     return 0
 
 

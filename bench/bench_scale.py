@@ -12,12 +12,16 @@ generate `--busy-events-per-hour` each.
    infra) and with the defaults the app had before (batchSize 4, newBatchThreshold 2, the worker's
    default thread count): pulls a second side by side.
 2. **Fan-out ticks**: `--ticks` ticks five minutes apart (a fake clock shared with the emulator):
-   the fan-out lists and enqueues every subscription, the host drains the queue. Per tick: the
-   fan-out's time, the time to drain, pulls a second, the app's storage requests and ARM reads per
-   pull, the deepest queue seen; then the figures the README's capacity model uses, checked
-   against it (storage requests and ARM reads of a caught-up pull).
+   the fan-out (run by the host, as its timer would) lists and enqueues every active
+   subscription while the host already pulls. Per tick: the fan-out's time, the messages it sent
+   (counted on the wire), the subscription records it wrote (none in a steady state) and its
+   storage requests; the tick's time until its last pull is done, pulls a second, the pulls'
+   storage requests and ARM reads per pull, the deepest queue seen; then the figures the
+   README's capacity model uses, checked against it (storage requests and ARM reads of a
+   caught-up pull). A tick stops waiting when no pull finishes for two minutes, and the ticks
+   stop after a failed fan-out (both said in the output).
 
-Run: `python -m bench.bench_scale [--subscriptions 10000] [--ticks 2] [--latency 0.2]`.
+Run: `python -m bench.bench_scale [--subscriptions 10000] [--ticks 3] [--latency 0.2]`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from azure.data.tables import TableServiceClient
 from azure.functions import FunctionApp
@@ -63,15 +68,38 @@ MODEL_ARM_PER_CAUGHT_UP_PULL = 1
 
 
 class Counter:
-    """Counts the responses of the app's storage clients (a raw_response_hook), thread-safe."""
+    """Counts the responses of the app's storage clients (a raw_response_hook), thread-safe.
+
+    The fan-out's own requests are told apart by thread: it runs in the thread that invokes it
+    (here the main thread), reads the records in `fanout-read` and sends in `queue-send`; pulls
+    run on the host's worker threads.
+    """
+
+    FANOUT_THREADS = ("MainThread", "fanout-read", "queue-send")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
+        self.fanout = 0  # the fan-out's requests
+        self.fanout_record_writes = 0  # of which writes to subscription records
+        self.fanout_sends = 0  # of which pull messages sent
 
     def __call__(self, response: Any) -> None:
+        fanout = threading.current_thread().name.startswith(self.FANOUT_THREADS)
+        request = response.http_request
+        url = unquote(request.url)
+        # Not a read, not a queue send, not the connector record (PartitionKey 'connector'):
+        # an insert or replace of a subscription record.
+        record_write = fanout and request.method != "GET" and "/messages" not in url and "'connector'" not in url
         with self._lock:
             self.requests += 1
+            self.fanout += fanout
+            self.fanout_record_writes += record_write
+            self.fanout_sends += fanout and request.method == "POST" and "/messages" in url
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        with self._lock:
+            return self.requests, self.fanout, self.fanout_record_writes, self.fanout_sends
 
 
 OVERRIDES: dict[str, int] = {}
@@ -157,15 +185,28 @@ class World:
         self.runtime.storage.close()
 
 
-def drain(world: World, host: LocalHost, expected: int, timeout: float) -> tuple[float, int]:
-    """Wait until `expected` pull invocations finished and the queue is empty: (seconds, deepest queue)."""
+def pulls_done(host: LocalHost) -> int:
+    return sum(1 for i in host.invocations.snapshot() if i.function == "pull")
+
+
+def drain(world: World, host: LocalHost, expected: int, *, done_before: int, stall: float = 120.0) -> tuple[float, int]:
+    """Wait until `expected` pull invocations finished since `done_before` (seconds, deepest queue).
+
+    Gives up when no pull finishes for `stall` seconds (then the figures say so: fewer pulls).
+    """
     started = time.perf_counter()
     cpu = time.process_time()
     deepest = 0
-    done_before = sum(1 for i in host.invocations.snapshot() if i.function == "pull")
-    while time.perf_counter() - started < timeout:
-        done = sum(1 for i in host.invocations.snapshot() if i.function == "pull") - done_before
-        if done >= expected:
+    last, last_change = done_before, started
+    while True:
+        done = pulls_done(host)
+        if done - done_before >= expected:
+            break
+        now = time.perf_counter()
+        if done != last:
+            last, last_change = done, now
+        elif now - last_change > stall:
+            print(f"  (no pull finished for {stall:.0f} s: {done - done_before} of {expected} done)", flush=True)
             break
         deepest = max(deepest, world.queue_depth())
         time.sleep(0.5)
@@ -200,7 +241,7 @@ def compare(emulator: RemoteEmulator, azurite: Azurite, clock: SharedClock, subs
         emulator.call("reset_request_log")
         before = world.counter.requests
         with world.host(way_queues) as host:
-            seconds, _ = drain(world, host, count, timeout=count)
+            seconds, _ = drain(world, host, count, done_before=0)
             outcomes = [i.outcome for i in host.invocations.snapshot() if i.function == "pull"]
         assert outcomes.count("Succeeded") == count, outcomes
         storage = (world.counter.requests - before) / count
@@ -230,31 +271,39 @@ def ticks(emulator: RemoteEmulator, azurite: Azurite, clock: SharedClock, *, tic
         f"(connect took {time.perf_counter() - started:.0f} s)"
     )
     print(
-        f"{'tick':>4} {'fan-out s':>9} {'enqueued':>8} {'drain s':>8} {'pulls/s':>8} {'storage/pull':>13} "
-        f"{'ARM/pull':>9} {'max depth':>9} {'stored':>7}"
+        f"{'tick':>4} {'fan-out s':>9} {'enqueued':>8} {'record writes':>13} {'fan-out requests':>16} "
+        f"{'tick s':>7} {'pulls/s':>8} {'storage/pull':>13} {'ARM/pull':>9} {'max depth':>9} {'stored':>7}"
     )
-    quiet_storage = quiet_arm = 0.0
+    storage = arm = 0.0
     with world.host(queues) as host:
         for tick in range(1, ticks + 1):
             clock.advance(timedelta(minutes=5))
             emulator.call("reset_request_log")
-            before = world.counter.requests
+            requests, fanout, writes, sends = world.counter.snapshot()
+            done_before = pulls_done(host)
             t0 = time.perf_counter()
-            host.run_function("fanout", wait=True)
+            invocation = host.run_function("fanout", wait=True)
             fanout_s = time.perf_counter() - t0
-            fanout_requests = world.counter.requests - before
-            enqueued = subs  # every subscription once a tick: the previous tick's pulls all finished
-            seconds, deepest = drain(world, host, enqueued, timeout=max(600.0, enqueued))
-            pulls_s = enqueued / seconds
-            storage = (world.counter.requests - before - fanout_requests) / enqueued
+            after = world.counter.snapshot()
+            fanout, writes, sends = after[1] - fanout, after[2] - writes, after[3] - sends
+            ran = next(i for i in host.invocations.snapshot() if i.invocation_id == invocation)
+            if ran.outcome != "Succeeded":
+                print(f"tick {tick}: the fan-out failed after {fanout_s:.0f} s and {sends} sends: {ran.error}")
+            # The pulls run while the fan-out still sends (as on one instance): the tick lasts
+            # from the fan-out's start until its last pull is done.
+            seconds, deepest = drain(world, host, sends, done_before=done_before)
+            tick_s = fanout_s + seconds
+            storage = (world.counter.requests - requests - fanout) / max(sends, 1)
+            arm = world.arm_reads() / max(sends, 1)
             stored = sum((world.runtime.subscriptions.get(s) or _missing(s)).activities for s in busy)
             print(
-                f"{tick:>4} {fanout_s:>9.1f} {enqueued:>8} {seconds:>8.1f} {pulls_s:>8.1f} {storage:>13.2f} "
-                f"{world.arm_reads() / enqueued:>9.2f} {deepest:>9} {stored:>7}",
+                f"{tick:>4} {fanout_s:>9.1f} {sends:>8} {writes:>13} {fanout:>16} {tick_s:>7.1f} "
+                f"{sends / tick_s:>8.1f} {storage:>13.2f} {arm:>9.2f} {deepest:>9} {stored:>7}",
                 flush=True,
             )
-        quiet_storage = storage  # the last tick's: all but a handful of its pulls were caught up
-        quiet_arm = world.arm_reads() / enqueued
+            if ran.outcome != "Succeeded":
+                break
+        quiet_storage, quiet_arm = storage, arm  # the last tick's: all but a handful of its pulls were caught up
     world.close()
     print(
         f"model check, per caught-up pull: {quiet_storage:.2f} storage requests (model "
@@ -274,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-events-per-hour", type=float, default=1_200)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds ARM takes per page (default 0.2)")
     parser.add_argument("--compare", type=int, default=600, help="caught-up pulls in the side-by-side run")
-    parser.add_argument("--ticks", type=int, default=1, help="fan-out ticks over the whole tenant")
+    parser.add_argument("--ticks", type=int, default=3, help="fan-out ticks over the whole tenant")
     parser.add_argument("--batch-size", type=int, help="instead of host.json's batchSize")
     parser.add_argument("--new-batch-threshold", type=int, help="instead of host.json's newBatchThreshold")
     parser.add_argument("--threads", type=int, help="instead of the PYTHON_THREADPOOL_THREAD_COUNT infra sets")

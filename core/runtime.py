@@ -34,7 +34,7 @@ from core.ports import (
     SubscriptionState,
 )
 from core.settings import Settings, load_settings
-from core.storage import CONNECTOR_TABLE, Storage
+from core.storage import CONNECTOR_TABLE, Storage, queue_retry
 from core.transport import pooled_transport
 from ingestion.hostconfig import max_dequeue_count
 from ingestion.messages import StoragePullQueue
@@ -116,7 +116,7 @@ def build_storage(settings: Settings) -> Storage:
             settings.storage_connection_string, transport=pooled_transport()
         )
         queues = QueueServiceClient.from_connection_string(
-            settings.storage_connection_string, transport=pooled_transport()
+            settings.storage_connection_string, transport=pooled_transport(), retry_policy=queue_retry()
         )
     else:
         account = settings.storage_account_name
@@ -124,7 +124,9 @@ def build_storage(settings: Settings) -> Storage:
         queue_uri = settings.storage_queue_uri or f"https://{account}.queue.core.windows.net"
         credential = _storage_credential(settings)
         tables = TableServiceClient(endpoint=table_uri, credential=credential, transport=pooled_transport())
-        queues = QueueServiceClient(account_url=queue_uri, credential=credential, transport=pooled_transport())
+        queues = QueueServiceClient(
+            account_url=queue_uri, credential=credential, transport=pooled_transport(), retry_policy=queue_retry()
+        )
     return Storage(
         tables,
         queues,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -16,6 +17,8 @@ from state.records import ConnectorRecord
 from state.subscriptions import pull_pending, sync_with_arm
 
 logger = logging.getLogger(__name__)
+
+_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-read")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ def run_fanout(
         logger.info("Fan-out skipped: Microsoft Azure is not connected")
         return FanoutResult(0, 0, None)
     now = clock.now()
+    # The subscription records are read (one query) while ARM lists the subscriptions.
+    reading = _READER.submit(subscriptions.list)
     try:
         found = arm.list_subscriptions()
     except (ArmError, ArmThrottled) as exc:
@@ -41,9 +46,11 @@ def run_fanout(
         logger.warning("Fan-out could not list subscriptions: %s", failure.text)
         _record(connector, record, error=failure, now=now)
         return FanoutResult(0, 0, failure.text)
+    finally:
+        read = reading.result()
 
     records = sync_with_arm(
-        subscriptions, found, connection_id=record.connection_id, connected_at=record.connected_at, now=now
+        subscriptions, found, connection_id=record.connection_id, connected_at=record.connected_at, now=now, read=read
     )
     last_tick = (
         record.last_fanout_at if record.last_fanout_at and record.last_fanout_at >= record.connected_at else None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Literal
 
+from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+logger = logging.getLogger(__name__)
 
 
 class PullMessage(BaseModel):
@@ -37,9 +41,11 @@ def decode(body: bytes) -> PullMessage:
         raise MalformedMessage(errors) from exc
 
 
-# Queue Storage has no batch send: the fan-out's messages go out this many at a time (each send is
-# a thread waiting on one request; see core/transport.py for the connection pool).
-_SENDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue-send")
+# Queue Storage has no batch send: the fan-out's messages go out over this many threads at once,
+# each sending its share one after another through the queue client's connection pool
+# (core/transport.py keeps more connections than this).
+SENDERS = 8
+_SENDERS = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="queue-send")
 
 
 class StoragePullQueue:
@@ -52,7 +58,23 @@ class StoragePullQueue:
         self._queue.send_message(message.encode(), visibility_timeout=delay_seconds or None)
 
     def send_many(self, messages: list[PullMessage]) -> None:
-        failures = [f.exception() for f in [_SENDERS.submit(self.send, m) for m in messages]]
-        for failure in failures:
-            if failure is not None:
-                raise failure
+        """Every message sent once; the first failure raised after trying them all.
+
+        A send that meets a connection reset or a 5xx is retried by the client's retry policy
+        (`core.storage.queue_retry`) before it counts as failed.
+        """
+        bodies = [m.encode() for m in messages]
+        shares = [bodies[i::SENDERS] for i in range(SENDERS) if bodies[i::SENDERS]]
+        failures = [e for f in [_SENDERS.submit(self._send_each, share) for share in shares] for e in f.result()]
+        if failures:
+            logger.warning("%s of %s pull messages could not be sent: %s", len(failures), len(bodies), failures[0])
+            raise failures[0]
+
+    def _send_each(self, bodies: list[str]) -> list[AzureError]:
+        failed: list[AzureError] = []
+        for body in bodies:
+            try:
+                self._queue.send_message(body)
+            except AzureError as exc:
+                failed.append(exc)
+        return failed

@@ -45,10 +45,15 @@ def sync_with_arm(
     connection_id: str,
     connected_at: datetime,
     now: datetime,
+    read: list[SubscriptionRecord] | None = None,
 ) -> list[SubscriptionRecord]:
-    """Add new subscriptions, refresh names and states, and mark vanished ones not visible."""
+    """Add new subscriptions, refresh names and states, and mark vanished ones not visible.
+
+    The records are read in one query (or `read`, the records just listed); a record that ARM
+    shows unchanged is not written, so a steady-state tick writes nothing here.
+    """
     seen = {s.subscription_id: s for s in found}
-    records = {r.subscription_id: r for r in subscriptions.list()}
+    records = {r.subscription_id: r for r in (subscriptions.list() if read is None else read)}
     out: list[SubscriptionRecord] = []
     for sub_id in sorted(set(seen) | set(records)):
         current = first_then(partial(subscriptions.get, sub_id), records.get(sub_id))

@@ -67,6 +67,11 @@ def connector_from_entity(entity: dict[str, Any]) -> ConnectorRecord:
     return ConnectorRecord(**_values(entity, ConnectorRecord), etag=entity.metadata.get("etag"))  # type: ignore[attr-defined]
 
 
+def subscription_entity(record: SubscriptionRecord) -> dict[str, Any]:
+    """The entity a subscription record is stored as (for batch loads: benchmarks, tests)."""
+    return _entity(SUBSCRIPTION_PK, record.subscription_id, record, _SUBSCRIPTION_FIELDS)
+
+
 def subscription_from_entity(entity: dict[str, Any]) -> SubscriptionRecord:
     values = _values(entity, SubscriptionRecord)
     return SubscriptionRecord(
