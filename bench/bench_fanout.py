@@ -1,6 +1,6 @@
 """Benchmark of the fan-out against a real Azurite: `run_fanout` vs a bare serial send loop.
 
-    python -m bench.bench_fanout [--subscriptions 1000 10000] [--rounds 3]
+    python -m bench.bench_fanout [--subscriptions 1000 10000] [--rounds 3] [--latency-ms 0 5]
 
 Starts its own Azurite (in memory) and, for each size, connects a connector record with N
 subscriptions (ARM is an in-process list, so both sides list the same subscriptions for free).
@@ -13,6 +13,10 @@ rounds on fresh queues:
 * `run_fanout` as a steady-state tick runs it: the connector record, the subscription records
   (one query, compared with ARM, nothing written), the messages sent several at a time
   (`PullQueue.send_many`) and the connector's lastFanoutAt written.
+
+With `--latency-ms`, Azurite's table and queue endpoints are reached through a loopback proxy
+that delays every request by that much (`bench/latency.py`), as a real storage account's network
+does; 0 is Azurite as it is.
 
 Every round checks that the queue holds exactly N messages, one per subscription, and that the
 tick wrote no subscription record. It also runs a second tick at once, as a slow tick
@@ -31,6 +35,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from bench.latency import DelayingProxy, endpoint_port, through
 from core.arm import ArmSubscription
 from core.clock import FakeClock
 from core.runtime import build_storage
@@ -162,17 +167,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--subscriptions", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per size; medians shown")
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 5.0], help="storage latency per request")
     args = parser.parse_args(argv)
+    results = []
     with Azurite() as azurite:
-        results = [run_size(azurite.connection_string, n, args.rounds) for n in args.subscriptions]
+        cs = azurite.connection_string
+        for latency in args.latency_ms:
+            with (
+                DelayingProxy(endpoint_port(cs, "Queue"), latency / 1000) as queues,
+                DelayingProxy(endpoint_port(cs, "Table"), latency / 1000) as tables,
+            ):
+                delayed = through(through(cs, "Queue", queues.port), "Table", tables.port) if latency else cs
+                results += [(latency, *run_size(delayed, n, args.rounds)) for n in args.subscriptions]
     header = (
-        f"{'subscriptions':>13} {'serial loop s':>13} {'run_fanout s':>12} {'ratio':>6} "
+        f"{'latency ms':>10} {'subscriptions':>13} {'serial loop s':>13} {'run_fanout s':>12} {'ratio':>6} "
         f"{'serial CPU ms/msg':>17} {'run_fanout CPU ms/msg':>21}"
     )
     print(header)
     print("-" * len(header))
-    for serial, fanout, serial_ms, fanout_ms, n in results:
-        print(f"{n:>13} {serial:>13.2f} {fanout:>12.2f} {fanout / serial:>5.2f}x {serial_ms:>17.2f} {fanout_ms:>21.2f}")
+    for latency, serial, fanout, serial_ms, fanout_ms, n in results:
+        ratio = fanout / serial
+        print(
+            f"{latency:>10.1f} {n:>13} {serial:>13.2f} {fanout:>12.2f} {ratio:>5.2f}x "
+            f"{serial_ms:>17.2f} {fanout_ms:>21.2f}"
+        )
     load = os.getloadavg()[0]
     print(f"\nLoad average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores.")
     print(
