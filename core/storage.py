@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     ExponentialRetry,
@@ -15,6 +17,8 @@ from azure.storage.queue import (
     QueueServiceClient,
     TextBase64EncodePolicy,
 )
+
+from core.optimistic import StaleWrite
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +133,20 @@ class Storage:
 # The transaction errors that mean another writer came first (read again and decide again); any other
 # (a row too large, a bad property) would fail the same way again, so it is raised as it is.
 CONFLICT_CODES = frozenset({"UpdateConditionNotSatisfied", "EntityAlreadyExists"})
+
+
+def replace_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str) -> dict[str, Any]:
+    """Replace the row only if it still has `etag` (the azure-data-tables samples' conditional update).
+
+    Raises `StaleWrite` when another writer changed or deleted it since it was read; returns the
+    service's answer (its `etag` is the row's new version).
+    """
+    try:
+        return table.update_entity(
+            entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+    except (ResourceModifiedError, ResourceNotFoundError) as exc:
+        raise StaleWrite() from exc
 
 
 def is_conflict(exc: TableTransactionError) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from activities.layout import BATCH_LIMIT, id_partition
@@ -36,6 +36,7 @@ from core.storage import (
     POLICY_COUNTERS_TABLE,
     Storage,
     is_conflict,
+    replace_if_unchanged,
 )
 from policies.alert_queries import ALERTS_KIND, AlertQuery, plan_alerts
 from policies.layout import (
@@ -89,15 +90,7 @@ class TablePolicyStore:
     def replace(self, record: PolicyRecord) -> PolicyRecord:
         if record.etag is None:
             raise ValueError("a replace needs the ETag of the record that was read")
-        try:
-            self.table.update_entity(
-                policy_entity(record),
-                mode=UpdateMode.REPLACE,
-                etag=record.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise StaleWrite() from exc
+        replace_if_unchanged(self.table, policy_entity(record), record.etag)
         stored = self.get(record.id)
         if stored is None:
             raise StaleWrite()
@@ -297,15 +290,7 @@ class TableAlertStore:
         """Replace the alert if unchanged since read (StaleWrite otherwise), then its index copies."""
         if alert.etag is None:
             raise ValueError("a replace needs the ETag of the alert that was read")
-        try:
-            self.alerts.update_entity(
-                alert_entity(alert),
-                mode=UpdateMode.REPLACE,
-                etag=alert.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise StaleWrite() from exc
+        replace_if_unchanged(self.alerts, alert_entity(alert), alert.etag)
         stored = self.get_alert(alert.id) or alert
         if index:
             self._write_index([stored])

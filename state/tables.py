@@ -11,11 +11,11 @@ from dataclasses import MISSING, fields, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient
 
-from core.optimistic import AlreadyExists, StaleWrite
+from core.optimistic import AlreadyExists
+from core.storage import replace_if_unchanged
 from state.records import ConnectorRecord, SubscriptionRecord
 
 CONNECTOR_PK = "connector"
@@ -95,15 +95,7 @@ class _Rows:
     def _replace(self, pk: str, rk: str, record: R, names: list[str]) -> R:
         if record.etag is None:
             raise ValueError("a replace needs the ETag of the record that was read")
-        try:
-            meta = self._table.update_entity(
-                _entity(pk, rk, record, names),
-                mode=UpdateMode.REPLACE,
-                etag=record.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise StaleWrite() from exc
+        meta = replace_if_unchanged(self._table, _entity(pk, rk, record, names), record.etag)
         return replace(record, etag=meta.get("etag"))
 
 
