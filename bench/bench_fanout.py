@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 import uuid
 from dataclasses import replace
@@ -72,11 +73,26 @@ class CountingSubscriptions(TableSubscriptionState):
         return super().replace(record)
 
 
-def _setup(cs: str, n: int) -> tuple[Storage, TableConnectorState, CountingSubscriptions, ListArm]:
+def _upsert_all(storage: Storage, records: list[SubscriptionRecord]) -> None:
+    """Write the records in transactions of 100 (set-up only: the tick under test writes one by one)."""
+    rows = [subscription_entity(record) for record in records]
+    table = storage.table(CONNECTOR_TABLE)
+    for start in range(0, len(rows), 100):
+        table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
+
+
+def _storage(cs: str, prefix: str, queue: str | None = None) -> Storage:
+    """The app's clients on the bench's tables, with `queue` (created) as the pull queue."""
+    settings = {"AzureWebJobsStorage": cs, "STORAGE_TABLE_PREFIX": prefix, "PULL_QUEUE": queue or "q" + prefix}
+    storage = build_storage(load_settings(settings))
+    if queue:
+        storage.pull_queue.create_queue()
+    return storage
+
+
+def _setup(cs: str, n: int) -> tuple[str, Storage, TableConnectorState, CountingSubscriptions, ListArm]:
     prefix = "b" + uuid.uuid4().hex[:8]
-    storage = build_storage(
-        load_settings({"AzureWebJobsStorage": cs, "STORAGE_TABLE_PREFIX": prefix, "PULL_QUEUE": "q" + prefix})
-    )
+    storage = _storage(cs, prefix)
     storage.ensure()
     table = storage.table(CONNECTOR_TABLE)
     connector, subscriptions = TableConnectorState(table), CountingSubscriptions(table)
@@ -87,39 +103,36 @@ def _setup(cs: str, n: int) -> tuple[Storage, TableConnectorState, CountingSubsc
         )
     )
     subs = [ArmSubscription(str(uuid.UUID(int=i + 1)), f"sub {i}", "Enabled") for i in range(n)]
-    rows = [
-        subscription_entity(
-            SubscriptionRecord(
-                subscription_id=s.subscription_id,
-                display_name=s.display_name,
-                state=s.state,
-                discovered_at=START,
-                connection_id=connection,
-                watermark=START,
-                connected_at=START,
-            )
+    records = [
+        SubscriptionRecord(
+            subscription_id=s.subscription_id,
+            display_name=s.display_name,
+            state=s.state,
+            discovered_at=START,
+            connection_id=connection,
+            watermark=START,
+            connected_at=START,
         )
         for s in subs
     ]
-    for start in range(0, n, 100):
-        table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
+    _upsert_all(storage, records)
     assert len(subscriptions.list()) == n
-    return storage, connector, subscriptions, ListArm(subs)
-
-
-def _fresh_queue(storage: Storage) -> StoragePullQueue:
-    queue = storage.pull_queue
-    queue.clear_messages()
-    return StoragePullQueue(queue)
+    return prefix, storage, connector, subscriptions, ListArm(subs)
 
 
 def _count(storage: Storage) -> int:
     return int(storage.pull_queue.get_queue_properties().approximate_message_count or 0)
 
 
-def run_size(cs: str, n: int, rounds: int) -> tuple[float, float, float, float, int]:
-    """Medians over the rounds: serial seconds, tick seconds, and this process's CPU ms per message of each."""
-    storage, connector, subscriptions, arm = _setup(cs, n)
+def run_size(cs: str, n: int, rounds: int) -> tuple[float, float, float, float]:
+    """Medians over the rounds: serial seconds, tick seconds, and this process's CPU ms per message of each.
+
+    Every side of every round sends to a new queue through clients built for it, as a worker's
+    first tick would (the first send opens the connections). Nothing is deleted from a queue:
+    Azurite collects the storage of deleted messages once a minute at a cost that grows with the
+    square of their number, which at 10,000 stalls it for minutes whichever side is running.
+    """
+    prefix, storage, connector, subscriptions, arm = _setup(cs, n)
     record = connector.get()
     assert record is not None
     serial_times: list[float] = []
@@ -127,40 +140,53 @@ def run_size(cs: str, n: int, rounds: int) -> tuple[float, float, float, float, 
     serial_cpu: list[float] = []
     fanout_cpu: list[float] = []
     clock = FakeClock(START + timedelta(minutes=5))
-    for _ in range(rounds):
-        queue = _fresh_queue(storage)
-        started, cpu = time.perf_counter(), time.process_time()
-        for listed in arm.list_subscriptions():
-            message = PullMessage(
-                subscription_id=listed.subscription_id, connection_id=record.connection_id, enqueued_at=START
-            )
-            storage.pull_queue.send_message(message.encode())
-        serial_times.append(time.perf_counter() - started)
-        serial_cpu.append(time.process_time() - cpu)
-        assert _count(storage) == n
+    for round_ in range(1, rounds + 1):
+        serial_side = _storage(cs, prefix, f"s{round_}{prefix}")
+        try:
+            started, cpu = time.perf_counter(), time.process_time()
+            for listed in arm.list_subscriptions():
+                message = PullMessage(
+                    subscription_id=listed.subscription_id, connection_id=record.connection_id, enqueued_at=START
+                )
+                serial_side.pull_queue.send_message(message.encode())
+            serial_times.append(time.perf_counter() - started)
+            serial_cpu.append(time.process_time() - cpu)
+            assert _count(serial_side) == n
+        finally:
+            serial_side.close()
+        _progress(f"{n} subscriptions, round {round_}: serial loop {serial_times[-1]:.1f} s")
 
         # Each round is a steady-state tick: every subscription was pulled since the last one.
         clock.advance(timedelta(minutes=5))
-        for sub_record in subscriptions.list():
-            subscriptions.replace(replace(sub_record, last_pulled_at=clock.now() - timedelta(minutes=4)))
-        queue = _fresh_queue(storage)
-        writes = subscriptions.writes
-        started, cpu = time.perf_counter(), time.process_time()
-        result = run_fanout(connector, subscriptions, arm, queue, clock)  # type: ignore[arg-type]
-        fanout_times.append(time.perf_counter() - started)
-        fanout_cpu.append(time.process_time() - cpu)
-        assert result.enqueued == n and _count(storage) == n
-        assert subscriptions.writes == writes, "a steady-state tick wrote subscription records"
-        clock.advance(timedelta(seconds=1))
-        again = run_fanout(connector, subscriptions, arm, queue, clock)  # type: ignore[arg-type]
-        assert again.enqueued == 0 and again.pending == n and _count(storage) == n
+        pulled = clock.now() - timedelta(minutes=4)
+        _upsert_all(storage, [replace(r, last_pulled_at=pulled) for r in subscriptions.list()])
+        tick_side = _storage(cs, prefix, f"t{round_}{prefix}")
+        try:
+            queue = StoragePullQueue(tick_side.pull_queue, tick_side.pull_sender)
+            writes = subscriptions.writes
+            started, cpu = time.perf_counter(), time.process_time()
+            result = run_fanout(connector, subscriptions, arm, queue, clock)  # type: ignore[arg-type]
+            fanout_times.append(time.perf_counter() - started)
+            fanout_cpu.append(time.process_time() - cpu)
+            _progress(f"{n} subscriptions, round {round_}: run_fanout {fanout_times[-1]:.1f} s")
+            assert result.enqueued == n and _count(tick_side) == n
+            assert subscriptions.writes == writes, "a steady-state tick wrote subscription records"
+            clock.advance(timedelta(seconds=1))
+            again = run_fanout(connector, subscriptions, arm, queue, clock)  # type: ignore[arg-type]
+            assert again.enqueued == 0 and again.pending == n and _count(tick_side) == n
+        finally:
+            tick_side.close()
+    storage.close()
     return (
         statistics.median(serial_times),
         statistics.median(fanout_times),
         statistics.median(serial_cpu) * 1000 / n,
         statistics.median(fanout_cpu) * 1000 / n,
-        n,
     )
+
+
+def _progress(line: str) -> None:
+    print(f"  ... {line}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per size; medians shown")
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 5.0], help="storage latency per request")
     args = parser.parse_args(argv)
-    results = []
+    header = (
+        f"{'latency ms':>10} {'subscriptions':>13} {'serial loop s':>13} {'run_fanout s':>12} {'ratio':>6} "
+        f"{'serial CPU ms/msg':>17} {'run_fanout CPU ms/msg':>21}"
+    )
+    print(header)
+    print("-" * len(header), flush=True)
     with Azurite() as azurite:
         cs = azurite.connection_string
         for latency in args.latency_ms:
@@ -178,19 +209,13 @@ def main(argv: list[str] | None = None) -> int:
                 DelayingProxy(endpoint_port(cs, "Table"), latency / 1000) as tables,
             ):
                 delayed = through(through(cs, "Queue", queues.port), "Table", tables.port) if latency else cs
-                results += [(latency, *run_size(delayed, n, args.rounds)) for n in args.subscriptions]
-    header = (
-        f"{'latency ms':>10} {'subscriptions':>13} {'serial loop s':>13} {'run_fanout s':>12} {'ratio':>6} "
-        f"{'serial CPU ms/msg':>17} {'run_fanout CPU ms/msg':>21}"
-    )
-    print(header)
-    print("-" * len(header))
-    for latency, serial, fanout, serial_ms, fanout_ms, n in results:
-        ratio = fanout / serial
-        print(
-            f"{latency:>10.1f} {n:>13} {serial:>13.2f} {fanout:>12.2f} {ratio:>5.2f}x "
-            f"{serial_ms:>17.2f} {fanout_ms:>21.2f}"
-        )
+                for n in args.subscriptions:
+                    serial, fanout, serial_ms, fanout_ms = run_size(delayed, n, args.rounds)
+                    print(
+                        f"{latency:>10.1f} {n:>13} {serial:>13.2f} {fanout:>12.2f} {fanout / serial:>5.2f}x "
+                        f"{serial_ms:>17.2f} {fanout_ms:>21.2f}",
+                        flush=True,
+                    )
     load = os.getloadavg()[0]
     print(f"\nLoad average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores.")
     print(

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from azure.core.credentials import TokenCredential
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables import TableServiceClient
 from azure.identity import ClientSecretCredential, DefaultAzureCredential, ManagedIdentityCredential
-from azure.storage.queue import QueueServiceClient
+from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCredential
+from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentityCredential
+from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient as AsyncQueueClient
 
 from activities.reader import ActivityQueries
 from activities.writer import ActivityStore
@@ -33,9 +39,10 @@ from core.ports import (
     PullQueue,
     SubscriptionState,
 )
+from core.queue_sender import QueueSender
 from core.settings import Settings, load_settings
-from core.storage import CONNECTOR_TABLE, Storage, queue_retry
-from core.transport import pooled_transport
+from core.storage import CONNECTOR_TABLE, QUEUE_RETRY, Storage, queue_retry
+from core.transport import async_transport, pooled_transport
 from ingestion.hostconfig import max_dequeue_count
 from ingestion.messages import StoragePullQueue
 from ingestion.pull import PullPorts
@@ -110,6 +117,39 @@ def _storage_credential(settings: Settings) -> TokenCredential:
     return DefaultAzureCredential()
 
 
+def _async_storage_credential(settings: Settings) -> AsyncTokenCredential:
+    """`_storage_credential` for the async clients (the fan-out's sender)."""
+    if (settings.storage_credential or "").lower() == "managedidentity":
+        if settings.storage_client_id:
+            return AsyncManagedIdentityCredential(client_id=settings.storage_client_id)
+        return AsyncManagedIdentityCredential()
+    return AsyncDefaultAzureCredential()
+
+
+def _queue_uri(settings: Settings) -> str:
+    return settings.storage_queue_uri or f"https://{settings.storage_account_name}.queue.core.windows.net"
+
+
+def pull_sender(settings: Settings) -> QueueSender:
+    """The fan-out's sender: the pull queue through the async client, same encoding and retries as the sync one."""
+
+    def make_client(resources: AsyncExitStack) -> AsyncQueueClient:
+        options: dict[str, Any] = {
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "transport": async_transport(),
+            **QUEUE_RETRY,
+        }
+        if settings.storage_connection_string:
+            return AsyncQueueClient.from_connection_string(
+                settings.storage_connection_string, settings.pull_queue, **options
+            )
+        credential = _async_storage_credential(settings)
+        resources.push_async_callback(credential.close)
+        return AsyncQueueClient(_queue_uri(settings), settings.pull_queue, credential=credential, **options)
+
+    return QueueSender(make_client)
+
+
 def build_storage(settings: Settings) -> Storage:
     if settings.storage_connection_string:
         tables = TableServiceClient.from_connection_string(
@@ -121,11 +161,13 @@ def build_storage(settings: Settings) -> Storage:
     else:
         account = settings.storage_account_name
         table_uri = settings.storage_table_uri or f"https://{account}.table.core.windows.net"
-        queue_uri = settings.storage_queue_uri or f"https://{account}.queue.core.windows.net"
         credential = _storage_credential(settings)
         tables = TableServiceClient(endpoint=table_uri, credential=credential, transport=pooled_transport())
         queues = QueueServiceClient(
-            account_url=queue_uri, credential=credential, transport=pooled_transport(), retry_policy=queue_retry()
+            account_url=_queue_uri(settings),
+            credential=credential,
+            transport=pooled_transport(),
+            retry_policy=queue_retry(),
         )
     return Storage(
         tables,
@@ -133,6 +175,7 @@ def build_storage(settings: Settings) -> Storage:
         table_prefix=settings.table_prefix,
         pull_queue=settings.pull_queue,
         alert_queue=settings.alert_queue,
+        pull_sender=pull_sender(settings),
     )
 
 
@@ -179,7 +222,7 @@ def build_runtime(
         subscriptions=TableSubscriptionState(connector_table),
         activities=ActivityStore(storage, evaluator=engine),
         reader=ActivityQueries(storage, clock=clock),
-        pull_queue=StoragePullQueue(storage.pull_queue),
+        pull_queue=StoragePullQueue(storage.pull_queue, storage.pull_sender),
         policies=policies,
         alerts=alerts,
         alert_queue=alert_queue,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any
+from typing import Any, TypedDict
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -19,6 +19,7 @@ from azure.storage.queue import (
 )
 
 from core.optimistic import StaleWrite
+from core.queue_sender import QueueSender
 
 logger = logging.getLogger(__name__)
 
@@ -51,29 +52,45 @@ ALL_TABLES = (
 )
 
 
-def queue_retry() -> ExponentialRetry:
-    """The queue client's retries: a connection reset, a timeout or a 5xx (503 server busy) is
-    tried again up to 5 times, after about 1, 4, 10, 28 and 82 seconds.
+# The queue clients' retries: a connection reset, a timeout or a 5xx (503 server busy) is tried
+# again up to 5 times, after about 1, 4, 10, 28 and 82 seconds. The SDK's default waits 15 s before
+# the first retry and gives up after 3: a fan-out tick of 10,000 sends that meets a few connection
+# resets would stall a sender for 15 s each time. Keyword arguments, because the sync and the async
+# clients each build their own `ExponentialRetry` from them. (The table clients keep azure-core's
+# default: 3 retries of a reset, a timeout or a 5xx, from 0.8 s, exponential.)
+class QueueRetry(TypedDict):
+    initial_backoff: int
+    increment_base: int
+    random_jitter_range: int
+    retry_total: int
+    retry_read: int
+    retry_connect: int
+    retry_status: int
 
-    The SDK's default waits 15 s before the first retry and gives up after 3: a fan-out tick of
-    10,000 sends that meets a few connection resets would stall a sender for 15 s each time.
-    (The table clients keep azure-core's default: 3 retries of a reset, a timeout or a 5xx, from
-    0.8 s, exponential.)
-    """
-    return ExponentialRetry(
-        initial_backoff=1,
-        increment_base=3,
-        random_jitter_range=1,
-        retry_total=5,
-        # Each kind has its own cap as well (3 by default): resets, refused connections, 5xx.
-        retry_read=5,
-        retry_connect=5,
-        retry_status=5,
-    )
+
+QUEUE_RETRY: QueueRetry = {
+    "initial_backoff": 1,
+    "increment_base": 3,
+    "random_jitter_range": 1,
+    "retry_total": 5,
+    # Each kind has its own cap as well (3 by default): resets, refused connections, 5xx.
+    "retry_read": 5,
+    "retry_connect": 5,
+    "retry_status": 5,
+}
+
+
+def queue_retry() -> ExponentialRetry:
+    """The sync queue client's retry policy (`QUEUE_RETRY`)."""
+    return ExponentialRetry(**QUEUE_RETRY)
 
 
 class Storage:
-    """The connector's tables, its pull queue and its alert queue (base64, as host.json's messageEncoding expects)."""
+    """The connector's tables, its pull queue and its alert queue (base64, as host.json's messageEncoding expects).
+
+    `pull_sender` sends many pull messages at once (the fan-out); a Storage built without one
+    (tests and benchmarks that never fan out) raises if asked for it.
+    """
 
     def __init__(
         self,
@@ -83,8 +100,10 @@ class Storage:
         table_prefix: str,
         pull_queue: str,
         alert_queue: str = "alert-notify",
+        pull_sender: QueueSender | None = None,
     ) -> None:
         self._tables = tables
+        self._pull_sender = pull_sender
         self._queues = queues
         self._prefix = table_prefix
         self.pull_queue_name = pull_queue
@@ -103,6 +122,12 @@ class Storage:
             message_encode_policy=TextBase64EncodePolicy(),
             message_decode_policy=BinaryBase64DecodePolicy(),
         )
+
+    @property
+    def pull_sender(self) -> QueueSender:
+        if self._pull_sender is None:
+            raise RuntimeError("This Storage was built without a pull sender (core.runtime.build_storage makes one)")
+        return self._pull_sender
 
     def table(self, name: str) -> TableClient:
         with self._lock:
@@ -126,6 +151,8 @@ class Storage:
         logger.info("Storage ready: tables %s* and queue %s", self._prefix, self.pull_queue_name)
 
     def close(self) -> None:
+        if self._pull_sender is not None:
+            self._pull_sender.close()
         self._tables.close()
         self._queues.close()
 

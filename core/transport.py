@@ -1,4 +1,4 @@
-"""One HTTP transport per service client, built for many threads waiting at once.
+"""One HTTP transport per service client, built for many threads (or one event loop) waiting at once.
 
 azure-core's default `RequestsTransport` keeps 10 connections per host and, on every request,
 reads the proxy and CA-bundle variables from the whole environment (`trust_env`): a few
@@ -12,10 +12,12 @@ pool holds as many connections as the worker has threads that may use it at once
 from __future__ import annotations
 
 import os
+import ssl
 import urllib.request
 
+import aiohttp
 import requests
-from azure.core.pipeline.transport import RequestsTransport
+from azure.core.pipeline.transport import AioHttpTransport, RequestsTransport
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -44,6 +46,27 @@ def pooled_transport(connections: int = POOL_CONNECTIONS) -> RequestsTransport:
     for prefix in ("http://", "https://"):
         session.mount(prefix, adapter)
     session.trust_env = bool(urllib.request.getproxies())
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     # azure-core passes `verify` with every request, which would win over the session's.
-    return RequestsTransport(session=session, session_owner=True, connection_verify=bundle or True)
+    return RequestsTransport(session=session, session_owner=True, connection_verify=ca_bundle() or True)
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle the environment names for HTTPS (`REQUESTS_CA_BUNDLE`, else `CURL_CA_BUNDLE`), if any."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+
+def async_transport() -> AioHttpTransport:
+    """The async clients' transport, with the same rules; call it on the event loop that will use it.
+
+    azure-core's `AioHttpTransport` given a CA bundle path builds a new SSL context for every
+    request (about 30 ms of CPU each). Here the context is built once and given to the session's
+    connector, and the transport is left to verify with it.
+    """
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca_bundle()))
+    session = aiohttp.ClientSession(
+        connector=connector,
+        trust_env=bool(urllib.request.getproxies()),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,  # azure-core decodes what it asks to
+    )
+    return AioHttpTransport(session=session, session_owner=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Literal
 
-from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.queue_sender import QueueSender
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +41,16 @@ def decode(body: bytes) -> PullMessage:
         raise MalformedMessage(errors) from exc
 
 
-# Queue Storage has no batch send: the fan-out's messages go out over this many threads at once,
-# each sending its share one after another through the queue client's connection pool
-# (core/transport.py keeps more connections than this).
-SENDERS = 8
-_SENDERS = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="queue-send")
-
-
 class StoragePullQueue:
-    """The pull queue in Queue Storage (the client encodes base64, as host.json's messageEncoding expects)."""
+    """The pull queue in Queue Storage (the clients encode base64, as host.json's messageEncoding expects).
 
-    def __init__(self, queue: QueueClient) -> None:
+    One message goes through the sync client; the fan-out's many go through `sender`, which keeps
+    many sends in flight at once (Queue Storage has no batch send).
+    """
+
+    def __init__(self, queue: QueueClient, sender: QueueSender) -> None:
         self._queue = queue
+        self._sender = sender
 
     def send(self, message: PullMessage, *, delay_seconds: int = 0) -> None:
         self._queue.send_message(message.encode(), visibility_timeout=delay_seconds or None)
@@ -61,20 +59,9 @@ class StoragePullQueue:
         """Every message sent once; the first failure raised after trying them all.
 
         A send that meets a connection reset or a 5xx is retried by the client's retry policy
-        (`core.storage.queue_retry`) before it counts as failed.
+        (`core.storage.QUEUE_RETRY`) before it counts as failed.
         """
-        bodies = [m.encode() for m in messages]
-        shares = [bodies[i::SENDERS] for i in range(SENDERS) if bodies[i::SENDERS]]
-        failures = [e for f in [_SENDERS.submit(self._send_each, share) for share in shares] for e in f.result()]
+        failures = self._sender.send_all([m.encode() for m in messages])
         if failures:
-            logger.warning("%s of %s pull messages could not be sent: %s", len(failures), len(bodies), failures[0])
+            logger.warning("%s of %s pull messages could not be sent: %s", len(failures), len(messages), failures[0])
             raise failures[0]
-
-    def _send_each(self, bodies: list[str]) -> list[AzureError]:
-        failed: list[AzureError] = []
-        for body in bodies:
-            try:
-                self._queue.send_message(body)
-            except AzureError as exc:
-                failed.append(exc)
-        return failed

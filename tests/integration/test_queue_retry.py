@@ -26,8 +26,9 @@ def test_sends_that_meet_connection_resets_are_retried_and_each_arrives_once(azu
     with ResettingProxy(azurite.queue_port, resets=3) as proxy:
         proxied = azurite.connection_string.replace(f":{azurite.queue_port}/", f":{proxy.port}/")
         storage = build_storage(load_settings({"AzureWebJobsStorage": proxied, "PULL_QUEUE": queue_name}))
-        StoragePullQueue(storage.pull_queue).send_many(messages)  # the client's retry policy at work
+        StoragePullQueue(storage.pull_queue, storage.pull_sender).send_many(messages)  # the retry policy at work
         assert proxy.reset == 3
+        storage.close()
     pages = direct.pull_queue.receive_messages(messages_per_page=32, visibility_timeout=600).by_page()
     sent = Counter(decode(m.content).subscription_id for page in pages for m in page)
     assert set(sent) == set(subs) and set(sent.values()) == {1}
