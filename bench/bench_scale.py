@@ -46,7 +46,7 @@ from azure.storage.queue import QueueServiceClient
 from bench.remote_emulator import RemoteEmulator, SharedClock, shared_clock
 from connector import service
 from core.auth import Principal
-from core.runtime import Runtime, build_runtime, install_runtime
+from core.runtime import Runtime, build_runtime, install_runtime, pull_sender
 from core.settings import default_values, load_settings
 from core.storage import Storage
 from core.transport import pooled_transport
@@ -71,11 +71,11 @@ class Counter:
     """Counts the responses of the app's storage clients (a raw_response_hook), thread-safe.
 
     The fan-out's own requests are told apart by thread: it runs in the thread that invokes it
-    (here the main thread), reads the records in `fanout-read` and sends in `queue-send`; pulls
-    run on the host's worker threads.
+    (here the main thread), reads the records in `fanout-read` and sends on the `queue-sender`
+    loop; pulls run on the host's worker threads.
     """
 
-    FANOUT_THREADS = ("MainThread", "fanout-read", "queue-send")
+    FANOUT_THREADS = ("MainThread", "fanout-read", "queue-sender")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -154,6 +154,7 @@ class World:
             ),
             table_prefix=settings.table_prefix,
             pull_queue=settings.pull_queue,
+            pull_sender=pull_sender(settings, raw_response_hook=self.counter),
         )
         self.runtime: Runtime = build_runtime(settings, clock=clock, storage=storage)
         self.runtime.storage.ensure()

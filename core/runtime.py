@@ -130,14 +130,18 @@ def _queue_uri(settings: Settings) -> str:
     return settings.storage_queue_uri or f"https://{settings.storage_account_name}.queue.core.windows.net"
 
 
-def pull_sender(settings: Settings) -> QueueSender:
-    """The fan-out's sender: the pull queue through the async client, same encoding and retries as the sync one."""
+def pull_sender(settings: Settings, **client_options: Any) -> QueueSender:
+    """The fan-out's sender: the pull queue through the async client, same encoding and retries as the sync one.
+
+    `client_options` go to the client as well (a benchmark's `raw_response_hook`).
+    """
 
     def make_client(resources: AsyncExitStack) -> AsyncQueueClient:
         options: dict[str, Any] = {
             "message_encode_policy": TextBase64EncodePolicy(),
             "transport": async_transport(),
             **QUEUE_RETRY,
+            **client_options,
         }
         if settings.storage_connection_string:
             return AsyncQueueClient.from_connection_string(
