@@ -5,14 +5,15 @@
 Starts its own Azurite (in memory) and, for each size, connects a connector record with N
 subscriptions (ARM is an in-process list, so both sides list the same subscriptions for free).
 Both sides use the clients the app builds (`core.runtime.build_storage`: pooled transport, the
-queue's retry policy) and the same queue client. Side by side in one process, alternating
-rounds on fresh queues:
+queues' retry policy), each side of each round on a new queue. Side by side in one process,
+alternating rounds:
 
 * the bare loop: list the subscriptions and send one pull message each (the same JSON) with
-  `QueueClient.send_message`, one after another;
+  the sync `QueueClient.send_message`, one after another;
 * `run_fanout` as a steady-state tick runs it: the connector record, the subscription records
-  (one query, compared with ARM, nothing written), the messages sent several at a time
-  (`PullQueue.send_many`) and the connector's lastFanoutAt written.
+  (one query, compared with ARM, nothing written), the messages sent 32 at a time through the
+  async client (`PullQueue.send_many`, `core/queue_sender.py`) and the connector's lastFanoutAt
+  written.
 
 With `--latency-ms`, Azurite's table and queue endpoints are reached through a loopback proxy
 that delays every request by that much (`bench/latency.py`), as a real storage account's network
@@ -22,7 +23,8 @@ Every round checks that the queue holds exactly N messages, one per subscription
 tick wrote no subscription record. It also runs a second tick at once, as a slow tick
 overlapping the next would, and checks it enqueues nothing. Azurite shares the machine's cores
 with this process, so concurrency helps only by overlapping the client's work with Azurite's;
-against Queue Storage, where a send waits on the network, the senders' advantage is larger.
+against Queue Storage, where a send waits on the network, the advantage is larger. Progress goes
+to stderr as each side of each round ends; the table to stdout as each size ends.
 """
 
 from __future__ import annotations
