@@ -183,58 +183,84 @@ def _day_bounds(query: ActivityQuery) -> tuple[str, str]:
 # --- planning ------------------------------------------------------------------------------------
 
 
+class Filter:
+    """An OData filter built clause by clause, its values as @parameters: the planners' one builder."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.parameters: dict[str, str] = {}
+
+    def add(self, clause: str, **values: str) -> None:
+        self.clauses.append(clause)
+        self.parameters.update(values)
+
+    def add_day_partitions(self, window: ActivityQuery) -> bool:
+        """The by-time day partitions `window` covers; False when it covers none (nothing can match)."""
+        newest, oldest = _day_bounds(window)
+        if newest > oldest:
+            return False
+        self.add("PartitionKey ge @pklo and PartitionKey le @pkhi", pklo=newest, pkhi=oldest)
+        return True
+
+    def add_row_bounds(self, lower: str | None, upper: str | None) -> None:
+        if lower is not None:
+            self.add("RowKey ge @rklo", rklo=lower)
+        if upper is not None:
+            self.add("RowKey lt @rkhi", rkhi=upper)
+
+    def plan(self, path: Literal["user", "subscription", "time", "policy"], table: str) -> Plan:
+        return Plan(path=path, table=table, filter=" and ".join(self.clauses), parameters=self.parameters)
+
+
+def row_bounds(window: ActivityQuery) -> tuple[str | None, str | None] | None:
+    """(RowKey ge, RowKey lt) of `window` without the ledger prefix; None when no time can match."""
+    try:
+        return _row_bounds(window)
+    except _Empty:
+        return None
+
+
 def plan_activities(query: ActivityQuery, account: str | None = None) -> Plan | None:
     """The one query that answers `query`; None when nothing can match (no request needed).
 
     `account` is the resolved account key when `query.user` is set (see `resolve_account_key`).
     """
-    try:
-        row_lo, row_hi = _row_bounds(query)
-    except _Empty:
+    bounds = row_bounds(query)
+    if bounds is None:
         return None
-    clauses: list[str] = []
-    parameters: dict[str, str] = {}
-
-    def add(clause: str, **values: str) -> None:
-        clauses.append(clause)
-        parameters.update(values)
-
+    row_lo, row_hi = bounds
+    where = Filter()
     path: Literal["user", "subscription", "time"]
     if query.user is not None:
         if account is None:
             raise ValueError("a user query needs the resolved account key")
         path, table = "user", BY_USER_TABLE
-        add("PartitionKey eq @pk", pk=account)
+        where.add("PartitionKey eq @pk", pk=account)
     elif query.subscription_id is not None:
         path, table = "subscription", BY_SUBSCRIPTION_TABLE
-        add("PartitionKey eq @pk", pk=safe_key(query.subscription_id))
+        where.add("PartitionKey eq @pk", pk=safe_key(query.subscription_id))
     else:
         path, table = "time", BY_TIME_TABLE
-        newest, oldest = _day_bounds(query)
-        if newest > oldest:
+        if not where.add_day_partitions(query):
             return None
-        add("PartitionKey ge @pklo and PartitionKey le @pkhi", pklo=newest, pkhi=oldest)
 
-    prefix = "" if path == "time" else LEDGER_PREFIX
     if path != "time":
         # Ledger partitions also hold a summary row: stay inside the `e` prefix.
-        add("RowKey ge @rklo", rklo=prefix + (row_lo or ""))
-        add("RowKey lt @rkhi", rkhi=prefix + row_hi if row_hi is not None else _LEDGER_END)
+        where.add_row_bounds(
+            LEDGER_PREFIX + (row_lo or ""), LEDGER_PREFIX + row_hi if row_hi is not None else _LEDGER_END
+        )
     else:
-        if row_lo is not None:
-            add("RowKey ge @rklo", rklo=row_lo)
-        if row_hi is not None:
-            add("RowKey lt @rkhi", rkhi=row_hi)
+        where.add_row_bounds(row_lo, row_hi)
 
     if query.subscription_id is not None and path != "subscription":
-        add("subscription_lc eq @sub", sub=query.subscription_id.strip().lower())
+        where.add("subscription_lc eq @sub", sub=query.subscription_id.strip().lower())
     if query.action is not None:
-        add("action_lc eq @action", action=query.action.strip().lower())
+        where.add("action_lc eq @action", action=query.action.strip().lower())
     if query.status is not None:
-        add("status_lc eq @status", status=query.status.strip().lower())
+        where.add("status_lc eq @status", status=query.status.strip().lower())
     if query.ip_address is not None:
-        add("ip_address eq @ip", ip=query.ip_address.strip())
-    return Plan(path=path, table=table, filter=" and ".join(clauses), parameters=parameters)
+        where.add("ip_address eq @ip", ip=query.ip_address.strip())
+    return where.plan(path, table)
 
 
 # --- execution -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Literal
 
 from activities.layout import safe_key
-from activities.reader import ActivityQuery, Plan, _day_bounds, _Empty, _row_bounds
+from activities.reader import ActivityQuery, Filter, Plan, row_bounds
 from activities.tokens import fingerprint
 from core.errors import InvalidInput
 from core.storage import ALERTS_BY_POLICY_TABLE, ALERTS_BY_TIME_TABLE, ALERTS_BY_USER_TABLE
@@ -62,39 +62,27 @@ class AlertQuery:
 
 def plan_alerts(query: AlertQuery) -> Plan | None:
     """The one query answering `query`; None when nothing can match."""
-    bounds = ActivityQuery(start=query.start, end=query.end)
-    try:
-        row_lo, row_hi = _row_bounds(bounds)
-    except _Empty:
+    window = ActivityQuery(start=query.start, end=query.end)
+    bounds = row_bounds(window)
+    if bounds is None:
         return None
-    clauses: list[str] = []
-    parameters: dict[str, str] = {}
-
-    def add(clause: str, **values: str) -> None:
-        clauses.append(clause)
-        parameters.update(values)
-
+    where = Filter()
     path: Literal["user", "policy", "time"]
     if query.user is not None:
         path, table = "user", ALERTS_BY_USER_TABLE
-        add("PartitionKey eq @pk", pk=safe_key(query.user))
+        where.add("PartitionKey eq @pk", pk=safe_key(query.user))
     elif query.policy_id is not None:
         path, table = "policy", ALERTS_BY_POLICY_TABLE
-        add("PartitionKey eq @pk", pk=query.policy_id.strip().lower())
+        where.add("PartitionKey eq @pk", pk=query.policy_id.strip().lower())
     else:
         path, table = "time", ALERTS_BY_TIME_TABLE
-        newest, oldest = _day_bounds(bounds)
-        if newest > oldest:
+        if not where.add_day_partitions(window):
             return None
-        add("PartitionKey ge @pklo and PartitionKey le @pkhi", pklo=newest, pkhi=oldest)
-    if row_lo is not None:
-        add("RowKey ge @rklo", rklo=row_lo)
-    if row_hi is not None:
-        add("RowKey lt @rkhi", rkhi=row_hi)
+    where.add_row_bounds(*bounds)
     if query.policy_id is not None and path != "policy":
-        add("policy_id eq @policy", policy=query.policy_id.strip().lower())
+        where.add("policy_id eq @policy", policy=query.policy_id.strip().lower())
     if query.status is not None:
-        add("status eq @status", status=query.status.strip().lower())
+        where.add("status eq @status", status=query.status.strip().lower())
     if query.severity is not None:
-        add("severity eq @severity", severity=query.severity.strip().lower())
-    return Plan(path=path, table=table, filter=" and ".join(clauses), parameters=parameters)
+        where.add("severity eq @severity", severity=query.severity.strip().lower())
+    return where.plan(path, table)
