@@ -48,7 +48,7 @@ from activities.layout import (
     raw_from_entity,
     safe_key,
 )
-from activities.tokens import ContinuationSigner, LazySigner, Position, fingerprint, signer_for
+from activities.tokens import ContinuationSigner, LazySigner, Position, fingerprint, signer_source
 from core.clock import Clock
 from core.errors import InvalidInput
 from core.storage import (
@@ -77,17 +77,17 @@ _DAY_LAST = "d99999999"
 ACCOUNT_TYPES = {t.lower(): t for t in ("user", "servicePrincipal", "managedIdentity", "unknown")}
 
 
+def lowered(value: str | None) -> str | None:
+    """A filter value in canonical form (trimmed, lower-cased)."""
+    return value.strip().lower() if value is not None else None
+
+
 @dataclass(frozen=True)
-class ActivityQuery:
-    """The filters of `GET /api/activities`, already validated (see `activity_api.api`)."""
+class Window:
+    """A listing's time range, on the rows' time: `from` inclusive, `to` exclusive, either open."""
 
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # exclusive
-    user: str | None = None
-    subscription_id: str | None = None
-    action: str | None = None
-    status: str | None = None
-    ip_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.start is not None and self.end is not None and self.start > self.end:
@@ -95,17 +95,29 @@ class ActivityQuery:
 
     def normalized(self) -> dict[str, str | None]:
         """The filters in a canonical form: what a continuation token is bound to."""
-
-        def lower(value: str | None) -> str | None:
-            return value.strip().lower() if value is not None else None
-
         return {
             "from": wire_time(self.start) if self.start is not None else None,
             "to": wire_time(self.end) if self.end is not None else None,
-            "user": lower(self.user),
-            "subscriptionId": lower(self.subscription_id),
-            "action": lower(self.action),
-            "status": lower(self.status),
+        }
+
+
+@dataclass(frozen=True)
+class ActivityQuery(Window):
+    """The filters of `GET /api/activities`, already validated (see `activity_api.api`)."""
+
+    user: str | None = None
+    subscription_id: str | None = None
+    action: str | None = None
+    status: str | None = None
+    ip_address: str | None = None
+
+    def normalized(self) -> dict[str, str | None]:
+        return {
+            **super().normalized(),
+            "user": lowered(self.user),
+            "subscriptionId": lowered(self.subscription_id),
+            "action": lowered(self.action),
+            "status": lowered(self.status),
             "ipAddress": self.ip_address.strip() if self.ip_address is not None else None,
         }
 
@@ -152,7 +164,7 @@ def _inverted_bound(when: datetime) -> str | None:
     return f"{_MAX_INVERTED - us + 1:016d}"
 
 
-def _row_bounds(query: ActivityQuery) -> tuple[str | None, str | None]:
+def _row_bounds(query: Window) -> tuple[str | None, str | None]:
     """(RowKey ge, RowKey lt) without the ledger prefix: `from` inclusive, `to` exclusive."""
     upper = _inverted_bound(query.start) if query.start is not None else None  # newer rows sort lower
     lower: str | None = None
@@ -169,7 +181,7 @@ def _row_bounds(query: ActivityQuery) -> tuple[str | None, str | None]:
     return lower, upper
 
 
-def _day_bounds(query: ActivityQuery) -> tuple[str, str]:
+def _day_bounds(query: Window) -> tuple[str, str]:
     """(PartitionKey ge, PartitionKey le) over the day partitions: newer days have smaller keys."""
     newest = _DAY_FIRST
     oldest = _DAY_LAST
@@ -194,7 +206,7 @@ class Filter:
         self.clauses.append(clause)
         self.parameters.update(values)
 
-    def add_day_partitions(self, window: ActivityQuery) -> bool:
+    def add_day_partitions(self, window: Window) -> bool:
         """The by-time day partitions `window` covers; False when it covers none (nothing can match)."""
         newest, oldest = _day_bounds(window)
         if newest > oldest:
@@ -212,7 +224,7 @@ class Filter:
         return Plan(path=path, table=table, filter=" and ".join(self.clauses), parameters=self.parameters)
 
 
-def row_bounds(window: ActivityQuery) -> tuple[str | None, str | None] | None:
+def row_bounds(window: Window) -> tuple[str | None, str | None] | None:
     """(RowKey ge, RowKey lt) of `window` without the ledger prefix; None when no time can match."""
     try:
         return _row_bounds(window)
@@ -380,9 +392,7 @@ class ActivityQueries:
     ) -> None:
         self._storage = storage
         self._clock = clock
-        self._signer_factory = (
-            (lambda: signer) if signer is not None else (lambda: signer_for(storage.table(CONNECTOR_TABLE)))
-        )
+        self._signer_factory = signer_source(signer, storage.table(CONNECTOR_TABLE))
         self._max_requests = max_requests
 
     def _signer(self, caller: str) -> LazySigner:

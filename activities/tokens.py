@@ -177,6 +177,13 @@ def signer_for(table: TableClient) -> ContinuationSigner:
         return signer
 
 
+def signer_source(signer: ContinuationSigner | None, table: TableClient) -> Callable[[], ContinuationSigner]:
+    """`signer` when one is given, else the process-wide signer of the key in `table`, read on first use."""
+    if signer is not None:
+        return lambda: signer
+    return lambda: signer_for(table)
+
+
 class LazySigner:
     """One caller's view of the signer, fetched only when a token is read or issued (a last page needs neither)."""
 

@@ -22,9 +22,6 @@ Order of writes, so that a crash at any point is repaired by the retry:
 from __future__ import annotations
 
 import itertools
-import logging
-import random
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +29,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
@@ -71,14 +67,12 @@ from core.storage import (
     BY_SUBSCRIPTION_TABLE,
     BY_TIME_TABLE,
     BY_USER_TABLE,
+    ConflictRetries,
     Storage,
-    is_conflict,
+    create_or_replace_if_unchanged,
 )
 from ingestion.models import Activity
 
-logger = logging.getLogger(__name__)
-
-MAX_CONFLICT_RETRIES = 20
 # Independent partitions are written side by side; clients are thread-safe.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store")
 # The part of the policies' evaluation that runs while the accounts are counted (see `save`).
@@ -239,7 +233,7 @@ class ActivityStore:
         """
         pending = dict(entries)
         summary: dict[str, Any] | None = None
-        conflicts = 0
+        retries = ConflictRetries(f"ledger partition {pk}", LedgerContention)
         check = not likely_new
         while pending:
             if check:
@@ -254,32 +248,10 @@ class ActivityStore:
                 current = None
             chunk = sorted(pending)[: BATCH_LIMIT - 1]
             summary = merge(dict(current) if current is not None else None, set(chunk))
-            operations: list[Any] = [("create", pending[rk]) for rk in chunk]
-            if current is None:
-                operations.append(("create", summary))
-            else:
-                operations.append(
-                    (
-                        "update",
-                        summary,
-                        {
-                            "mode": UpdateMode.REPLACE,
-                            "etag": current.metadata["etag"],  # type: ignore[attr-defined]
-                            "match_condition": MatchConditions.IfNotModified,
-                        },
-                    )
-                )
-            try:
-                table.submit_transaction(operations)
-            except TableTransactionError as exc:
-                if not is_conflict(exc):
-                    raise
-                conflicts += 1
-                if conflicts > MAX_CONFLICT_RETRIES:
-                    raise LedgerContention(f"ledger partition {pk} kept changing") from exc
-                logger.debug("Ledger transaction on %s conflicted (%s); re-reading", pk, exc.message)
+            operations = [("create", pending[rk]) for rk in chunk]
+            operations.append(create_or_replace_if_unchanged(summary, current))
+            if not retries.submit(table, operations):
                 summary = None
-                _backoff(conflicts)
                 continue
             for rk in chunk:
                 pending.pop(rk)
@@ -321,19 +293,10 @@ class ActivityStore:
             copy = {**target, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": key, "index_rk": rk}
             index_row = {**target, "PartitionKey": ACCOUNT_COPY_PK, "RowKey": rk, "account_key": key}
             index_row.pop("index_rk", None)
-            operations: list[Any] = []
-            if current is None:
-                operations.append(("create", copy))
-            else:
-                etag = current.metadata["etag"]  # type: ignore[attr-defined]
-                operations.append(
-                    (
-                        "update",
-                        copy,
-                        {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
-                    )
-                )
-            operations.append(("upsert", index_row, {"mode": UpdateMode.REPLACE}))
+            operations: list[Any] = [
+                create_or_replace_if_unchanged(copy, current),
+                ("upsert", index_row, {"mode": UpdateMode.REPLACE}),
+            ]
             old_rk = current.get("index_rk") if current is not None else None
             if old_rk and old_rk != rk and not old_row_gone[0]:
                 operations.append(("delete", {"PartitionKey": ACCOUNT_COPY_PK, "RowKey": old_rk}))
@@ -436,11 +399,6 @@ class ActivityStore:
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _backoff(attempt: int) -> None:
-    """A short, jittered pause before retrying a partition that another writer just changed."""
-    time.sleep(random.uniform(0, min(0.05 * 2**attempt, 1.0)))
 
 
 def _batches(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:

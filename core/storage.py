@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
 from azure.core import MatchConditions
@@ -180,3 +183,51 @@ def is_conflict(exc: TableTransactionError) -> bool:
     """Whether a failed transaction lost a race (an ETag or an existing row), rather than being invalid."""
     code = getattr(exc, "error_code", None)
     return getattr(code, "value", code) in CONFLICT_CODES
+
+
+def create_or_replace_if_unchanged(entity: dict[str, Any], read: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """The transaction operation writing `entity` over the row that was `read`.
+
+    A create when none was read (it fails if another writer created the row since), else a
+    replace conditional on the ETag it was read with; either failure is a conflict (`is_conflict`).
+    """
+    if read is None:
+        return ("create", entity)
+    etag = read.metadata["etag"]  # type: ignore[attr-defined]
+    return (
+        "update",
+        entity,
+        {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+    )
+
+
+MAX_CONFLICT_RETRIES = 20
+
+
+class ConflictRetries:
+    """The lost races of one read-decide-transact loop on a partition.
+
+    `submit` sends a transaction: True when it committed; False when another writer came first
+    (after a short jittered pause; read again and decide again); the transaction's error when it
+    is invalid (it would fail the same way again); `contention` when it lost more than
+    MAX_CONFLICT_RETRIES times (raised to the host, which retries the message later).
+    """
+
+    def __init__(self, what: str, contention: Callable[[str], Exception]) -> None:
+        self._what = what
+        self._contention = contention
+        self.conflicts = 0
+
+    def submit(self, table: TableClient, operations: list[Any]) -> bool:
+        try:
+            table.submit_transaction(operations)
+        except TableTransactionError as exc:
+            if not is_conflict(exc):
+                raise
+            self.conflicts += 1
+            if self.conflicts > MAX_CONFLICT_RETRIES:
+                raise self._contention(f"{self._what} kept changing") from exc
+            logger.debug("Transaction on %s conflicted (%s); re-reading", self._what, exc.message)
+            time.sleep(random.uniform(0, min(0.05 * 2**self.conflicts, 1.0)))
+            return False
+        return True

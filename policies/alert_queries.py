@@ -12,48 +12,41 @@ filters, each value passed through ``parameters=``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 from activities.layout import safe_key
-from activities.reader import ActivityQuery, Filter, Plan, row_bounds
+from activities.reader import Filter, Plan, Window, lowered, row_bounds
 from activities.tokens import fingerprint
 from core.errors import InvalidInput
 from core.storage import ALERTS_BY_POLICY_TABLE, ALERTS_BY_TIME_TABLE, ALERTS_BY_USER_TABLE
-from core.timefmt import wire_time
 from policies.models import ALERT_STATUSES, SEVERITIES
 
 ALERTS_KIND = "alerts"
 
 
 @dataclass(frozen=True)
-class AlertQuery:
-    start: datetime | None = None  # inclusive, on the alert's time (its first activity)
-    end: datetime | None = None  # exclusive
+class AlertQuery(Window):
+    """The filters of `GET /api/alerts`; the window is on the alert's time (its first activity)."""
+
     status: str | None = None
     severity: str | None = None
     policy_id: str | None = None
     user: str | None = None
 
     def __post_init__(self) -> None:
-        if self.start is not None and self.end is not None and self.start > self.end:
-            raise InvalidInput("from", "is after to; from is the start (inclusive) and to the end (exclusive)")
+        super().__post_init__()
         if self.status is not None and self.status.lower() not in ALERT_STATUSES:
             raise InvalidInput("status", f"must be one of {', '.join(ALERT_STATUSES)}")
         if self.severity is not None and self.severity.lower() not in SEVERITIES:
             raise InvalidInput("severity", f"must be one of {', '.join(SEVERITIES)}")
 
     def normalized(self) -> dict[str, str | None]:
-        def lower(value: str | None) -> str | None:
-            return value.strip().lower() if value is not None else None
-
         return {
-            "from": wire_time(self.start) if self.start is not None else None,
-            "to": wire_time(self.end) if self.end is not None else None,
-            "status": lower(self.status),
-            "severity": lower(self.severity),
-            "policyId": lower(self.policy_id),
-            "user": lower(self.user),
+            **super().normalized(),
+            "status": lowered(self.status),
+            "severity": lowered(self.severity),
+            "policyId": lowered(self.policy_id),
+            "user": lowered(self.user),
         }
 
     def fingerprint(self) -> str:
@@ -62,8 +55,7 @@ class AlertQuery:
 
 def plan_alerts(query: AlertQuery) -> Plan | None:
     """The one query answering `query`; None when nothing can match."""
-    window = ActivityQuery(start=query.start, end=query.end)
-    bounds = row_bounds(window)
+    bounds = row_bounds(query)
     if bounds is None:
         return None
     where = Filter()
@@ -76,7 +68,7 @@ def plan_alerts(query: AlertQuery) -> Plan | None:
         where.add("PartitionKey eq @pk", pk=query.policy_id.strip().lower())
     else:
         path, table = "time", ALERTS_BY_TIME_TABLE
-        if not where.add_day_partitions(window):
+        if not where.add_day_partitions(query):
             return None
     where.add_row_bounds(*bounds)
     if query.policy_id is not None and path != "policy":

@@ -6,22 +6,18 @@ other state adapters do; the counters' transaction is the writer's ledger patter
 
 from __future__ import annotations
 
-import logging
-import random
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from activities.layout import BATCH_LIMIT, id_partition
 from activities.reader import MAX_STORAGE_REQUESTS, Page, run_plan
-from activities.tokens import ContinuationSigner, LazySigner, signer_for
+from activities.tokens import ContinuationSigner, LazySigner, signer_source
 from activities.writer import LedgerContention
 from core.clock import Clock
 from core.optimistic import AlreadyExists, StaleWrite
@@ -32,10 +28,12 @@ from core.storage import (
     ALERTS_BY_USER_TABLE,
     ALERTS_TABLE,
     CONNECTOR_TABLE,
+    MAX_CONFLICT_RETRIES,
     POLICIES_TABLE,
     POLICY_COUNTERS_TABLE,
+    ConflictRetries,
     Storage,
-    is_conflict,
+    create_or_replace_if_unchanged,
     replace_if_unchanged,
 )
 from policies.alert_queries import ALERTS_KIND, AlertQuery, plan_alerts
@@ -53,9 +51,6 @@ from policies.layout import (
 )
 from policies.models import MAX_ALERT_ACTIVITIES, Alert, PolicyRecord
 
-logger = logging.getLogger(__name__)
-
-MAX_CONFLICT_RETRIES = 20
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="alerts")
 
 
@@ -123,9 +118,7 @@ class TableAlertStore:
             "policy": storage.table(ALERTS_BY_POLICY_TABLE),
             "user": storage.table(ALERTS_BY_USER_TABLE),
         }
-        self._signer_factory = (
-            (lambda: signer) if signer is not None else (lambda: signer_for(storage.table(CONNECTOR_TABLE)))
-        )
+        self._signer_factory = signer_source(signer, storage.table(CONNECTOR_TABLE))
         self._max_requests = max_requests
 
     # counters -------------------------------------------------------------------------------
@@ -136,7 +129,7 @@ class TableAlertStore:
         wanted = {LEDGER_PREFIX + k: k for k in keys}
         found: dict[str, dict[str, Any]] = {}
         summary: dict[str, Any] | None = None
-        conflicts = 0
+        retries = ConflictRetries(f"counter partition {partition}", CounterContention)
         while True:
             try:
                 current: dict[str, Any] | None = self.counters.get_entity(partition, SUMMARY_RK)
@@ -151,30 +144,11 @@ class TableAlertStore:
             chunk = pending[: BATCH_LIMIT - 1]
             rows, new_summary = decide(dict(current) if current is not None else None, chunk)
             entity = {**new_summary, "PartitionKey": partition, "RowKey": SUMMARY_RK}
-            operations: list[Any] = [
+            operations = [
                 ("create", {**rows[k], "PartitionKey": partition, "RowKey": LEDGER_PREFIX + k}) for k in chunk
             ]
-            if current is None:
-                operations.append(("create", entity))
-            else:
-                etag = current.metadata["etag"]  # type: ignore[attr-defined]
-                operations.append(
-                    (
-                        "update",
-                        entity,
-                        {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
-                    )
-                )
-            try:
-                self.counters.submit_transaction(operations)
-            except TableTransactionError as exc:
-                if not is_conflict(exc):
-                    raise
-                conflicts += 1
-                if conflicts > MAX_CONFLICT_RETRIES:
-                    raise CounterContention(f"counter partition {partition} kept changing") from exc
-                logger.debug("Counter transaction on %s conflicted (%s); re-reading", partition, exc.message)
-                time.sleep(random.uniform(0, min(0.05 * 2**conflicts, 1.0)))
+            operations.append(create_or_replace_if_unchanged(entity, current))
+            if not retries.submit(self.counters, operations):
                 continue
             for key in chunk:
                 found[key] = rows[key]
