@@ -48,6 +48,39 @@ export function noticeBox(message) {
   return h("div", { className: "alert alert-info", role: "status" }, h("p", null, message));
 }
 
+/**
+ * Ask before a destructive action, in a modal dialog (Cancel has the focus). On the confirm button,
+ * `run()` is awaited, the dialog closes and `onDone(error)` is called (`error` null when it worked).
+ */
+export function confirmDialog({ name, title, text, confirmLabel, run, onDone }) {
+  const cancel = h("button", { type: "button", className: "secondary" }, "Cancel");
+  const confirm = h("button", { type: "button", className: "danger" }, confirmLabel);
+  const dialog = h(
+    "dialog",
+    { "aria-labelledby": `${name}-title`, "aria-describedby": `${name}-text`, className: "dialog" },
+    h("h2", { id: `${name}-title` }, title),
+    h("p", { id: `${name}-text` }, ...text),
+    h("div", { className: "actions" }, confirm, cancel),
+  );
+  cancel.addEventListener("click", () => dialog.close("cancel"));
+  confirm.addEventListener("click", async () => {
+    confirm.disabled = true;
+    cancel.disabled = true;
+    let error = null;
+    try {
+      await run();
+    } catch (e) {
+      error = e;
+    }
+    dialog.close("done");
+    onDone(error);
+  });
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  cancel.focus();
+}
+
 /** A table in a box that scrolls sideways on narrow screens (and can be scrolled by keyboard). */
 export function scrollBox(label, table) {
   return h("div", { className: "scroll", tabindex: "0", role: "region", "aria-label": `${label} (table)` }, table);

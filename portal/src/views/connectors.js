@@ -4,7 +4,7 @@
 import { ApiError, activityPerDay, connectAzure, disconnectAzure, getConnectors } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatCount, timeElement } from "../format.js";
-import { alertBox, dash, errorText, messageWithFix, noticeBox, scrollBox, statusBadge } from "../ui.js";
+import { alertBox, confirmDialog, dash, errorText, messageWithFix, noticeBox, scrollBox, statusBadge } from "../ui.js";
 import { activityChart } from "./chart.js";
 
 let flash = null; // a notice shown once, on the next App connectors page
@@ -70,38 +70,6 @@ function subscriptionsTable(subs) {
   );
 }
 
-function disconnectDialog(onDone) {
-  const titleId = "disconnect-title";
-  const cancel = h("button", { type: "button", className: "secondary" }, "Cancel");
-  const confirm = h("button", { type: "button", className: "danger" }, "Disconnect");
-  const dialog = h(
-    "dialog",
-    { "aria-labelledby": titleId, "aria-describedby": "disconnect-text", className: "dialog" },
-    h("h2", { id: titleId }, "Disconnect Microsoft Azure?"),
-    h(
-      "p",
-      { id: "disconnect-text" },
-      "The connector stops reading activities from every subscription. The activities and accounts already stored are kept. You can connect again later; only activities from then on are read.",
-    ),
-    h("div", { className: "actions" }, confirm, cancel),
-  );
-  cancel.addEventListener("click", () => dialog.close("cancel"));
-  confirm.addEventListener("click", async () => {
-    confirm.disabled = true;
-    cancel.disabled = true;
-    let error = null;
-    try {
-      await disconnectAzure();
-    } catch (e) {
-      error = e;
-    }
-    dialog.close("done");
-    onDone(error);
-  });
-  dialog.addEventListener("close", () => dialog.remove());
-  return { dialog, focus: cancel };
-}
-
 export async function connectorsView(main, { render }) {
   document.title = "App connectors";
   const heading = h("h1", { tabindex: "-1" }, "App connectors");
@@ -135,17 +103,23 @@ export async function connectorsView(main, { render }) {
   } else {
     const disconnect = h("button", { type: "button", className: "danger" }, "Disconnect Microsoft Azure");
     disconnect.addEventListener("click", () => {
-      const { dialog, focus } = disconnectDialog((error) => {
-        if (error) {
-          flash = alertBox("Microsoft Azure was not disconnected.", errorText(error));
-        } else {
-          flash = noticeBox("Microsoft Azure is disconnected. Its stored activities and accounts are kept.");
-        }
-        render();
+      confirmDialog({
+        name: "disconnect",
+        title: "Disconnect Microsoft Azure?",
+        text: [
+          "The connector stops reading activities from every subscription. The activities and accounts already stored are kept. You can connect again later; only activities from then on are read.",
+        ],
+        confirmLabel: "Disconnect",
+        run: disconnectAzure,
+        onDone: (error) => {
+          if (error) {
+            flash = alertBox("Microsoft Azure was not disconnected.", errorText(error));
+          } else {
+            flash = noticeBox("Microsoft Azure is disconnected. Its stored activities and accounts are kept.");
+          }
+          render();
+        },
       });
-      document.body.append(dialog);
-      dialog.showModal();
-      focus.focus();
     });
     actions.append(disconnect);
   }

@@ -12,7 +12,7 @@ import {
 } from "../api.js";
 import { h, replace } from "../dom.js";
 import { timeElement } from "../format.js";
-import { alertBox, dash, definitionList, errorText, noticeBox, scrollBox } from "../ui.js";
+import { alertBox, confirmDialog, dash, definitionList, errorText, noticeBox, scrollBox } from "../ui.js";
 
 let flash = null; // a notice shown once, on the next policies page
 
@@ -364,39 +364,6 @@ function clearMarks(form) {
   }
 }
 
-function deleteDialog(policy, onDone) {
-  const cancel = h("button", { type: "button", className: "secondary" }, "Cancel");
-  const confirm = h("button", { type: "button", className: "danger" }, "Delete");
-  const dialog = h(
-    "dialog",
-    { "aria-labelledby": "delete-title", "aria-describedby": "delete-text", className: "dialog" },
-    h("h2", { id: "delete-title" }, "Delete this policy?"),
-    h(
-      "p",
-      { id: "delete-text" },
-      "“",
-      policy.name,
-      "” stops raising alerts within 30 seconds. The alerts it raised are kept. This cannot be undone.",
-    ),
-    h("div", { className: "actions" }, confirm, cancel),
-  );
-  cancel.addEventListener("click", () => dialog.close("cancel"));
-  confirm.addEventListener("click", async () => {
-    confirm.disabled = true;
-    cancel.disabled = true;
-    let error = null;
-    try {
-      await deletePolicy(policy.id);
-    } catch (e) {
-      error = e;
-    }
-    dialog.close("done");
-    onDone(error);
-  });
-  dialog.addEventListener("close", () => dialog.remove());
-  return { dialog, focus: cancel };
-}
-
 export async function policyView(main, { params, navigate, render }) {
   document.title = "Policy";
   const id = params[0];
@@ -444,17 +411,21 @@ export async function policyView(main, { params, navigate, render }) {
   });
   const remove = h("button", { type: "button", className: "danger" }, "Delete policy");
   remove.addEventListener("click", () => {
-    const { dialog, focus } = deleteDialog(policy, (error) => {
-      if (error) {
-        showFailure(error, "delete policies");
-        return;
-      }
-      flash = noticeBox(`The policy “${policy.name}” is deleted. Its alerts are kept.`);
-      navigate("#/policies");
+    confirmDialog({
+      name: "delete",
+      title: "Delete this policy?",
+      text: ["“", policy.name, "” stops raising alerts within 30 seconds. The alerts it raised are kept. This cannot be undone."],
+      confirmLabel: "Delete",
+      run: () => deletePolicy(policy.id),
+      onDone: (error) => {
+        if (error) {
+          showFailure(error, "delete policies");
+          return;
+        }
+        flash = noticeBox(`The policy “${policy.name}” is deleted. Its alerts are kept.`);
+        navigate("#/policies");
+      },
     });
-    document.body.append(dialog);
-    dialog.showModal();
-    focus.focus();
   });
 
   const { form, errorArea, save } = definitionForm(policy);
