@@ -78,6 +78,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Key Vault references in app settings (ALERT_WEBHOOK_SECRET) are resolved with the app's
+    // user-assigned identity; without this the platform tries a system-assigned one, which it has not.
+    keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
     }

@@ -21,6 +21,14 @@ def test_a_short_webhook_secret_is_refused(secret: str) -> None:
     assert secret not in str(caught.value)  # the value is not echoed
 
 
+def test_an_unresolved_key_vault_reference_is_refused_not_used_as_the_key() -> None:
+    reference = "@Microsoft.KeyVault(SecretUri=https://contoso-kv.vault.azure.net/secrets/webhook/)"
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, "ALERT_WEBHOOK_SECRET": reference})
+    assert caught.value.setting == "ALERT_WEBHOOK_SECRET"
+    assert "Key Vault Secrets User" in str(caught.value)
+
+
 def test_an_empty_webhook_secret_is_unset_and_a_long_one_is_kept() -> None:
     assert load_settings({**BASE, "ALERT_WEBHOOK_SECRET": ""}).alert_webhook_secret is None
     assert load_settings(BASE).alert_webhook_secret is None
