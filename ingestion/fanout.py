@@ -46,8 +46,7 @@ def run_fanout(
         logger.warning("Fan-out could not list subscriptions: %s", failure.text)
         _record(connector, record, error=failure, now=now)
         return FanoutResult(0, 0, failure.text)
-    finally:
-        read = reading.result()
+    read = reading.result()
 
     records = sync_with_arm(
         subscriptions, found, connection_id=record.connection_id, connected_at=record.connected_at, now=now, read=read
