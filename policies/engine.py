@@ -309,8 +309,9 @@ class PolicyEngine:
             if created:
                 logger.info("Policy %s raised alert %s", record.id, stored.id)
             # 4. the webhook's message: when the alert is created, or again when no attempt was made yet
-            # (a crash before its message went out); a growing burst whose delivery is on its way, or
-            # being retried, starts no second chain.
+            # (a crash before its message went out). A burst that grows while its delivery is retried
+            # sends nothing; one that grows before the first attempt sends a second first message,
+            # which `run_notify` stops once an attempt was made: one delivery chain either way.
             if (
                 record.definition.webhook_url
                 and stored.delivery == "pending"

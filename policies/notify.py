@@ -162,8 +162,11 @@ class NotifyPorts:
     base_delay_seconds: int = BASE_DELAY_SECONDS
 
 
-def run_notify(ports: NotifyPorts, body: bytes) -> Outcome:
-    """Handle one alert-queue message: deliver, schedule the next attempt, or give up (poison)."""
+def run_notify(ports: NotifyPorts, body: bytes, *, dequeue_count: int = 1) -> Outcome:
+    """Handle one alert-queue message: deliver, schedule the next attempt, or give up (poison).
+
+    `dequeue_count` is the host's: above 1, an earlier run of this message failed part way.
+    """
     try:
         message = AlertMessage.model_validate_json(body)
     except ValidationError:
@@ -172,6 +175,10 @@ def run_notify(ports: NotifyPorts, body: bytes) -> Outcome:
     alert = ports.alerts.get_alert(message.alert_id)
     if alert is None or alert.delivery != "pending":
         return "skipped"  # gone, or delivered (or given up) by an earlier message
+    if message.attempt == 1 and alert.delivery_message is not None and dequeue_count <= 1:
+        # A second first message (a burst grew before its first attempt ran): the chain that made
+        # an attempt goes on, this one stops. A redelivered first message is run again.
+        return "skipped"
     policy = ports.policies.get(alert.policy_id)
     url = policy.definition.webhook_url if policy is not None else None
     if not url:

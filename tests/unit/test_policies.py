@@ -612,6 +612,22 @@ def test_a_growing_burst_starts_one_delivery_chain() -> None:
     assert world.alerts.alerts[first.alert_id].activity_count == 5
 
 
+def test_a_burst_grown_before_its_first_attempt_still_makes_one_delivery_chain() -> None:
+    world, ports = _burst_webhook_world()
+    world.save(*_deletes([START, START + timedelta(minutes=1), START + timedelta(minutes=2)]))
+    world.save(*_deletes([START + timedelta(minutes=3)]))  # grown while its first message waits
+    first, again = world.queue.take()
+    assert (first.alert_id, first.attempt) == (again.alert_id, again.attempt) == (first.alert_id, 1)
+    assert run_notify(ports, json.dumps({"alertId": first.alert_id, "attempt": 1}).encode()) == "retrying"
+    assert run_notify(ports, json.dumps({"alertId": again.alert_id, "attempt": 1}).encode()) == "skipped"
+    (second,) = world.queue.take()
+    assert second.attempt == 2 and len(ports.poster.calls) == 1  # type: ignore[attr-defined]
+    # A first message the host redelivers (its run failed after the attempt was recorded) runs again.
+    redelivered = json.dumps({"alertId": first.alert_id, "attempt": 1}).encode()
+    assert run_notify(ports, redelivered, dequeue_count=2) == "retrying"
+    assert len(ports.poster.calls) == 2  # type: ignore[attr-defined]
+
+
 def test_an_alert_whose_message_was_lost_before_any_attempt_is_enqueued_again() -> None:
     world, _ = _burst_webhook_world()
     acts = _deletes([START, START + timedelta(minutes=1), START + timedelta(minutes=2)])
