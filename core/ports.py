@@ -91,7 +91,7 @@ class ActivityEvaluator(Protocol):
         accounts: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         part: Literal["all", "early", "late"] = "all",
-    ) -> object:
+    ) -> None:
         """`first_seen`: account key -> its earliest stored activity's time; `accounts`: the summaries written.
 
         `part`: "early" evaluates the policies that need nothing of the accounts (while the writer

@@ -78,15 +78,6 @@ class Compiled:
     matches: Test
 
 
-@dataclass
-class Evaluation:
-    matched: int = 0
-    alerts: int = 0  # admitted alerts written (created, or found and repaired)
-    created: int = 0
-    refused: int = 0
-    paused: list[str] | None = None
-
-
 # --- bursts (pure) -----------------------------------------------------------------------------
 
 
@@ -266,7 +257,7 @@ class PolicyEngine:
         accounts: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         part: Part = "all",
-    ) -> Evaluation:
+    ) -> None:
         """Evaluate `activities` (new to the store) against every active policy; see the module's docstring.
 
         `accounts` holds the account summaries the writer just wrote (with their burst counters).
@@ -276,9 +267,8 @@ class PolicyEngine:
         Matching is in memory; the storage work runs in phases (daily counts, then the alerts), each
         finished before the next starts, so the order of writes holds for every policy and alert.
         """
-        result = Evaluation()
         if not activities:
-            return result
+            return
         candidates: list[tuple[PolicyRecord, Alert, str]] = []  # with the day the alert counts on
         for policy in self.active_policies():
             record = policy.record
@@ -287,13 +277,12 @@ class PolicyEngine:
             matched = [a for a in activities if a.timestamp >= record.effective_from and policy.matches(a, first_seen)]
             if not matched:
                 continue
-            result.matched += len(matched)
             if record.definition.kind == "singleActivity":
                 candidates.extend((record, self._single_alert(record, a), "") for a in matched)
             else:
                 candidates.extend(self._burst_alerts(record, matched, accounts or {}))
         if not candidates:
-            return result
+            return
         # 2. daily counts, one partition per (policy, day).
         by_day: dict[tuple[str, str], tuple[PolicyRecord, list[Alert]]] = {}
         for record, alert, day in candidates:
@@ -304,8 +293,6 @@ class PolicyEngine:
         admitted = [(record, alert) for record, allowed, _ in admissions for alert in allowed]
         stored_alerts = self.alerts.put_alerts([alert for _, alert in admitted]) if admitted else []
         for (record, _), (stored, created) in zip(admitted, stored_alerts, strict=True):
-            result.alerts += 1
-            result.created += 1 if created else 0
             if created:
                 logger.info("Policy %s raised alert %s", record.id, stored.id)
             # 4. the webhook's message: when the alert is created, or again when no attempt was made yet
@@ -322,12 +309,9 @@ class PolicyEngine:
         refused: dict[str, PolicyRecord] = {}
         for record, _, count in admissions:
             if count:
-                result.refused += count
                 refused[record.id] = record
         for record in refused.values():
             self._pause(record)
-        result.paused = list(refused) or None
-        return result
 
     def _single_alert(self, policy: PolicyRecord, activity: Activity) -> Alert:
         what = activity.action or activity.action_name or "an operation"

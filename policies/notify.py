@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import random
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -38,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.clock import Clock
 from core.optimistic import write_optimistically
 from core.ports import AlertQueue, AlertStore, PolicyStore, WebhookPoster
+from core.transport import ca_bundle
 from policies.egress import Deadline, checked_transport
 from policies.models import Alert, Delivery
 
@@ -118,7 +118,7 @@ class HttpWebhookPoster:
     def __init__(self, timeout: float = TIMEOUT_SECONDS, *, allow_private: bool = False) -> None:
         self._timeout = timeout
         self._allow_private = allow_private
-        self._verify: str | bool = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._verify: str | bool = ca_bundle() or True
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         if urlsplit(url).scheme.lower() != "https":
