@@ -56,9 +56,10 @@ ALL_TABLES = (
 
 
 # The queue clients' retries: a connection reset, a timeout or a 5xx (503 server busy) is tried
-# again up to 5 times, after about 1, 4, 10, 28 and 82 seconds. The SDK's default waits 15 s before
+# again up to 5 times, waiting about 4, 10, 28, 82 and 244 seconds before each (initial_backoff +
+# increment_base ** n, n from 1, within random_jitter_range). The SDK's default waits about 18 s before
 # the first retry and gives up after 3: a fan-out tick of 10,000 sends that meets a few connection
-# resets would stall a sender for 15 s each time. Keyword arguments, because the sync and the async
+# resets would stall a sender for 18 s each time. Keyword arguments, because the sync and the async
 # clients each build their own `ExponentialRetry` from them. (The table clients keep azure-core's
 # default: 3 retries of a reset, a timeout or a 5xx, from 0.8 s, exponential.)
 class QueueRetry(TypedDict):
