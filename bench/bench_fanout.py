@@ -16,7 +16,7 @@ alternating rounds:
   written.
 
 With `--latency-ms`, Azurite's table and queue endpoints are reached through a loopback proxy
-that delays every request by that much (`bench/latency.py`), as a real storage account's network
+that delays every request by that much (`localdev/proxy.py`), as a real storage account's network
 does; 0 is Azurite as it is.
 
 Every round checks that the queue holds exactly N messages, one per subscription, and that the
@@ -30,6 +30,7 @@ to stderr as each side of each round ends; the table to stdout as each size ends
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -38,7 +39,6 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bench.latency import DelayingProxy, endpoint_port, through
 from core.arm import ArmSubscription
 from core.clock import FakeClock
 from core.runtime import build_storage
@@ -47,6 +47,7 @@ from core.storage import CONNECTOR_TABLE, Storage
 from ingestion.fanout import run_fanout
 from ingestion.messages import PullMessage, StoragePullQueue
 from localdev.azurite import Azurite
+from localdev.proxy import LoopbackProxy
 from state.records import ConnectorRecord, SubscriptionRecord
 from state.tables import TableConnectorState, TableSubscriptionState, subscription_entity
 
@@ -204,13 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header), flush=True)
     with Azurite() as azurite:
-        cs = azurite.connection_string
         for latency in args.latency_ms:
-            with (
-                DelayingProxy(endpoint_port(cs, "Queue"), latency / 1000) as queues,
-                DelayingProxy(endpoint_port(cs, "Table"), latency / 1000) as tables,
-            ):
-                delayed = through(through(cs, "Queue", queues.port), "Table", tables.port) if latency else cs
+            with contextlib.ExitStack() as proxies:
+                delayed = azurite.connection_string
+                if latency:
+                    queues, tables = (
+                        proxies.enter_context(LoopbackProxy(port, delay=latency / 1000))
+                        for port in (azurite.queue_port, azurite.table_port)
+                    )
+                    delayed = azurite.connection_string_via(queue=queues.port, table=tables.port)
                 for n in args.subscriptions:
                     serial, fanout, serial_ms, fanout_ms = run_size(delayed, n, args.rounds)
                     print(

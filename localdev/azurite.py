@@ -56,9 +56,16 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
+        return self.connection_string_via()
+
+    def connection_string_via(self, **ports: int) -> str:
+        """The connection string, with the services named in `ports` (queue=, table=) on those ports (a proxy's)."""
+        unknown = set(ports) - set(self.services)
+        if unknown:
+            raise ValueError(f"no Azurite service named {', '.join(sorted(unknown))}")
         endpoints = "".join(
             f"{name.capitalize()}Endpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};"
-            for name, port in self.services.items()
+            for name, port in {**self.services, **ports}.items()
         )
         return f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};{endpoints}"
 

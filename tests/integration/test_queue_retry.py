@@ -12,7 +12,7 @@ from core.runtime import build_storage
 from core.settings import load_settings
 from ingestion.messages import PullMessage, StoragePullQueue, decode
 from localdev.azurite import Azurite
-from tests.support.resets import ResettingProxy
+from localdev.proxy import LoopbackProxy
 
 pytestmark = pytest.mark.integration
 
@@ -20,15 +20,20 @@ pytestmark = pytest.mark.integration
 def test_sends_that_meet_connection_resets_are_retried_and_each_arrives_once(azurite: Azurite) -> None:
     queue_name = f"resets-{uuid.uuid4().hex[:8]}"
     direct = build_storage(load_settings({"AzureWebJobsStorage": azurite.connection_string, "PULL_QUEUE": queue_name}))
-    direct.pull_queue.create_queue()
-    subs = [str(uuid.UUID(int=n + 1)) for n in range(40)]
-    messages = [PullMessage(subscription_id=s, connection_id="c1", enqueued_at=datetime.now(UTC)) for s in subs]
-    with ResettingProxy(azurite.queue_port, resets=3) as proxy:
-        proxied = azurite.connection_string.replace(f":{azurite.queue_port}/", f":{proxy.port}/")
-        storage = build_storage(load_settings({"AzureWebJobsStorage": proxied, "PULL_QUEUE": queue_name}))
-        StoragePullQueue(storage.pull_queue, storage.pull_sender).send_many(messages)  # the retry policy at work
-        assert proxy.reset == 3
-        storage.close()
-    pages = direct.pull_queue.receive_messages(messages_per_page=32, visibility_timeout=600).by_page()
-    sent = Counter(decode(m.content).subscription_id for page in pages for m in page)
-    assert set(sent) == set(subs) and set(sent.values()) == {1}
+    try:
+        direct.pull_queue.create_queue()
+        subs = [str(uuid.UUID(int=n + 1)) for n in range(40)]
+        messages = [PullMessage(subscription_id=s, connection_id="c1", enqueued_at=datetime.now(UTC)) for s in subs]
+        with LoopbackProxy(azurite.queue_port, resets=3) as proxy:
+            proxied = azurite.connection_string_via(queue=proxy.port)
+            storage = build_storage(load_settings({"AzureWebJobsStorage": proxied, "PULL_QUEUE": queue_name}))
+            try:
+                StoragePullQueue(storage.pull_queue, storage.pull_sender).send_many(messages)  # the retries at work
+            finally:
+                storage.close()
+            assert proxy.reset == 3
+        pages = direct.pull_queue.receive_messages(messages_per_page=32, visibility_timeout=600).by_page()
+        sent = Counter(decode(m.content).subscription_id for page in pages for m in page)
+        assert set(sent) == set(subs) and set(sent.values()) == {1}
+    finally:
+        direct.close()
