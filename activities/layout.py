@@ -258,8 +258,8 @@ def activity_properties(activity: Activity) -> dict[str, Any]:
 def activity_from_properties(entity: dict[str, Any]) -> Activity:
     return Activity(
         id=entity["id"],
-        timestamp=_utc(entity["timestamp"]),
-        ingested_at=_utc(entity["ingested_at"]),
+        timestamp=entity_time(entity["timestamp"]),
+        ingested_at=entity_time(entity["ingested_at"]),
         app=entity.get("app") or "Microsoft Azure",
         tenant_id=entity.get("tenant_id"),
         subscription_id=entity["subscription_id"],
@@ -338,12 +338,15 @@ def entity_size(entity: dict[str, Any]) -> int:
     return size
 
 
-def _utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return datetime(
-            value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, tzinfo=UTC
-        )
-    raise ValueError(f"not a datetime: {value!r}")
+def entity_time(value: Any) -> datetime:
+    """A datetime read from a row, as a plain datetime in UTC (one without a zone is taken as UTC)."""
+    if not isinstance(value, datetime):
+        raise ValueError(f"not a datetime: {value!r}")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, tzinfo=UTC
+    )
 
 
 # --- accounts --------------------------------------------------------------------------------
@@ -354,7 +357,7 @@ def account_api(entity: dict[str, Any]) -> dict[str, Any]:
 
     def when(name: str) -> str | None:
         value = entity.get(name)
-        return wire_time(_utc(value)) if value is not None else None
+        return wire_time(entity_time(value)) if value is not None else None
 
     return {
         "id": entity.get("user_id"),
@@ -404,9 +407,9 @@ def merge_account(summary: dict[str, Any] | None, key: str, activities: list[Act
             subs.add(activity.subscription_id)
         else:
             merged["subscriptions_truncated"] = True
-        if first is None or activity.timestamp < _utc(first):
+        if first is None or activity.timestamp < entity_time(first):
             first = activity.timestamp
-        if last is None or activity.timestamp >= _utc(last):
+        if last is None or activity.timestamp >= entity_time(last):
             last = activity.timestamp
             if activity.ip_address:
                 merged["last_ip"] = activity.ip_address

@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -49,6 +49,7 @@ from activities.layout import (
     day_partition,
     encode_day_counts,
     entity_size,
+    entity_time,
     id_partition,
     inverted_time,
     last_seen_us,
@@ -134,7 +135,7 @@ class ActivityStore:
         )  # the policies that need nothing of the accounts, while they are counted (step 4, in part)
         summaries = dict(self._pool.map(lambda item: self._count_for_account(*item), per_account.items()))
         if evaluator is not None and early is not None:
-            first_seen = {k: _as_utc(v["first_seen"]) for k, v in summaries.items() if v and v.get("first_seen")}
+            first_seen = {k: entity_time(v["first_seen"]) for k, v in summaries.items() if v and v.get("first_seen")}
             accounts = {k: v for k, v in summaries.items() if v}
             evaluator.evaluate(new_activities, first_seen, accounts, part="late")
             early.result()  # raises what the early part raised: nothing is marked complete then
@@ -395,10 +396,6 @@ class ActivityStore:
                     # Some row was already gone (an earlier, interrupted run): delete one by one.
                     for rk in part:
                         table.delete_entity(pk, rk)
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _batches(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:

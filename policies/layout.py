@@ -26,7 +26,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from activities.layout import day_partition, id_partition, inverted_time, safe_key
+from activities.layout import day_partition, entity_time, id_partition, inverted_time, safe_key
 from policies.models import Alert, AlertUser, PolicyDefinition, PolicyRecord
 
 POLICY_PK = "policy"
@@ -78,12 +78,12 @@ def policy_from_entity(entity: dict[str, Any]) -> PolicyRecord:
     return PolicyRecord(
         id=entity["RowKey"],
         definition=PolicyDefinition.model_validate(json.loads(entity["definition"])),
-        created_at=_utc(entity["created_at"]),
-        effective_from=_utc(entity["effective_from"]),
+        created_at=entity_time(entity["created_at"]),
+        effective_from=entity_time(entity["effective_from"]),
         created_by=entity.get("created_by"),
         updated_by=entity.get("updated_by"),
         version=int(entity.get("version", 1)),
-        paused_at=_utc(entity["paused_at"]) if entity.get("paused_at") is not None else None,
+        paused_at=entity_time(entity["paused_at"]) if entity.get("paused_at") is not None else None,
         paused_message=entity.get("paused_message"),
         etag=_etag(entity),
     )
@@ -145,14 +145,14 @@ def alert_from_entity(entity: dict[str, Any]) -> Alert:
         kind=entity["kind"],
         title=entity.get("title") or "",
         user=AlertUser(id=entity.get("user_id"), upn=entity.get("user_upn"), type=entity.get("user_type") or "unknown"),
-        first_activity_at=_utc(entity["first_at"]),
-        last_activity_at=_utc(entity["last_at"]),
+        first_activity_at=entity_time(entity["first_at"]),
+        last_activity_at=entity_time(entity["last_at"]),
         activity_ids=tuple(json.loads(entity.get("activity_ids") or "[]")),
         activity_count=int(entity.get("activity_count", 0)),
-        raised_at=_utc(entity["raised_at"]),
+        raised_at=entity_time(entity["raised_at"]),
         status=entity.get("status") or "open",
         comment=entity.get("comment"),
-        updated_at=_utc(entity["updated_at"]) if entity.get("updated_at") is not None else None,
+        updated_at=entity_time(entity["updated_at"]) if entity.get("updated_at") is not None else None,
         updated_by=entity.get("updated_by"),
         delivery=entity.get("delivery") or "none",
         delivery_message=entity.get("delivery_message"),
@@ -163,9 +163,3 @@ def alert_from_entity(entity: dict[str, Any]) -> Alert:
 def _etag(entity: Any) -> str | None:
     metadata = getattr(entity, "metadata", None)
     return metadata.get("etag") if isinstance(metadata, dict) else None
-
-
-def _utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    raise ValueError(f"not a datetime: {value!r}")
