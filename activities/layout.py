@@ -110,16 +110,23 @@ def day_key(value: datetime) -> str:
     return value.astimezone(UTC).date().isoformat()
 
 
+def _parse_day_counts(stored: Any) -> tuple[date, list[int]] | None:
+    """(the newest day, the counts from it backwards) of a stored per-day map; None if absent or unreadable."""
+    if not isinstance(stored, str) or "/" not in stored:
+        return None
+    newest, _, numbers = stored.partition("/")
+    try:
+        return date.fromisoformat(newest), [int(n) for n in numbers.split(",")] if numbers else []
+    except ValueError:
+        return None
+
+
 def day_counts(value: Any) -> dict[str, int]:
     """The per-day map from its stored form (see `encode_day_counts`); absent or unreadable: empty."""
-    if not isinstance(value, str) or "/" not in value:
+    parsed = _parse_day_counts(value)
+    if parsed is None:
         return {}
-    newest, _, numbers = value.partition("/")
-    try:
-        last = date.fromisoformat(newest)
-        counts = [int(n) for n in numbers.split(",")] if numbers else []
-    except ValueError:
-        return {}
+    last, counts = parsed
     return {(last - timedelta(days=back)).isoformat(): n for back, n in enumerate(counts) if n > 0}
 
 
@@ -128,14 +135,11 @@ def counts_on_days(stored: Any, days: list[date]) -> list[int]:
 
     The chart's read: no map is built (a listing of 10,000 subscriptions decodes 10,000 of them).
     """
-    if not isinstance(stored, str) or "/" not in stored:
+    parsed = _parse_day_counts(stored)
+    if parsed is None:
         return [0] * len(days)
-    newest, _, numbers = stored.partition("/")
-    try:
-        last = date.fromisoformat(newest).toordinal()
-        counts = [int(n) for n in numbers.split(",")] if numbers else []
-    except ValueError:
-        return [0] * len(days)
+    newest, counts = parsed
+    last = newest.toordinal()
     out = []
     for day in days:
         back = last - day.toordinal()
