@@ -124,23 +124,28 @@ class _FieldError(ValueError):
         self.field_name = field_name
 
 
+def _invalid_input(exc: ValidationError, what: str) -> InvalidInput:
+    """The first error of a body's validation, naming its field (`what`: the body, for unknown fields)."""
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first.get("loc", ()))
+    message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, _FieldError):
+        loc = ".".join(p for p in (loc, cause.field_name) if p)
+        message = str(cause)
+    if first.get("type") == "extra_forbidden":
+        message = f"is not a field of {what}"
+    if first.get("type") == "missing":
+        message = "is required"
+    return InvalidInput(loc or "body", message)
+
+
 def parse_definition(document: Any) -> PolicyDefinition:
     """A definition from a JSON body; InvalidInput naming the first bad field."""
     try:
         return PolicyDefinition.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(part) for part in first.get("loc", ()))
-        message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
-        cause = (first.get("ctx") or {}).get("error")
-        if isinstance(cause, _FieldError):
-            loc = ".".join(p for p in (loc, cause.field_name) if p)
-            message = str(cause)
-        if first.get("type") == "extra_forbidden":
-            message = "is not a field of a policy definition"
-        if first.get("type") == "missing":
-            message = "is required"
-        raise InvalidInput(loc or "body", message) from None
+        raise _invalid_input(exc, "a policy definition") from None
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -277,9 +282,4 @@ def parse_alert_change(document: Any) -> AlertChange:
     try:
         return AlertChange.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(part) for part in first.get("loc", ())) or "body"
-        message = str(first.get("msg", "is invalid"))
-        if first.get("type") == "extra_forbidden":
-            message = "is not a field of an alert change (status, comment)"
-        raise InvalidInput(loc, message) from None
+        raise _invalid_input(exc, "an alert change (status, comment)") from None

@@ -24,7 +24,7 @@ from ingestion.normalize import normalize_event
 from policies import service
 from policies.engine import PolicyEngine, advance_bursts
 from policies.matching import compile_filter
-from policies.models import PolicyDefinition, parse_definition
+from policies.models import PolicyDefinition, parse_alert_change, parse_definition
 from policies.notify import NotifyPorts, WebhookFailed, backoff_seconds, run_notify, sign, verify
 from policies.templates import BY_ID, TEMPLATES
 from tests.fakes import FakeActivityWriter, FakeAlertQueue, FakeAlertStore, FakePolicyStore
@@ -119,6 +119,22 @@ def test_a_bad_definition_is_refused_naming_the_field(document: dict[str, Any], 
     with pytest.raises(InvalidInput) as caught:
         parse_definition(document)
     assert caught.value.field == field, caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "message"),
+    [
+        ({}, "status", "status: is required"),
+        ({"status": "closed"}, "status", "status: Input should be"),
+        ({"status": "resolved", "owner": "me"}, "owner", "owner: is not a field of an alert change (status, comment)"),
+        ({"status": "resolved", "comment": "x" * 1025}, "comment", "comment: String should have at most 1024"),
+        ([], "body", "body: Input should be"),
+    ],
+)
+def test_a_bad_alert_change_is_refused_naming_the_field(document: Any, field: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_alert_change(document)
+    assert caught.value.field == field and caught.value.message.startswith(message), caught.value.message
 
 
 def test_a_webhook_needs_the_signing_secret_configured() -> None:
