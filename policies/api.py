@@ -108,12 +108,7 @@ def get_alert(req: func.HttpRequest, runtime: Runtime) -> func.HttpResponse:
     authenticate(req, runtime)
     params.reject_unknown(req.params, ())
     alert = service.get_alert(runtime.alerts, params.route_id(req.route_params))
-    activities = []
-    for activity_id in alert.activity_ids[:MAX_ALERT_ACTIVITIES_SHOWN]:
-        found = runtime.reader.get_activity(activity_id)
-        if found is not None:  # deleted by retention since
-            found.pop("raw", None)
-            activities.append(found)
+    activities = runtime.reader.get_activities(alert.activity_ids[:MAX_ALERT_ACTIVITIES_SHOWN])
     return json_response(200, {**alert.to_api(), "activities": activities})
 
 

@@ -34,6 +34,7 @@ from core.storage import (
     ConflictRetries,
     Storage,
     create_or_replace_if_unchanged,
+    is_conflict,
     replace_if_unchanged,
 )
 from policies.alert_queries import ALERTS_KIND, AlertQuery, plan_alerts
@@ -188,7 +189,10 @@ class TableAlertStore:
                 try:
                     self.alerts.submit_transaction([("create", alert_entity(a)) for a in chunk])
                     done.extend((a, True) for a in chunk)
-                except TableTransactionError:  # some exist (a re-evaluation, a growing burst): one by one
+                except TableTransactionError as exc:
+                    if not is_conflict(exc):
+                        raise
+                    # Some exist (a re-evaluation, a growing burst): one by one.
                     done.extend(self._create_or_merge(a) for a in chunk)
             return done
 

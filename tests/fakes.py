@@ -207,6 +207,9 @@ class FakeActivityReader:
     def get_activity(self, activity_id: str) -> dict[str, Any] | None:
         raise NotImplementedError("searches are tested against Azurite")
 
+    def get_activities(self, activity_ids: Sequence[str]) -> list[dict[str, Any]]:
+        raise NotImplementedError("searches are tested against Azurite")
+
     def list_accounts(self, limit: int, continuation: str | None, account_type: str | None, *, caller: str) -> Page:
         raise NotImplementedError("searches are tested against Azurite")
 

@@ -303,3 +303,19 @@ def test_account_pages_while_accounts_become_active(storage: Storage) -> None:
     assert rest == [oid for oid in order[4:] if oid != order[8]]
     assert [a["id"] for a in queries.list_accounts(3, None, None, caller="c").items] == [order[8], order[1], order[0]]
     assert queries.list_accounts(12, None, None, caller="c").continuation is None
+
+
+def test_activities_are_read_by_id_in_the_order_asked_without_raw_events_and_missing_ones_left_out(
+    storage: Storage,
+) -> None:
+    store = ActivityStore(storage)
+    queries = ActivityQueries(storage, clock=FakeClock(T0))
+    items = _items(30, seed=5)
+    store.save(SUB, items)
+    wanted = [a.id for _, a in reversed(items)][:20]
+    asked = [*wanted[:10], "/subscriptions/gone/events/1", *wanted[10:]]
+    found = queries.get_activities(asked)
+    assert [a["id"] for a in found] == wanted
+    one = queries.get_activity(wanted[3])
+    assert one is not None and one.pop("raw") and found[3] == one  # the same activity, less its raw event
+    assert queries.get_activities([]) == []
