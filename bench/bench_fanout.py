@@ -49,7 +49,7 @@ from ingestion.messages import PullMessage, StoragePullQueue
 from localdev.azurite import Azurite
 from localdev.proxy import LoopbackProxy
 from state.records import ConnectorRecord, SubscriptionRecord
-from state.tables import TableConnectorState, TableSubscriptionState, subscription_entity
+from state.tables import TableConnectorState, TableSubscriptionState, load_subscriptions
 
 START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -74,14 +74,6 @@ class CountingSubscriptions(TableSubscriptionState):
     def replace(self, record: SubscriptionRecord) -> SubscriptionRecord:
         self.writes += 1
         return super().replace(record)
-
-
-def _upsert_all(storage: Storage, records: list[SubscriptionRecord]) -> None:
-    """Write the records in transactions of 100 (set-up only: the tick under test writes one by one)."""
-    rows = [subscription_entity(record) for record in records]
-    table = storage.table(CONNECTOR_TABLE)
-    for start in range(0, len(rows), 100):
-        table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
 
 
 def _storage(cs: str, prefix: str, queue: str | None = None) -> Storage:
@@ -118,7 +110,7 @@ def _setup(cs: str, n: int) -> tuple[str, Storage, TableConnectorState, Counting
         )
         for s in subs
     ]
-    _upsert_all(storage, records)
+    load_subscriptions(table, records)  # set-up only: the tick under test writes one by one
     assert len(subscriptions.list()) == n
     return prefix, storage, connector, subscriptions, ListArm(subs)
 
@@ -162,7 +154,9 @@ def run_size(cs: str, n: int, rounds: int) -> tuple[float, float, float, float]:
         # Each round is a steady-state tick: every subscription was pulled since the last one.
         clock.advance(timedelta(minutes=5))
         pulled = clock.now() - timedelta(minutes=4)
-        _upsert_all(storage, [replace(r, last_pulled_at=pulled) for r in subscriptions.list()])
+        load_subscriptions(
+            storage.table(CONNECTOR_TABLE), [replace(r, last_pulled_at=pulled) for r in subscriptions.list()]
+        )
         tick_side = _storage(cs, prefix, f"t{round_}{prefix}")
         try:
             queue = StoragePullQueue(tick_side.pull_queue, tick_side.pull_sender)

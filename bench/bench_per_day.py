@@ -26,15 +26,13 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from activities.layout import (
-    BATCH_LIMIT,
     DAY_COUNTS,
     SUBSCRIPTION_SUMMARY_RK,
     day_counts,
@@ -46,7 +44,7 @@ from core.clock import FakeClock
 from core.storage import BY_SUBSCRIPTION_TABLE, CONNECTOR_TABLE, Storage
 from localdev.azurite import Azurite
 from state.records import SubscriptionRecord
-from state.tables import SUBSCRIPTION_PK, TableSubscriptionState, _entity
+from state.tables import TableSubscriptionState, load_subscriptions
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
@@ -55,8 +53,8 @@ def _days(index: int, days: int) -> dict[str, int]:
     return {(NOW - timedelta(days=d)).date().isoformat(): (index * 7 + d * 13) % 500 + 1 for d in range(days)}
 
 
-def _record(index: int, days: int, with_map: bool) -> dict[str, Any]:
-    record = SubscriptionRecord(
+def _record(index: int, days: int, with_map: bool) -> SubscriptionRecord:
+    return SubscriptionRecord(
         subscription_id=str(uuid.UUID(int=index)),
         display_name=f"Subscription {index:05d}",
         state="Enabled",
@@ -66,13 +64,6 @@ def _record(index: int, days: int, with_map: bool) -> dict[str, Any]:
         activities=index,
         day_counts=encode_day_counts(_days(index, days)) if with_map else None,
     )
-    names = [k for k in asdict(record) if k not in ("etag", "subscription_id")]
-    return _entity(SUBSCRIPTION_PK, record.subscription_id, record, names)
-
-
-def _write(table: TableClient, rows: list[dict[str, Any]], pool: ThreadPoolExecutor) -> None:
-    batches = [rows[i : i + BATCH_LIMIT] for i in range(0, len(rows), BATCH_LIMIT)]
-    list(pool.map(lambda b: table.submit_transaction([("upsert", e) for e in b]), batches))
 
 
 def _timed(what: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
@@ -102,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         for storage in (with_maps, without):
             storage.ensure()
         print(f"writing {n} subscription records and summary rows ({args.days} days each)...", flush=True)
-        _write(with_maps.table(CONNECTOR_TABLE), [_record(i, args.days, True) for i in range(n)], pool)
-        _write(without.table(CONNECTOR_TABLE), [_record(i, args.days, False) for i in range(n)], pool)
+        load_subscriptions(with_maps.table(CONNECTOR_TABLE), [_record(i, args.days, True) for i in range(n)], pool=pool)
+        load_subscriptions(without.table(CONNECTOR_TABLE), [_record(i, args.days, False) for i in range(n)], pool=pool)
         summaries = with_maps.table(BY_SUBSCRIPTION_TABLE)
         list(
             pool.map(

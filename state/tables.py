@@ -7,6 +7,8 @@ a lost race is `StaleWrite` / `AlreadyExists`, which `core.optimistic.write_opti
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import MISSING, fields, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -25,6 +27,7 @@ SUBSCRIPTION_PK = "subscription"
 R = TypeVar("R", ConnectorRecord, SubscriptionRecord)
 
 _CONNECTOR_FIELDS = [f.name for f in fields(ConnectorRecord) if f.name != "etag"]
+BATCH_SIZE = 100  # the most operations in one transaction
 _SUBSCRIPTION_FIELDS = [f.name for f in fields(SubscriptionRecord) if f.name not in ("etag", "subscription_id")]
 
 
@@ -70,6 +73,22 @@ def connector_from_entity(entity: dict[str, Any]) -> ConnectorRecord:
 def subscription_entity(record: SubscriptionRecord) -> dict[str, Any]:
     """The entity a subscription record is stored as (for batch loads: benchmarks, tests)."""
     return _entity(SUBSCRIPTION_PK, record.subscription_id, record, _SUBSCRIPTION_FIELDS)
+
+
+def load_subscriptions(
+    table: TableClient, records: Iterable[SubscriptionRecord], *, pool: Executor | None = None
+) -> None:
+    """Upsert subscription records in transactions of 100, side by side on `pool` if given.
+
+    For setting up benchmarks and tests only: the app writes each record conditionally.
+    """
+    rows = [subscription_entity(record) for record in records]
+    batches = [rows[start : start + BATCH_SIZE] for start in range(0, len(rows), BATCH_SIZE)]
+
+    def send(batch: list[dict[str, Any]]) -> None:
+        table.submit_transaction([("upsert", row) for row in batch])
+
+    list((pool.map if pool is not None else map)(send, batches))
 
 
 def subscription_from_entity(entity: dict[str, Any]) -> SubscriptionRecord:

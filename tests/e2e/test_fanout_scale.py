@@ -26,7 +26,7 @@ from ingestion.fanout import run_fanout
 from ingestion.messages import decode
 from localdev.azurite import Azurite
 from state.records import ACTIVE_STATES, ConnectorRecord, SubscriptionRecord
-from state.tables import subscription_entity
+from state.tables import load_subscriptions
 from tests.support.platform import connector_environ, make_runtime
 
 pytestmark = pytest.mark.e2e
@@ -92,25 +92,21 @@ def _caught_up_tenant(emulator: Any, runtime: Runtime, clock: FakeClock) -> str:
             last_fanout_at=previous_tick,
         )
     )
-    entities = [
-        subscription_entity(
-            SubscriptionRecord(
-                subscription_id=s.subscription_id,
-                display_name=s.display_name,
-                state=s.state,
-                discovered_at=connected_at,
-                connection_id=connection,
-                watermark=previous_tick,
-                connected_at=connected_at,
-                last_pulled_at=previous_tick + timedelta(minutes=1),
-                last_success_at=previous_tick + timedelta(minutes=1),
-            )
+    records = [
+        SubscriptionRecord(
+            subscription_id=s.subscription_id,
+            display_name=s.display_name,
+            state=s.state,
+            discovered_at=connected_at,
+            connection_id=connection,
+            watermark=previous_tick,
+            connected_at=connected_at,
+            last_pulled_at=previous_tick + timedelta(minutes=1),
+            last_success_at=previous_tick + timedelta(minutes=1),
         )
         for s in emulator.subscriptions
     ]
-    table = runtime.storage.table(CONNECTOR_TABLE)
-    for first in range(0, len(entities), 100):
-        table.submit_transaction([("upsert", e) for e in entities[first : first + 100]])
+    load_subscriptions(runtime.storage.table(CONNECTOR_TABLE), records)
     return connection
 
 
