@@ -1,7 +1,7 @@
 // Sign-in with Microsoft Entra ID: authorization code with PKCE through MSAL, redirect flow.
 // Tokens live in sessionStorage (MSAL's cache), never in localStorage.
 
-import { BrowserAuthError, InteractionRequiredAuthError, PublicClientApplication } from "@azure/msal-browser";
+import { CacheLookupPolicy, InteractionRequiredAuthError, PublicClientApplication } from "@azure/msal-browser";
 
 let app = null;
 let settings = null;
@@ -58,17 +58,28 @@ export async function signOut() {
   app.setActiveAccount(null);
 }
 
-/** An access token for the API, silently when possible, else by signing in again. */
+// Errors of a refresh token that cannot be used any more (expired, revoked, replaced): sign in again.
+const REFRESH_TOKEN_REFUSED = new Set(["invalid_grant", "token_refresh_required"]);
+
+/**
+ * An access token for the API: from the cache, else with the refresh token, else by signing in again.
+ * MSAL's hidden-frame fallback is not tried: the portal's CSP allows no frame of the authority, so it
+ * could only time out (10 s) before the same sign-in.
+ */
 export async function accessToken() {
   const account = currentAccount();
   if (!account) throw new NotSignedIn();
   try {
-    const result = await app.acquireTokenSilent({ scopes: settings.scopes, account });
+    const result = await app.acquireTokenSilent({
+      scopes: settings.scopes,
+      account,
+      cacheLookupPolicy: CacheLookupPolicy.AccessTokenAndRefreshToken,
+    });
     return result.accessToken;
   } catch (error) {
-    // Interaction is needed (the refresh token expired or was revoked), or the silent fallback
-    // failed in the browser (the page's CSP allows no frame of the authority): sign in again.
-    if (error instanceof InteractionRequiredAuthError || error instanceof BrowserAuthError) {
+    // Anything else (no network, another sign-in under way) is the view's error to show: leaving
+    // the page for it would lose what the user was doing.
+    if (error instanceof InteractionRequiredAuthError || REFRESH_TOKEN_REFUSED.has(error?.errorCode)) {
       await app.acquireTokenRedirect({ scopes: settings.scopes, account, state: window.location.hash });
     }
     throw error;

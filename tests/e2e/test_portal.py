@@ -270,6 +270,39 @@ def test_each_person_signs_in_and_out_and_tokens_stay_out_of_local_storage(
     assert "accesstoken" not in page.evaluate("JSON.stringify(Object.entries(sessionStorage))").lower()
 
 
+EXPIRE_ACCESS_TOKENS = """() => {
+    for (const key of Object.keys(sessionStorage)) {
+        let entry;
+        try { entry = JSON.parse(sessionStorage.getItem(key)); } catch { continue; }
+        if (entry && entry.credentialType === "AccessToken") {
+            entry.expiresOn = entry.extendedExpiresOn = "1";
+            sessionStorage.setItem(key, JSON.stringify(entry));
+        }
+    }
+}"""
+TOKEN_ENDPOINT = re.compile(r".*/oauth2/v2\.0/token.*")
+
+
+def test_a_token_that_cannot_be_renewed_for_lack_of_network_is_an_error_on_the_page_not_a_sign_in(
+    platform: Platform, open_session: Callable[..., Session]
+) -> None:
+    page = sign_in(open_session(), platform, "Regular User", "#/activities")
+    page.evaluate(EXPIRE_ACCESS_TOKENS)
+    page.route(TOKEN_ENDPOINT, lambda route: route.abort("internetdisconnected"))
+    page.reload()
+    expect(page.get_by_role("alert")).to_contain_text("Could not load")
+    assert page.url.startswith(platform.portal)  # still here, with what the user was doing
+    expect(page.locator("#account")).to_contain_text("user@")
+
+    # The authority refuses the refresh token (expired or revoked): interaction is needed, so sign in again.
+    page.unroute(TOKEN_ENDPOINT)
+    refused = {"error": "invalid_grant", "error_description": "AADSTS700082: The refresh token has expired."}
+    page.route(TOKEN_ENDPOINT, lambda route: route.fulfill(status=400, json=refused))
+    page.reload()
+    expect(page.get_by_role("button", name="Regular User", exact=True)).to_be_visible()  # the emulator's sign-in page
+    assert not page.url.startswith(platform.portal)
+
+
 # --- App connectors and the connect flow ----------------------------------------------------------
 
 
