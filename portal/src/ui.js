@@ -12,10 +12,32 @@ const STATUS_CLASSES = {
   Inactive: "neutral",
 };
 
-/** A status as words and colour (the words carry the meaning; the colour only repeats it). */
+/** Words with a colour (ok, warning, error, neutral): the words carry the meaning; the colour only repeats it. */
+export function badge(text, kind) {
+  return h("span", { className: `status status-${kind}` }, text);
+}
+
+/** A connector's or a subscription's status as a badge. */
 export function statusBadge(status) {
-  const kind = STATUS_CLASSES[status] || "neutral";
-  return h("span", { className: `status status-${kind}` }, status || "Unknown");
+  return badge(status || "Unknown", STATUS_CLASSES[status] || "neutral");
+}
+
+/** The link to a listing with these filters (only those named, in that order). */
+export function filtersHref(route, names, filters) {
+  const query = new URLSearchParams();
+  for (const name of names) if (filters[name]) query.set(name, filters[name]);
+  const text = query.toString();
+  return text ? `${route}?${text}` : route;
+}
+
+/** A labelled form control. */
+export function field(id, label, control) {
+  return h("div", { className: "field" }, h("label", { for: id }, label), control);
+}
+
+/** The title of a failed change: a 403 says the person may not (`You cannot ${what}.`), anything else `otherwise`. */
+export function refusal(error, what, otherwise) {
+  return error instanceof ApiError && error.status === 403 ? `You cannot ${what}.` : otherwise;
 }
 
 export function troubleshootingHref(code) {

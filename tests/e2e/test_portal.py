@@ -287,6 +287,7 @@ def test_a_token_that_cannot_be_renewed_for_lack_of_network_is_an_error_on_the_p
     platform: Platform, open_session: Callable[..., Session]
 ) -> None:
     page = sign_in(open_session(), platform, "Regular User", "#/activities")
+    expect(page.get_by_text("Loading…")).to_have_count(0)  # MSAL is done with its cache (it may write it again)
     page.evaluate(EXPIRE_ACCESS_TOKENS)
     page.route(TOKEN_ENDPOINT, lambda route: route.abort("internetdisconnected"))
     page.reload()

@@ -4,15 +4,12 @@
 import { getActivity, getConnectors, searchActivities } from "../api.js";
 import { h, replace } from "../dom.js";
 import { isoToLocalInput, localInputToIso, timeElement } from "../format.js";
-import { alertBox, dash, definitionList, errorText, pagedTable, statusBadge } from "../ui.js";
+import { alertBox, badge, dash, definitionList, errorText, field, filtersHref, pagedTable, statusBadge } from "../ui.js";
 
 export const FILTERS = ["user", "subscriptionId", "action", "status", "ipAddress", "from", "to"];
 
 export function activitiesHref(filters) {
-  const query = new URLSearchParams();
-  for (const name of FILTERS) if (filters[name]) query.set(name, filters[name]);
-  const text = query.toString();
-  return text ? `#/activities?${text}` : "#/activities";
+  return filtersHref("#/activities", FILTERS, filters);
 }
 
 function userText(user) {
@@ -55,8 +52,7 @@ export function activityRow(item, { onUser, onIp, subscriptionNames }) {
 }
 
 function statusText(status) {
-  const kind = /fail/i.test(status) ? "error" : /succe/i.test(status) ? "ok" : "neutral";
-  return h("span", { className: `status status-${kind}` }, status);
+  return badge(status, /fail/i.test(status) ? "error" : /succe/i.test(status) ? "ok" : "neutral");
 }
 
 export const ACTIVITY_COLUMNS = ["Time", "User", "Action", "Resource", "Status", "IP address", "Subscription"];
@@ -69,10 +65,6 @@ async function subscriptionMap() {
   } catch {
     return new Map();
   }
-}
-
-function field(id, label, control) {
-  return h("div", { className: "field" }, h("label", { for: id }, label), control);
 }
 
 function filterForm(filters, subscriptionNames, navigate) {

@@ -2,10 +2,10 @@
 // the activities that raised it, and resolving or dismissing it with a comment. Everything an alert
 // carries from activities (titles, users, resources) is attacker-controlled: it is only ever text.
 
-import { ApiError, changeAlert, getAlert, listPolicies, searchAlerts } from "../api.js";
+import { changeAlert, getAlert, listPolicies, searchAlerts } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatCount, isoToLocalInput, localInputToIso, timeElement } from "../format.js";
-import { alertBox, dash, definitionList, errorText, noticeBox, pagedTable, scrollBox } from "../ui.js";
+import { alertBox, badge, dash, definitionList, errorText, field, filtersHref, noticeBox, pagedTable, refusal, scrollBox } from "../ui.js";
 import { ACTIVITY_COLUMNS, activityRow } from "./activities.js";
 import { SEVERITY_NAMES, policyHref } from "./policies.js";
 
@@ -15,10 +15,7 @@ const STATUS_NAMES = { open: "Open", resolved: "Resolved", dismissed: "Dismissed
 let flash = null; // a notice shown once, on the next alert page
 
 export function alertsHref(filters) {
-  const query = new URLSearchParams();
-  for (const name of ALERT_FILTERS) if (filters[name]) query.set(name, filters[name]);
-  const text = query.toString();
-  return text ? `#/alerts?${text}` : "#/alerts";
+  return filtersHref("#/alerts", ALERT_FILTERS, filters);
 }
 
 function alertHref(id) {
@@ -26,13 +23,11 @@ function alertHref(id) {
 }
 
 function severityBadge(severity) {
-  const kind = severity === "high" ? "error" : severity === "medium" ? "warning" : "neutral";
-  return h("span", { className: `status status-${kind}` }, SEVERITY_NAMES[severity] || dash(severity));
+  return badge(SEVERITY_NAMES[severity] || dash(severity), severity === "high" ? "error" : severity === "medium" ? "warning" : "neutral");
 }
 
 function alertStatusBadge(status) {
-  const kind = status === "open" ? "warning" : status === "resolved" ? "ok" : "neutral";
-  return h("span", { className: `status status-${kind}` }, STATUS_NAMES[status] || dash(status));
+  return badge(STATUS_NAMES[status] || dash(status), status === "open" ? "warning" : status === "resolved" ? "ok" : "neutral");
 }
 
 function userText(user) {
@@ -51,10 +46,6 @@ function alertRow(alert) {
     h("td", { className: "user" }, dash(userText(alert.user))),
     h("td", { className: "number" }, formatCount(alert.activityCount)),
   );
-}
-
-function field(id, label, control) {
-  return h("div", { className: "field" }, h("label", { for: id }, label), control);
 }
 
 function options(entries, selected, allText) {
@@ -172,9 +163,7 @@ function changeForm(alert, onChanged) {
       onChanged(changed);
     } catch (error) {
       save.disabled = false;
-      const title =
-        error instanceof ApiError && error.status === 403 ? "You cannot change alerts." : "The alert was not changed.";
-      const box = alertBox(title, errorText(error));
+      const box = alertBox(refusal(error, "change alerts", "The alert was not changed."), errorText(error));
       box.setAttribute("tabindex", "-1");
       replace(result, box);
       box.focus();

@@ -1,10 +1,10 @@
 // App connectors: the Azure connector's row and subscriptions, "+ Connect an app", the
 // "Connect Microsoft Azure" page, and disconnecting with a confirmation dialog.
 
-import { ApiError, activityPerDay, connectAzure, disconnectAzure, getConnectors } from "../api.js";
+import { activityPerDay, connectAzure, disconnectAzure, getConnectors } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatCount, timeElement } from "../format.js";
-import { alertBox, confirmDialog, dash, errorText, messageWithFix, noticeBox, scrollBox, statusBadge } from "../ui.js";
+import { alertBox, confirmDialog, dash, errorText, messageWithFix, noticeBox, refusal, scrollBox, statusBadge } from "../ui.js";
 import { activityChart } from "./chart.js";
 
 let flash = null; // a notice shown once, on the next App connectors page
@@ -248,10 +248,7 @@ export async function connectAzureView(main, { navigate }) {
       flash = noticeBox(`Microsoft Azure is connected. Status: ${body.status}.`);
       navigate("#/connectors");
     } catch (error) {
-      const title =
-        error instanceof ApiError && error.status === 403
-          ? "You cannot connect Microsoft Azure."
-          : "Microsoft Azure was not connected.";
+      const title = refusal(error, "connect Microsoft Azure", "Microsoft Azure was not connected.");
       const box = alertBox(title, errorText(error));
       box.setAttribute("tabindex", "-1");
       replace(result, box);

@@ -12,7 +12,7 @@ import {
 } from "../api.js";
 import { h, replace } from "../dom.js";
 import { timeElement } from "../format.js";
-import { alertBox, confirmDialog, dash, definitionList, errorText, noticeBox, scrollBox } from "../ui.js";
+import { alertBox, badge, confirmDialog, dash, definitionList, errorText, noticeBox, refusal, scrollBox } from "../ui.js";
 
 let flash = null; // a notice shown once, on the next policies page
 
@@ -43,14 +43,7 @@ export function policyHref(id) {
 }
 
 function stateBadge(policy) {
-  const text = STATE_STATUS[policy.state] || policy.state;
-  const kind = policy.state === "enabled" ? "ok" : policy.state === "paused" ? "warning" : "neutral";
-  return h("span", { className: `status status-${kind}` }, text);
-}
-
-/** The title of a failed change: a 403 says the person may not, anything else that it was not done. */
-function refusal(error, what, otherwise = "The policy was not changed.") {
-  return error instanceof ApiError && error.status === 403 ? `You cannot ${what}.` : otherwise;
+  return badge(STATE_STATUS[policy.state] || policy.state, policy.state === "enabled" ? "ok" : policy.state === "paused" ? "warning" : "neutral");
 }
 
 /** The definition a PUT takes back, from a stored policy. */
@@ -386,7 +379,7 @@ export async function policyView(main, { params, navigate, render }) {
   }
 
   const showFailure = (error, what) => {
-    const box = alertBox(refusal(error, what), errorText(error));
+    const box = alertBox(refusal(error, what, "The policy was not changed."), errorText(error));
     box.setAttribute("tabindex", "-1");
     replace(feedback, box);
     box.focus();
@@ -441,11 +434,9 @@ export async function policyView(main, { params, navigate, render }) {
     } catch (error) {
       save.disabled = false;
       const title =
-        error instanceof ApiError && error.status === 403
-          ? "You cannot change policies."
-          : error instanceof ApiError && error.status === 400
-            ? "The policy was not saved: a field needs a change."
-            : "The policy was not saved.";
+        error instanceof ApiError && error.status === 400
+          ? "The policy was not saved: a field needs a change."
+          : refusal(error, "change policies", "The policy was not saved.");
       const box = alertBox(title, errorText(error));
       box.setAttribute("tabindex", "-1");
       replace(errorArea, box);
