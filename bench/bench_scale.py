@@ -46,10 +46,12 @@ from azure.storage.queue import QueueServiceClient
 from bench.remote_emulator import RemoteEmulator, SharedClock, shared_clock
 from connector import service
 from core.auth import Principal
+from core.queue_sender import SENDER_THREAD
 from core.runtime import Runtime, build_runtime, install_runtime, pull_sender
 from core.settings import default_values, load_settings
 from core.storage import Storage
 from core.transport import pooled_transport
+from ingestion.fanout import READER_THREAD as FANOUT_READER_THREAD
 from ingestion.messages import PullMessage
 from localdev.azurite import Azurite
 from localdev.host import LocalHost
@@ -71,11 +73,11 @@ class Counter:
     """Counts the responses of the app's storage clients (a raw_response_hook), thread-safe.
 
     The fan-out's own requests are told apart by thread: it runs in the thread that invokes it
-    (here the main thread), reads the records in `fanout-read` and sends on the `queue-sender`
+    (here the main thread), reads the records in its reader thread and sends on the sender's
     loop; pulls run on the host's worker threads.
     """
 
-    FANOUT_THREADS = ("MainThread", "fanout-read", "queue-sender")
+    FANOUT_THREADS = ("MainThread", FANOUT_READER_THREAD, SENDER_THREAD)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

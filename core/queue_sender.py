@@ -27,6 +27,8 @@ from azure.storage.queue.aio import QueueClient as AsyncQueueClient
 
 logger = logging.getLogger(__name__)
 
+SENDER_THREAD = "queue-sender"  # the thread running the sender's event loop
+
 # Sends in flight at once. More overlaps more waiting on the network; past about 32 a 2-core worker
 # gains nothing against a local Azurite (bench/bench_fanout.py), and Queue Storage's per-queue
 # target (2,000 messages a second) is the ceiling anyway.
@@ -84,7 +86,7 @@ class QueueSender:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="queue-sender", daemon=True)
+                thread = threading.Thread(target=loop.run_forever, name=SENDER_THREAD, daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
                 if not self._closes_at_exit:

@@ -18,7 +18,8 @@ from state.subscriptions import pull_pending, sync_with_arm
 
 logger = logging.getLogger(__name__)
 
-_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-read")
+READER_THREAD = "fanout-read"  # the thread that reads the subscription records while ARM lists them
+_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix=READER_THREAD)
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,14 @@ class QueuesOptions:
                 f'host.json: extensions.queues.messageEncoding must be "base64" or "none", not {encoding!r}'
             )
         visibility = _timespan(section, "visibilityTimeout", 0.0)
-        return cls(batch_size, threshold, interval, visibility, max_dequeue, encoding)
+        return cls(
+            batch_size=batch_size,
+            new_batch_threshold=threshold,
+            max_polling_interval=interval,
+            visibility_timeout=visibility,
+            max_dequeue_count=max_dequeue,
+            message_encoding=encoding,
+        )
 
 
 @dataclass(frozen=True)
