@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    shutil.rmtree(state / "azurite", ignore_errors=True)  # a clean folder per run: each demo connects from scratch
+    # Azurite keeps its data in memory (each demo connects from scratch); the folder holds its log, one per run.
+    shutil.rmtree(state / "azurite", ignore_errors=True)
     (state / "azurite").mkdir(parents=True)
     azurite = Azurite(location=state / "azurite").start()
     print(f"Azurite: tables {azurite.table_port}, queues {azurite.queue_port}, blobs {azurite.blob_port}")
