@@ -109,20 +109,21 @@ def arm_credential(settings: Settings) -> TokenCredential:
     return ManagedIdentityCredential()
 
 
+def _storage_managed_identity(settings: Settings) -> bool:
+    """Whether the storage clients sign in as the managed identity (else the default credential chain)."""
+    return (settings.storage_credential or "").lower() == "managedidentity"
+
+
 def _storage_credential(settings: Settings) -> TokenCredential:
-    if (settings.storage_credential or "").lower() == "managedidentity":
-        if settings.storage_client_id:
-            return ManagedIdentityCredential(client_id=settings.storage_client_id)
-        return ManagedIdentityCredential()
+    if _storage_managed_identity(settings):
+        return ManagedIdentityCredential(client_id=settings.storage_client_id)  # None: the system identity
     return DefaultAzureCredential()
 
 
 def _async_storage_credential(settings: Settings) -> AsyncTokenCredential:
     """`_storage_credential` for the async clients (the fan-out's sender)."""
-    if (settings.storage_credential or "").lower() == "managedidentity":
-        if settings.storage_client_id:
-            return AsyncManagedIdentityCredential(client_id=settings.storage_client_id)
-        return AsyncManagedIdentityCredential()
+    if _storage_managed_identity(settings):
+        return AsyncManagedIdentityCredential(client_id=settings.storage_client_id)
     return AsyncDefaultAzureCredential()
 
 
