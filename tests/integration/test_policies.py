@@ -560,10 +560,10 @@ def test_pulls_at_once_redelivered_and_overlapping_raise_each_alert_once(
                 pull_subscription(runtime.pull, PullMessage.model_validate_json(queued.content))  # re-reads the overlap
             runtime.storage.pull_queue.delete_message(queued)
 
-        stored = {row["id"] for row in runtime.storage.table("activities").query_entities("PartitionKey ne ''")
-                  if row["subscription_id"] == sub}  # fmt: skip
+        rows = [row for row in runtime.storage.table("activities").query_entities("PartitionKey ne ''")
+                if row["subscription_id"] == sub]  # fmt: skip
+        stored = {row["id"] for row in rows}
         assert stored, "the emulator generated no events"
-        alerts = runtime.alerts.search(AlertQuery(policy_id=every), 100, None, caller="t")
         ids: list[str] = []
         token = None
         while True:
@@ -572,10 +572,8 @@ def test_pulls_at_once_redelivered_and_overlapping_raise_each_alert_once(
             token = page.continuation
             if not token:
                 break
-        assert alerts.items and sorted(ids) == sorted(stored)  # one alert per stored activity, none twice
+        assert sorted(ids) == sorted(stored)  # one alert per stored activity, none twice
         # Each burst alert counts its activities exactly, and no activity counts towards two bursts.
-        rows = [row for row in runtime.storage.table("activities").query_entities("PartitionKey ne ''")
-                if row["subscription_id"] == sub]  # fmt: skip
         burst_alerts = runtime.alerts.search(AlertQuery(policy_id=bursts), 100, None, caller="t").items
         assert burst_alerts, "no principal acted three times within 30 minutes"
         counted: set[str] = set()

@@ -9,7 +9,7 @@ import pytest
 from core.errors import InvalidInput
 from policies import service
 from policies.egress import is_internal, literal_internal_host
-from tests.unit.test_policies import ADMIN, World
+from tests.support.policy_world import ADMIN, World
 
 pytestmark = pytest.mark.unit
 

@@ -16,26 +16,23 @@ from typing import Any
 
 import pytest
 
-from core.auth import Principal
 from core.clock import FakeClock
 from core.errors import InvalidInput
 from ingestion.models import Activity
 from ingestion.normalize import normalize_event
 from policies import service
-from policies.engine import PolicyEngine, advance_bursts
+from policies.engine import advance_bursts
 from policies.matching import compile_filter
 from policies.models import PolicyDefinition, parse_alert_change, parse_definition
 from policies.notify import NotifyPorts, WebhookFailed, backoff_seconds, run_notify, sign, verify
 from policies.templates import BY_ID, TEMPLATES
-from tests.fakes import FakeActivityWriter, FakeAlertQueue, FakeAlertStore, FakePolicyStore
+from tests.fakes import FakeActivityWriter
 from tests.support.events import USERS, make_event
+from tests.support.policy_world import ADMIN, START, SUB, World
 
 pytestmark = pytest.mark.unit
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "activity_log"
-START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-SUB = "a0000000-0000-4000-8000-000000000000"
-ADMIN = Principal(object_id="a1", upn="admin@contoso.com", name="Admin", tenant_id="t")
 ALICE, BOB = USERS[0], USERS[1]
 
 
@@ -61,29 +58,6 @@ def learn_event(name: str) -> dict[str, Any]:
 
 def real(event: dict[str, Any]) -> Activity:
     return normalize_event(event, ingested_at=START, subscription_id=SUB)
-
-
-class World:
-    def __init__(self, *, daily_limit: int = 100) -> None:
-        self.clock = FakeClock(START - timedelta(hours=1))
-        self.policies = FakePolicyStore()
-        self.alerts = FakeAlertStore()
-        self.queue = FakeAlertQueue()
-        self.engine = self.new_engine(daily_limit)
-        self.writer = FakeActivityWriter(evaluator=self.engine)
-
-    def new_engine(self, daily_limit: int = 100) -> PolicyEngine:
-        return PolicyEngine(
-            self.policies, self.alerts, self.queue, self.clock, daily_limit=daily_limit, cache_seconds=0
-        )
-
-    def policy(self, **definition: Any) -> str:
-        document = {"name": "p", "severity": "high", "kind": "singleActivity", **definition}
-        record = service.create_policy(self.policies, self.engine, self.clock, ADMIN, document, webhook_secret="s3cret")
-        return record.id
-
-    def save(self, *acts: Activity) -> None:
-        self.writer.save(SUB, [({}, a) for a in acts])
 
 
 # --- definitions ---------------------------------------------------------------------------------

@@ -6,15 +6,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from localdev.azurite import ROOT
 from policies.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 pytestmark = pytest.mark.unit
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s" * 40
 BODY = b'{"type":"alert","alert":{}}'
 
