@@ -32,7 +32,7 @@ from typing import Any
 from azure.mgmt.monitor import models as sdk_models
 from azure.mgmt.monitor._utils.serialization import Deserializer
 
-from ingestion.models import Activity
+from ingestion.models import Activity, parse_timestamp
 from ingestion.normalize import normalize_event, parse_page
 
 SUBSCRIPTION = "8c1a5e4e-2d2b-4d41-9a52-0a7a1ef0b001"
@@ -225,6 +225,22 @@ def generate_events(count: int, seed: int = 20261126) -> list[dict[str, Any]]:
     events = events[:count]
     events.reverse()  # the API answers newest first
     return events
+
+
+def activity_pages(count: int, *, ingested_at: datetime, first: int = 0) -> list[list[tuple[dict[str, Any], Activity]]]:
+    """`count` parsed pages of 200 events, other events each (seeds first, first + 1, ...), each page
+    ten minutes after the one before: what a pull of a busy subscription saves, page by page."""
+    pages = []
+    for number in range(first, first + count):
+        events = generate_events(200, seed=number)
+        for event in events:
+            when = parse_timestamp(event["eventTimestamp"])
+            assert when is not None
+            event["eventTimestamp"] = (when + timedelta(minutes=10 * number)).isoformat().replace("+00:00", "Z")
+        pages.append(parse_page(json.dumps({"value": events}).encode(), ingested_at=ingested_at).items)
+    ids = {activity.id for page in pages for _, activity in page}
+    assert len(ids) == 200 * count, "the pages must hold other events each"
+    return pages
 
 
 def make_page(count: int) -> bytes:

@@ -15,7 +15,6 @@ Run: `python -m bench.bench_policies [--pages N] [--rounds N]`.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import uuid
@@ -26,12 +25,10 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from activities.writer import ActivityStore
-from bench.bench_parse import generate_events
+from bench.bench_parse import activity_pages
 from core.auth import Principal
 from core.clock import FakeClock
 from core.storage import Storage
-from ingestion.models import Activity, parse_timestamp
-from ingestion.normalize import parse_page
 from localdev.azurite import Azurite
 from policies import service
 from policies.engine import PolicyEngine
@@ -116,21 +113,6 @@ def _store(
     return ActivityStore(storage, evaluator=engine), alerts, store
 
 
-def _pages(count: int, round_number: int) -> list[list[tuple[dict[str, Any], Activity]]]:
-    """Fresh pages for a round: other events each page, ten minutes after the page before."""
-    pages = []
-    for index in range(count):
-        number = round_number * count + index
-        events = generate_events(200, seed=number)
-        for event in events:
-            when = parse_timestamp(event["eventTimestamp"])
-            assert when is not None
-            event["eventTimestamp"] = (when + timedelta(minutes=10 * number)).isoformat().replace("+00:00", "Z")
-        body = json.dumps({"value": events}).encode()
-        pages.append(parse_page(body, ingested_at=NOW).items)
-    return pages
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=5, help="pages of 200 events per round (default 5)")
@@ -142,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         bare, _, _ = _store(azurite.connection_string, clock, [])
         busy, alerts, stored_policies = _store(azurite.connection_string, clock, policies())
         for round_number in range(args.rounds + 1):  # round 0 warms both up and is not counted
-            pages = _pages(args.pages, round_number)
+            pages = activity_pages(args.pages, ingested_at=NOW, first=round_number * args.pages)  # fresh each round
             sub = pages[0][0][1].subscription_id
             order = [("0 policies", bare), ("20 policies", busy)]
             if round_number % 2:

@@ -11,11 +11,10 @@ Run: `python -m bench.bench_pull [--pages N]`.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.data.tables import TableServiceClient, UpdateMode
@@ -29,10 +28,9 @@ from activities.layout import (
     time_index_entity,
 )
 from activities.writer import ActivityStore
-from bench.bench_parse import generate_events
+from bench.bench_parse import activity_pages
 from core.storage import Storage
-from ingestion.models import Activity, parse_timestamp
-from ingestion.normalize import parse_page
+from ingestion.models import Activity
 from localdev.azurite import Azurite
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -57,21 +55,6 @@ def _storage(connection_string: str, counter: Counter) -> Storage:
     return storage
 
 
-def _pages(count: int) -> list[list[tuple[dict[str, Any], Activity]]]:
-    """Pages of other events each (their own ids), each ten minutes after the page before."""
-    pages = []
-    for index in range(count):
-        events = generate_events(200, seed=index)
-        for event in events:
-            when = parse_timestamp(event["eventTimestamp"])
-            assert when is not None
-            event["eventTimestamp"] = (when + timedelta(minutes=10 * index)).isoformat().replace("+00:00", "Z")
-        pages.append(parse_page(json.dumps({"value": events}).encode(), ingested_at=NOW).items)
-    ids = {activity.id for page in pages for _, activity in page}
-    assert len(ids) == 200 * count, "the pages must hold other events each"
-    return pages
-
-
 def naive_save(store: ActivityStore, items: list[tuple[dict[str, Any], Activity]]) -> None:
     """One request per row, the same rows (without the exact-count ledger transactions)."""
     for raw, activity in items:
@@ -94,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=5, help="pages of 200 events per measurement (default 5)")
     args = parser.parse_args(argv)
-    pages = _pages(args.pages)
+    pages = activity_pages(args.pages, ingested_at=NOW)
     events = sum(len(p) for p in pages)
 
     with Azurite() as azurite:
