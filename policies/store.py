@@ -76,21 +76,16 @@ class TablePolicyStore:
 
     def insert(self, record: PolicyRecord) -> PolicyRecord:
         try:
-            self.table.create_entity(policy_entity(record))
+            meta = self.table.create_entity(policy_entity(record))
         except ResourceExistsError as exc:
             raise AlreadyExists() from exc
-        stored = self.get(record.id)
-        assert stored is not None
-        return stored
+        return replace(record, etag=meta.get("etag"))
 
     def replace(self, record: PolicyRecord) -> PolicyRecord:
         if record.etag is None:
             raise ValueError("a replace needs the ETag of the record that was read")
-        replace_if_unchanged(self.table, policy_entity(record), record.etag)
-        stored = self.get(record.id)
-        if stored is None:
-            raise StaleWrite()
-        return stored
+        meta = replace_if_unchanged(self.table, policy_entity(record), record.etag)
+        return replace(record, etag=meta.get("etag"))
 
     def delete(self, policy_id: str) -> bool:
         try:
@@ -268,8 +263,8 @@ class TableAlertStore:
         """Replace the alert if unchanged since read (StaleWrite otherwise), then its index copies."""
         if alert.etag is None:
             raise ValueError("a replace needs the ETag of the alert that was read")
-        replace_if_unchanged(self.alerts, alert_entity(alert), alert.etag)
-        stored = self.get_alert(alert.id) or alert
+        meta = replace_if_unchanged(self.alerts, alert_entity(alert), alert.etag)
+        stored = replace(alert, etag=meta.get("etag"))
         if index:
             self._write_index([stored])
         return stored
