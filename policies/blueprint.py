@@ -64,4 +64,4 @@ def alert_change(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.queue_trigger(arg_name="msg", queue_name="%ALERT_QUEUE%", connection="AzureWebJobsStorage")
 def alert_notify(msg: func.QueueMessage) -> None:
-    run_notify(get_runtime().notify, msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+    run_notify(get_runtime().notify, msg.get_body(), message_id=msg.id)

@@ -295,14 +295,14 @@ class PolicyEngine:
         for (record, _), (stored, created) in zip(admitted, stored_alerts, strict=True):
             if created:
                 logger.info("Policy %s raised alert %s", record.id, stored.id)
-            # 4. the webhook's message: when the alert is created, or again when no attempt was made yet
-            # (a crash before its message went out). A burst that grows while its delivery is retried
-            # sends nothing; one that grows before the first attempt sends a second first message,
-            # which `run_notify` stops once an attempt was made: one delivery chain either way.
+            # 4. the webhook's message: when the alert is created, or again while no message has
+            # claimed its first attempt (a crash may have lost the first message). A burst that grows
+            # after the claim sends nothing; one that grows before it sends a second first message,
+            # and `run_notify` lets only one of the two claim: one delivery chain either way.
             if (
                 record.definition.webhook_url
                 and stored.delivery == "pending"
-                and (created or stored.delivery_message is None)
+                and (created or stored.delivery_claim is None)
             ):
                 self.queue.send(stored.id)
         # 5. policies past their daily limit are paused.

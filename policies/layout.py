@@ -116,6 +116,7 @@ def alert_properties(alert: Alert) -> dict[str, Any]:
         ("updated_at", alert.updated_at),
         ("updated_by", alert.updated_by),
         ("delivery_message", alert.delivery_message),
+        ("delivery_claim", alert.delivery_claim),
     ):
         if value is not None:
             props[name] = value
@@ -156,6 +157,7 @@ def alert_from_entity(entity: dict[str, Any]) -> Alert:
         updated_by=entity.get("updated_by"),
         delivery=entity.get("delivery") or "none",
         delivery_message=entity.get("delivery_message"),
+        delivery_claim=entity.get("delivery_claim"),
         etag=_etag(entity),
     )
 

@@ -234,6 +234,9 @@ class Alert:
     updated_by: str | None = None
     delivery: Delivery = "none"
     delivery_message: str | None = None
+    # The queue message that made (or makes) the first delivery attempt: a second first message
+    # for the alert (a burst grown before that attempt) stops, so there is one delivery chain.
+    delivery_claim: str | None = None
     etag: str | None = field(default=None, compare=False)
 
     def to_api(self) -> dict[str, Any]:

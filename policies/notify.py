@@ -24,6 +24,7 @@ import hmac
 import json
 import logging
 import random
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -162,10 +163,11 @@ class NotifyPorts:
     base_delay_seconds: int = BASE_DELAY_SECONDS
 
 
-def run_notify(ports: NotifyPorts, body: bytes, *, dequeue_count: int = 1) -> Outcome:
+def run_notify(ports: NotifyPorts, body: bytes, *, message_id: str | None = None) -> Outcome:
     """Handle one alert-queue message: deliver, schedule the next attempt, or give up (poison).
 
-    `dequeue_count` is the host's: above 1, an earlier run of this message failed part way.
+    `message_id` is the queue's id of the message (the same on a redelivery); without one, the
+    message counts as new.
     """
     try:
         message = AlertMessage.model_validate_json(body)
@@ -175,10 +177,11 @@ def run_notify(ports: NotifyPorts, body: bytes, *, dequeue_count: int = 1) -> Ou
     alert = ports.alerts.get_alert(message.alert_id)
     if alert is None or alert.delivery != "pending":
         return "skipped"  # gone, or delivered (or given up) by an earlier message
-    if message.attempt == 1 and alert.delivery_message is not None and dequeue_count <= 1:
-        # A second first message (a burst grew before its first attempt ran): the chain that made
-        # an attempt goes on, this one stops. A redelivered first message is run again.
-        return "skipped"
+    if message.attempt == 1:
+        claimed = _claim_first_attempt(ports, alert, message_id or uuid.uuid4().hex)
+        if claimed is None:
+            return "skipped"  # another first message for this alert makes the attempt
+        alert = claimed
     policy = ports.policies.get(alert.policy_id)
     url = policy.definition.webhook_url if policy is not None else None
     if not url:
@@ -221,6 +224,27 @@ def run_notify(ports: NotifyPorts, body: bytes, *, dequeue_count: int = 1) -> Ou
         "Alert %s: webhook attempt %s failed (%s); retrying in %s s", alert.id, message.attempt, failure, delay
     )
     return "retrying"
+
+
+def _claim_first_attempt(ports: NotifyPorts, alert: Alert, message_id: str) -> Alert | None:
+    """The alert, claimed for this message's first attempt; None when another message claimed it.
+
+    A burst grown before its first attempt sends a second first message; of the two, the one
+    whose conditional write lands first makes the attempts, the other stops, even when both run
+    at once. The claimer's redelivery (same message id) goes on.
+    """
+    current: list[Alert | None] = [alert]
+
+    def attempt() -> Alert | None:
+        stored = current.pop() if current else ports.alerts.get_alert(alert.id)
+        if stored is None or stored.delivery != "pending":
+            return None
+        if stored.delivery_claim is not None:
+            return stored if stored.delivery_claim == message_id else None
+        # StaleWrite: read again. The listing copies do not show the claim.
+        return ports.alerts.replace_alert(replace(stored, delivery_claim=message_id), index=False)
+
+    return write_optimistically(attempt, what=f"The alert {alert.id}")
 
 
 def _mark(ports: NotifyPorts, alert: Alert, delivery: Delivery, message: str | None) -> None:

@@ -408,7 +408,7 @@ class FakeAlertStore:
     def get_alert(self, alert_id: str) -> Alert | None:
         return self.alerts.get(alert_id)
 
-    def replace_alert(self, alert: Alert) -> Alert:
+    def replace_alert(self, alert: Alert, *, index: bool = True) -> Alert:
         current = self.alerts.get(alert.id)
         if current is None or current.etag != alert.etag:
             raise StaleWrite()

@@ -416,6 +416,22 @@ def test_webhook_is_signed_and_delivered_over_https(storage: Storage, ca: trustm
         receiver.close()
 
 
+def test_of_two_first_messages_for_one_alert_only_the_claimer_posts(storage: Storage, ca: trustme.CA) -> None:
+    receiver = Receiver(ca, [500, 500])
+    try:
+        platform = Platform(storage)
+        alert, ports = _webhook_alert(platform, receiver.url)
+        body = json.dumps({"alertId": alert}).encode()
+        assert run_notify(ports, body, message_id="first") == "retrying"
+        assert run_notify(ports, body, message_id="second") == "skipped"
+        assert run_notify(ports, body, message_id="first") == "retrying"  # the claimer's redelivery
+        assert len(receiver.requests) == 2
+        stored = platform.alerts.get_alert(alert)
+        assert stored is not None and stored.delivery_claim == "first" and stored.delivery == "pending"
+    finally:
+        receiver.close()
+
+
 def test_webhook_failures_are_retried_then_poisoned(storage: Storage, ca: trustme.CA) -> None:
     receiver = Receiver(ca, [500, 502, 503])
     try:

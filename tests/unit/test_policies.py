@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -608,14 +609,36 @@ def test_a_burst_grown_before_its_first_attempt_still_makes_one_delivery_chain()
     world.save(*_deletes([START + timedelta(minutes=3)]))  # grown while its first message waits
     first, again = world.queue.take()
     assert (first.alert_id, first.attempt) == (again.alert_id, again.attempt) == (first.alert_id, 1)
-    assert run_notify(ports, json.dumps({"alertId": first.alert_id, "attempt": 1}).encode()) == "retrying"
-    assert run_notify(ports, json.dumps({"alertId": again.alert_id, "attempt": 1}).encode()) == "skipped"
+    body = json.dumps({"alertId": first.alert_id, "attempt": 1}).encode()
+    assert run_notify(ports, body, message_id="m1") == "retrying"
+    assert run_notify(ports, body, message_id="m2") == "skipped"
     (second,) = world.queue.take()
     assert second.attempt == 2 and len(ports.poster.calls) == 1  # type: ignore[attr-defined]
-    # A first message the host redelivers (its run failed after the attempt was recorded) runs again.
-    redelivered = json.dumps({"alertId": first.alert_id, "attempt": 1}).encode()
-    assert run_notify(ports, redelivered, dequeue_count=2) == "retrying"
+    # The claimer's redelivery (its run failed after the attempt) runs again; the other's does not.
+    assert run_notify(ports, body, message_id="m1") == "retrying"
+    assert run_notify(ports, body, message_id="m2") == "skipped"
     assert len(ports.poster.calls) == 2  # type: ignore[attr-defined]
+
+
+def test_two_first_messages_running_at_once_make_one_delivery_chain() -> None:
+    world, ports = _burst_webhook_world()
+    world.save(*_deletes([START, START + timedelta(minutes=1), START + timedelta(minutes=2)]))
+    world.save(*_deletes([START + timedelta(minutes=3)]))
+    first, _ = world.queue.take()
+    body = json.dumps({"alertId": first.alert_id, "attempt": 1}).encode()
+    outcomes: list[str] = []
+
+    class SlowReceiver(Receiver):
+        def post(self, url: str, payload: bytes, headers: dict[str, str]) -> int:
+            if not self.calls:  # the second message runs while the first one's POST waits for an answer
+                outcomes.append(run_notify(ports_now, body, message_id="m2"))
+            return super().post(url, payload, headers)
+
+    receiver = SlowReceiver([500])
+    ports_now = replace(ports, poster=receiver)
+    assert run_notify(ports_now, body, message_id="m1") == "retrying"
+    assert outcomes == ["skipped"] and len(receiver.calls) == 1
+    assert [m.attempt for m in world.queue.take()] == [2]  # one chain goes on
 
 
 def test_an_alert_whose_message_was_lost_before_any_attempt_is_enqueued_again() -> None:
