@@ -91,11 +91,11 @@ class Settings(BaseSettings):
     def _webhook_secret(cls, value: str | None) -> str | None:
         if not value:
             return None  # unset (the local sample's empty string): policies cannot have webhooks
-        if value.startswith("@Microsoft.KeyVault("):
+        if value.strip().lower().startswith(("@microsoft.keyvault(", "@microsoft.appconfiguration(")):
             # The platform passes a reference it could not resolve as it is: never sign with it.
             raise ValueError(
-                "is a Key Vault reference the platform could not resolve: give the app's identity "
-                "Key Vault Secrets User on the vault (the app resolves references with that identity)"
+                "is a reference the platform could not resolve: give the app's identity read access to "
+                "its store (Key Vault Secrets User on a vault; the app resolves references with that identity)"
             )
         if len(value.encode("utf-8")) < MIN_WEBHOOK_SECRET_BYTES:
             raise ValueError(

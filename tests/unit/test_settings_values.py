@@ -21,8 +21,15 @@ def test_a_short_webhook_secret_is_refused(secret: str) -> None:
     assert secret not in str(caught.value)  # the value is not echoed
 
 
-def test_an_unresolved_key_vault_reference_is_refused_not_used_as_the_key() -> None:
-    reference = "@Microsoft.KeyVault(SecretUri=https://contoso-kv.vault.azure.net/secrets/webhook/)"
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "@Microsoft.KeyVault(SecretUri=https://contoso-kv.vault.azure.net/secrets/webhook/)",
+        " @microsoft.keyvault(VaultName=contoso-kv;SecretName=webhook)",
+        "@Microsoft.AppConfiguration(Endpoint=https://contoso.azconfig.io; Key=webhook-secret)",
+    ],
+)
+def test_an_unresolved_platform_reference_is_refused_not_used_as_the_key(reference: str) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({**BASE, "ALERT_WEBHOOK_SECRET": reference})
     assert caught.value.setting == "ALERT_WEBHOOK_SECRET"
