@@ -42,7 +42,6 @@ from ingestion.models import Activity, ActivityUser
 # Table Storage limits.
 MAX_STRING_CHARS = 32 * 1024  # 64 KiB of UTF-16
 MAX_RAW_CHUNKS = 12  # leaves room below the 1 MiB entity limit for the other properties
-BATCH_LIMIT = 100
 BATCH_BYTES = 3 * 1024 * 1024  # a transaction's payload must stay below 4 MiB
 
 LEDGER_PREFIX = "e"

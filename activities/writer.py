@@ -36,7 +36,6 @@ from activities.layout import (
     ACCOUNT_COPY_PK,
     ACCOUNT_SUMMARY_RK,
     BATCH_BYTES,
-    BATCH_LIMIT,
     DAY_COUNTS,
     LEDGER_PREFIX,
     SUBSCRIPTION_SUMMARY_RK,
@@ -65,6 +64,7 @@ from core.ports import ActivityEvaluator
 from core.storage import (
     ACCOUNTS_TABLE,
     ACTIVITIES_TABLE,
+    BATCH_LIMIT,
     BY_SUBSCRIPTION_TABLE,
     BY_TIME_TABLE,
     BY_USER_TABLE,

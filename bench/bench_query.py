@@ -49,7 +49,6 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from activities.layout import (
-    BATCH_LIMIT,
     UPN_ALIAS_PK,
     account_key,
     activity_properties,
@@ -62,7 +61,7 @@ from activities.layout import (
 )
 from activities.reader import ActivityQueries, ActivityQuery
 from core.clock import SystemClock
-from core.storage import ACCOUNTS_TABLE, BY_SUBSCRIPTION_TABLE, BY_TIME_TABLE, BY_USER_TABLE, Storage
+from core.storage import ACCOUNTS_TABLE, BATCH_LIMIT, BY_SUBSCRIPTION_TABLE, BY_TIME_TABLE, BY_USER_TABLE, Storage
 from ingestion.models import ActionType, Activity, ActivityUser
 from localdev.azurite import Azurite
 

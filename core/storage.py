@@ -171,6 +171,8 @@ class Storage:
         self._queues.close()
 
 
+BATCH_LIMIT = 100  # the most operations one entity group transaction takes
+
 # The transaction errors that mean another writer came first (read again and decide again); any other
 # (a row too large, a bad property) would fail the same way again, so it is raised as it is.
 CONFLICT_CODES = frozenset({"UpdateConditionNotSatisfied", "EntityAlreadyExists"})
@@ -215,6 +217,11 @@ def create_or_replace_if_unchanged(entity: dict[str, Any], read: Mapping[str, An
 MAX_CONFLICT_RETRIES = 20
 
 
+def _pause(seconds: float) -> None:
+    """The jittered pause between a lost race and the next read (tests replace it)."""
+    time.sleep(seconds)
+
+
 class ConflictRetries:
     """The lost races of one read-decide-transact loop on a partition.
 
@@ -239,6 +246,6 @@ class ConflictRetries:
             if self.conflicts > MAX_CONFLICT_RETRIES:
                 raise self._contention(f"{self._what} kept changing") from exc
             logger.debug("Transaction on %s conflicted (%s); re-reading", self._what, exc.message)
-            time.sleep(random.uniform(0, min(0.05 * 2**self.conflicts, 1.0)))
+            _pause(random.uniform(0, min(0.05 * 2**self.conflicts, 1.0)))
             return False
         return True

@@ -15,7 +15,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from activities.layout import BATCH_LIMIT, id_partition
+from activities.layout import id_partition
 from activities.reader import MAX_STORAGE_REQUESTS, Page, run_plan
 from activities.tokens import ContinuationSigner, LazySigner, signer_source
 from activities.writer import LedgerContention
@@ -27,6 +27,7 @@ from core.storage import (
     ALERTS_BY_TIME_TABLE,
     ALERTS_BY_USER_TABLE,
     ALERTS_TABLE,
+    BATCH_LIMIT,
     CONNECTOR_TABLE,
     MAX_CONFLICT_RETRIES,
     POLICIES_TABLE,

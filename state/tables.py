@@ -17,7 +17,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from core.optimistic import AlreadyExists
-from core.storage import replace_if_unchanged
+from core.storage import BATCH_LIMIT, replace_if_unchanged
 from state.records import ConnectorRecord, SubscriptionRecord
 
 CONNECTOR_PK = "connector"
@@ -27,7 +27,6 @@ SUBSCRIPTION_PK = "subscription"
 R = TypeVar("R", ConnectorRecord, SubscriptionRecord)
 
 _CONNECTOR_FIELDS = [f.name for f in fields(ConnectorRecord) if f.name != "etag"]
-BATCH_SIZE = 100  # the most operations in one transaction
 _SUBSCRIPTION_FIELDS = [f.name for f in fields(SubscriptionRecord) if f.name not in ("etag", "subscription_id")]
 
 
@@ -71,7 +70,7 @@ def connector_from_entity(entity: dict[str, Any]) -> ConnectorRecord:
 
 
 def subscription_entity(record: SubscriptionRecord) -> dict[str, Any]:
-    """The entity a subscription record is stored as (for batch loads: benchmarks, tests)."""
+    """The entity a subscription record is stored as (what `load_subscriptions` writes)."""
     return _entity(SUBSCRIPTION_PK, record.subscription_id, record, _SUBSCRIPTION_FIELDS)
 
 
@@ -83,7 +82,7 @@ def load_subscriptions(
     For setting up benchmarks and tests only: the app writes each record conditionally.
     """
     rows = [subscription_entity(record) for record in records]
-    batches = [rows[start : start + BATCH_SIZE] for start in range(0, len(rows), BATCH_SIZE)]
+    batches = [rows[start : start + BATCH_LIMIT] for start in range(0, len(rows), BATCH_LIMIT)]
 
     def send(batch: list[dict[str, Any]]) -> None:
         table.submit_transaction([("upsert", row) for row in batch])

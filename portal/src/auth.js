@@ -58,8 +58,9 @@ export async function signOut() {
   app.setActiveAccount(null);
 }
 
-// Errors of a refresh token that cannot be used any more (expired, revoked, replaced): sign in again.
-const REFRESH_TOKEN_REFUSED = new Set(["invalid_grant", "token_refresh_required"]);
+// The authority's answer to a refresh token it no longer takes (expired, revoked): sign in again.
+// (MSAL raises it as a plain server error: `invalid_grant` is not among its interaction-required codes.)
+const REFRESH_TOKEN_REFUSED = new Set(["invalid_grant"]);
 
 /**
  * An access token for the API: from the cache, else with the refresh token, else by signing in again.

@@ -23,7 +23,7 @@ class Contention(Exception):
 
 @pytest.fixture
 def table(storage_connection_string: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TableClient]:
-    monkeypatch.setattr(storage_module.time, "sleep", lambda _: None)  # the pauses, not the retries
+    monkeypatch.setattr(storage_module, "_pause", lambda _: None)  # the pauses, not the retries
     service = TableServiceClient.from_connection_string(storage_connection_string)
     client = service.create_table("t" + uuid.uuid4().hex[:12])
     try:

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from activities.layout import ACCOUNT_SUMMARY_RK, MAX_STRING_CHARS, safe_key
 from activities.writer import ActivityStore
 from core.auth import Principal
 from core.clock import FakeClock
+from core.optimistic import StaleWrite
 from core.runtime import Runtime
 from core.storage import Storage
 from core.timefmt import wire_time
@@ -170,6 +172,27 @@ def test_an_invalid_ledger_transaction_is_raised_at_once_not_retried_as_a_confli
     assert len(calls) == 1
 
 
+def test_policy_and_alert_writes_answer_the_etag_the_next_write_needs(storage: Storage) -> None:
+    platform = Platform(storage)
+    record = platform.policies.get(platform.policy(filter={"actionTypes": ["delete"]}))
+    assert record is not None
+    first = platform.policies.replace(replace(record, version=2))
+    second = platform.policies.replace(replace(first, version=3))  # with the ETag the first write answered
+    assert platform.policies.get(record.id) == second and second.etag != first.etag  # the ETag is compared too
+    with pytest.raises(StaleWrite):
+        platform.policies.replace(replace(first, version=4))  # an older read
+    alert = _alert(1)
+    platform.alerts.put_alert(alert)
+    read = platform.alerts.get_alert(alert.id)
+    assert read is not None
+    changed = platform.alerts.replace_alert(replace(read, status="resolved"))
+    again = platform.alerts.replace_alert(replace(changed, comment="done"))
+    stored = platform.alerts.get_alert(alert.id)
+    assert stored == again and stored is not None and stored.etag == again.etag != changed.etag
+    with pytest.raises(StaleWrite):
+        platform.alerts.replace_alert(replace(read, status="dismissed"))
+
+
 def test_the_daily_limit_pauses_the_policy(storage: Storage) -> None:
     platform = Platform(storage, daily_limit=4)
     policy_id = platform.policy(filter={"actionTypes": ["delete"]})
@@ -209,8 +232,6 @@ def test_alerts_are_listed_newest_first_with_filters_and_continuation(storage: S
         assert platform.alerts.put_alert(alert) == (stored, False)  # idempotent
     current = platform.alerts.get_alert(alerts[4].id)
     assert current is not None
-    from dataclasses import replace
-
     platform.alerts.replace_alert(replace(current, status="resolved", comment="fixed"))
 
     def listing(query: AlertQuery, limit: int = 3) -> list[str]:

@@ -205,6 +205,20 @@ def test_fanout_of_a_disconnected_connector_does_nothing(world: World) -> None:
     assert world.fanout().enqueued == 0 and world.queue.sent == []
 
 
+def test_a_failed_listing_is_the_tick_s_answer_even_when_the_record_read_fails_too(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.connect()
+    world.arm.list_error = ArmUnavailable("ARM answered 503")
+
+    def unreadable() -> list[Any]:
+        raise OSError("storage unreachable")
+
+    monkeypatch.setattr(world.subscriptions, "list", unreadable)
+    result = world.fanout()  # the read's error, never awaited on this path, does not replace the ARM failure
+    assert (result.listed, result.enqueued) == (0, 0) and "could not be read" in (result.error or "")
+
+
 def test_a_failed_listing_is_shown_and_cleared_by_the_next_good_run(world: World) -> None:
     world.connect()
     world.arm.list_error = ArmUnavailable("ARM answered 503")

@@ -4,7 +4,7 @@
 import { getActivity, getConnectors, searchActivities } from "../api.js";
 import { h, replace } from "../dom.js";
 import { isoToLocalInput, localInputToIso, timeElement } from "../format.js";
-import { alertBox, badge, dash, definitionList, errorText, field, filtersHref, pagedTable, statusBadge } from "../ui.js";
+import { alertBox, badge, dash, definitionList, errorText, field, filtersHref, pagedTable } from "../ui.js";
 
 export const FILTERS = ["user", "subscriptionId", "action", "status", "ipAddress", "from", "to"];
 
