@@ -302,7 +302,7 @@ class PolicyEngine:
             if (
                 record.definition.webhook_url
                 and stored.delivery == "pending"
-                and (created or stored.delivery_claim is None)
+                and (created or (stored.delivery_claim is None and stored.delivery_message is None))
             ):
                 self.queue.send(stored.id)
         # 5. policies past their daily limit are paused.

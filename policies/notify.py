@@ -241,6 +241,8 @@ def _claim_first_attempt(ports: NotifyPorts, alert: Alert, message_id: str) -> A
             return None
         if stored.delivery_claim is not None:
             return stored if stored.delivery_claim == message_id else None
+        if stored.delivery_message is not None:
+            return None  # an attempt was made by a message from before claims were recorded
         # StaleWrite: read again. The listing copies do not show the claim.
         return ports.alerts.replace_alert(replace(stored, delivery_claim=message_id), index=False)
 

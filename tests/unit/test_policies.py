@@ -641,6 +641,20 @@ def test_two_first_messages_running_at_once_make_one_delivery_chain() -> None:
     assert [m.attempt for m in world.queue.take()] == [2]  # one chain goes on
 
 
+def test_an_alert_whose_delivery_began_before_claims_were_recorded_keeps_its_one_chain() -> None:
+    world, ports = _burst_webhook_world()
+    world.save(*_deletes([START, START + timedelta(minutes=1), START + timedelta(minutes=2)]))
+    (first,) = world.queue.take()
+    alert = world.alerts.alerts[first.alert_id]
+    # As an earlier version left it: an attempt failed and its retry is queued, no claim stored.
+    world.alerts.alerts[alert.id] = replace(alert, delivery_message="Attempt 1 failed; retrying in 30 s.")
+    world.save(*_deletes([START + timedelta(minutes=3)]))  # the burst grows: no new first message
+    assert world.queue.take() == []
+    body = json.dumps({"alertId": first.alert_id, "attempt": 1}).encode()
+    assert run_notify(ports, body, message_id="late") == "skipped"
+    assert ports.poster.calls == []  # type: ignore[attr-defined]
+
+
 def test_an_alert_whose_message_was_lost_before_any_attempt_is_enqueued_again() -> None:
     world, _ = _burst_webhook_world()
     acts = _deletes([START, START + timedelta(minutes=1), START + timedelta(minutes=2)])
